@@ -1,0 +1,29 @@
+//! Opening a SeaORM connection pool from a validated URL and pool settings.
+
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use secrecy::ExposeSecret;
+
+use crate::config::{DatabaseUrl, PoolSettings};
+
+/// The options SeaORM needs for `url` with `settings`. Statement logging stays off: services
+/// log through `tracing` at their own level, and a statement can carry data we must not print.
+pub fn connect_options(url: &DatabaseUrl, settings: &PoolSettings) -> ConnectOptions {
+    let mut options = ConnectOptions::new(url.expose().expose_secret().to_owned());
+    options
+        .max_connections(settings.max_connections)
+        .min_connections(settings.min_connections)
+        .connect_timeout(settings.connect_timeout)
+        .acquire_timeout(settings.acquire_timeout)
+        .idle_timeout(settings.idle_timeout)
+        .max_lifetime(settings.max_lifetime)
+        .sqlx_logging(false);
+    options
+}
+
+/// A pool for `url`; its first connection opens now, so a wrong URL or a down server fails here.
+pub async fn connect(
+    url: &DatabaseUrl,
+    settings: &PoolSettings,
+) -> Result<DatabaseConnection, DbErr> {
+    Database::connect(connect_options(url, settings)).await
+}

@@ -1,0 +1,11 @@
+//! What every crate of the workspace needs before it can talk to PostgreSQL: a validated,
+//! redacted `DATABASE_URL` with pool settings ([`config`]) and, when no server is configured,
+//! a PostgreSQL cluster started from the installed binaries ([`cluster`]).
+
+pub mod cluster;
+pub mod config;
+pub mod connect;
+
+pub use cluster::{ClusterError, LocalCluster, PgBinaries, ThrowawayCluster};
+pub use config::{ConfigError, DatabaseUrl, PoolSettings};
+pub use connect::{connect, connect_options};
