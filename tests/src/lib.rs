@@ -1,0 +1,304 @@
+//! The test harness: every test gets its own database, cloned from a template that was migrated
+//! once per test process, so tests run in parallel, never share rows and never wait for
+//! migrations.
+//!
+//! The server is `TEST_DATABASE_URL` when set (its database is used for CREATE/DROP DATABASE),
+//! otherwise a [`ThrowawayCluster`] started once per test process and removed when the process
+//! ends, however it ends.
+//!
+//! Set `TEST_KEEP_DATABASES=1` to keep each test's database for inspection.
+
+use std::{
+    process::Command,
+    sync::{
+        OnceLock,
+        atomic::{AtomicU32, Ordering},
+    },
+};
+
+use db_support::{DatabaseUrl, PgBinaries, PoolSettings, ThrowawayCluster};
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use secrecy::ExposeSecret;
+use tokio::sync::OnceCell;
+
+pub use db_support;
+
+pub mod fixtures;
+
+const TEST_DATABASE_URL: &str = "TEST_DATABASE_URL";
+const KEEP_DATABASES: &str = "TEST_KEEP_DATABASES";
+/// Every database the harness creates starts with this, followed by the creating process's id.
+const PREFIX: &str = "it_";
+
+/// The PostgreSQL server the tests of this process use.
+pub struct TestServer {
+    admin: DatabaseUrl,
+    cluster: Option<ThrowawayCluster>,
+    binaries: Option<PgBinaries>,
+}
+
+impl TestServer {
+    /// The URL of the maintenance database, where databases are created and dropped.
+    pub fn admin_url(&self) -> &DatabaseUrl {
+        &self.admin
+    }
+
+    /// The throwaway cluster, when the harness started one (not with `TEST_DATABASE_URL`).
+    pub fn cluster(&self) -> Option<&ThrowawayCluster> {
+        self.cluster.as_ref()
+    }
+
+    /// The client tools (`pg_dump`, `psql`) matching the server when the harness knows them.
+    pub fn binaries(&self) -> Option<&PgBinaries> {
+        self.binaries.as_ref()
+    }
+}
+
+/// The server of this test process, started on first use.
+pub fn server() -> &'static TestServer {
+    static SERVER: OnceLock<TestServer> = OnceLock::new();
+    SERVER.get_or_init(|| match std::env::var(TEST_DATABASE_URL) {
+        Ok(raw) if !raw.trim().is_empty() => TestServer {
+            admin: DatabaseUrl::parse(&raw)
+                .unwrap_or_else(|err| panic!("{TEST_DATABASE_URL} is invalid: {err}")),
+            cluster: None,
+            binaries: PgBinaries::locate().ok(),
+        },
+        _ => {
+            let cluster = ThrowawayCluster::start()
+                .unwrap_or_else(|err| panic!("could not start a throwaway PostgreSQL: {err}"));
+            TestServer {
+                admin: cluster.url("postgres").expect("valid database name"),
+                binaries: Some(cluster.binaries().clone()),
+                cluster: Some(cluster),
+            }
+        }
+    })
+}
+
+/// A small pool for `url`, for test code.
+pub async fn connect(url: &DatabaseUrl, max_connections: u32) -> DatabaseConnection {
+    let settings = PoolSettings {
+        max_connections,
+        ..PoolSettings::default()
+    };
+    db_support::connect(url, &settings)
+        .await
+        .unwrap_or_else(|err| panic!("could not connect to {url}: {err}"))
+}
+
+async fn admin_execute(sql: &str) {
+    let admin = connect(&server().admin, 1).await;
+    admin
+        .execute_unprepared(sql)
+        .await
+        .unwrap_or_else(|err| panic!("`{sql}` failed: {err}"));
+    admin.close().await.ok();
+}
+
+fn quote(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
+}
+
+fn process_is_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+/// Drops databases left by earlier test processes that died before cleaning up (only possible
+/// on a shared `TEST_DATABASE_URL` server; a throwaway cluster starts empty).
+async fn drop_leftovers() {
+    let admin = connect(&server().admin, 1).await;
+    let rows = admin
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!("SELECT datname FROM pg_database WHERE datname LIKE '{PREFIX}%'"),
+        ))
+        .await
+        .expect("listing databases");
+    for row in rows {
+        let name: String = row.try_get_by_index(0).expect("datname");
+        let pid = name[PREFIX.len()..]
+            .split('_')
+            .next()
+            .and_then(|pid| pid.parse().ok());
+        if pid.is_some_and(|pid| !process_is_alive(pid)) {
+            let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote(&name));
+            admin.execute_unprepared(&sql).await.ok();
+        }
+    }
+    admin.close().await.ok();
+}
+
+/// The template every test database is cloned from: migrated once, then closed to connections
+/// so that concurrent `CREATE DATABASE ... TEMPLATE` never finds it busy.
+async fn template() -> &'static str {
+    static TEMPLATE: OnceCell<String> = OnceCell::const_new();
+    TEMPLATE
+        .get_or_init(|| async {
+            if server().cluster.is_none() {
+                drop_leftovers().await;
+            }
+            let name = format!("{PREFIX}{}_template", std::process::id());
+            admin_execute(&format!("CREATE DATABASE {}", quote(&name))).await;
+            let url = server().admin.with_database(&name).expect("valid name");
+            let db = connect(&url, 1).await;
+            Migrator::up(&db, None)
+                .await
+                .unwrap_or_else(|err| panic!("migrating the template failed: {err}"));
+            db.close().await.ok();
+            admin_execute(&format!(
+                "ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false",
+                quote(&name)
+            ))
+            .await;
+            name
+        })
+        .await
+}
+
+/// A database name unique to this process and test: `it_<pid>_<n>_<test name>`.
+fn database_name() -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("test")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect::<String>();
+    let mut name = format!("{PREFIX}{}_{n}_{test}", std::process::id());
+    name.truncate(63);
+    name
+}
+
+/// A database of its own for one test, dropped when the value is dropped.
+pub struct TestDb {
+    name: String,
+    url: DatabaseUrl,
+    conn: DatabaseConnection,
+}
+
+impl TestDb {
+    /// A fresh database with every migration applied.
+    pub async fn migrated() -> Self {
+        let template = template().await;
+        Self::create(&format!("TEMPLATE {}", quote(template))).await
+    }
+
+    /// A fresh database with nothing in it, for tests of the migrations themselves.
+    pub async fn empty() -> Self {
+        Self::create("TEMPLATE template0").await
+    }
+
+    async fn create(clause: &str) -> Self {
+        let name = database_name();
+        admin_execute(&format!("CREATE DATABASE {} {clause}", quote(&name))).await;
+        let url = server().admin.with_database(&name).expect("valid name");
+        let conn = connect(&url, 5).await;
+        Self { name, url, conn }
+    }
+
+    /// The test's pooled connection (up to 5 connections).
+    pub fn conn(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    pub fn url(&self) -> &DatabaseUrl {
+        &self.url
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A new pool of its own, for tests that need truly separate sessions.
+    pub async fn new_pool(&self, max_connections: u32) -> DatabaseConnection {
+        connect(&self.url, max_connections).await
+    }
+
+    /// `pg_dump --schema-only` of this database, for comparing schemas.
+    pub fn schema_dump(&self) -> String {
+        let bins = server()
+            .binaries()
+            .cloned()
+            .or_else(|| PgBinaries::locate().ok())
+            .expect("pg_dump needs the PostgreSQL binaries");
+        let output = Command::new(bins.tool("pg_dump"))
+            .args(["--schema-only", "--no-owner", "--no-privileges"])
+            .args([
+                "--host",
+                self.url.host(),
+                "--port",
+                &self.url.port().to_string(),
+            ])
+            .args(["--username", self.url.user(), &self.name])
+            .env("PGPASSWORD", self.url.password().expose_secret())
+            .output()
+            .expect("running pg_dump");
+        assert!(
+            output.status.success(),
+            "pg_dump failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("pg_dump prints UTF-8")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if std::env::var_os(KEEP_DATABASES).is_some() {
+            eprintln!("keeping test database {} ({})", self.name, self.url);
+            return;
+        }
+        // Drop runs outside any runtime we may block on, so the DROP gets a runtime of its own.
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote(&self.name));
+        let dropped = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the DROP")
+                .block_on(admin_execute(&sql));
+        })
+        .join();
+        if dropped.is_err() && !std::thread::panicking() {
+            panic!("could not drop test database {}", self.name);
+        }
+    }
+}
+
+/// Runs `sql` and returns every row as text columns (`NULL` as `None`); the query casts what it
+/// selects to `text`.
+pub async fn text_rows(db: &impl ConnectionTrait, sql: &str) -> Vec<Vec<Option<String>>> {
+    let rows = db
+        .query_all_raw(Statement::from_string(DbBackend::Postgres, sql))
+        .await
+        .unwrap_or_else(|err| panic!("`{sql}` failed: {err}"));
+    rows.iter()
+        .map(|row| {
+            (0..row.column_names().len())
+                .map(|i| {
+                    row.try_get_by_index::<Option<String>>(i)
+                        .unwrap_or_else(|err| panic!("column {i} of `{sql}` is not text: {err}"))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The single `bigint` that `sql` returns (e.g. a `count(*)`).
+pub async fn scalar(db: &impl ConnectionTrait, sql: &str) -> i64 {
+    db.query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+        .await
+        .unwrap_or_else(|err| panic!("`{sql}` failed: {err}"))
+        .unwrap_or_else(|| panic!("`{sql}` returned no row"))
+        .try_get_by_index(0)
+        .unwrap_or_else(|err| panic!("`{sql}` did not return a bigint: {err}"))
+}
