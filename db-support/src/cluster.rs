@@ -43,6 +43,10 @@ pub enum ClusterError {
         "this process runs as root and PostgreSQL refuses to; the `{SERVER_OS_USER}` OS user that should run it does not exist (create it, or run as a regular user)"
     )]
     NoServerUser,
+    #[error(
+        "the `{SERVER_OS_USER}` OS user, which runs the server because this process is root, cannot write to {0}; let it reach the folder (chmod o+x on each parent) or set LOCAL_PG_DIR to a folder it can use"
+    )]
+    Unreachable(PathBuf),
     #[error("{action} failed: {source}")]
     Io {
         action: String,
@@ -102,11 +106,19 @@ impl PgBinaries {
                 Some((version, entry.path().join("bin")))
             })
             .collect();
-        debian.sort_by(|a, b| b.0.cmp(&a.0));
-        on_path
+        debian.sort_by_key(|(version, _)| std::cmp::Reverse(*version));
+        Self::search(
+            on_path
+                .into_iter()
+                .chain(from_pg_config)
+                .chain(debian.into_iter().map(|(_, dir)| dir)),
+        )
+    }
+
+    /// The first of `candidates` that holds a server installation.
+    pub fn search(candidates: impl IntoIterator<Item = PathBuf>) -> Result<Self, ClusterError> {
+        candidates
             .into_iter()
-            .chain(from_pg_config)
-            .chain(debian.into_iter().map(|(_, dir)| dir))
             .find_map(|dir| Self::in_dir(&dir))
             .ok_or(ClusterError::BinariesNotFound)
     }
@@ -167,6 +179,19 @@ impl RunAs {
                 cmd.args(["-u", SERVER_OS_USER, "--"]).arg(program);
                 cmd
             }
+        }
+    }
+
+    /// Fails with [`ClusterError::Unreachable`] unless the server's user can write in `dir`.
+    fn check_reach(&self, dir: &Path) -> Result<(), ClusterError> {
+        if let Self::Me = self {
+            return Ok(());
+        }
+        let mut probe = self.command("test");
+        probe.arg("-w").arg(dir).arg("-a").arg("-x").arg(dir);
+        match run(probe)?.status.success() {
+            true => Ok(()),
+            false => Err(ClusterError::Unreachable(dir.to_path_buf())),
         }
     }
 
@@ -421,6 +446,7 @@ impl LocalCluster {
         fs::create_dir_all(&self.dir)
             .map_err(io_err(format!("creating {}", self.dir.display())))?;
         self.server.run_as.give(&self.dir)?;
+        self.server.run_as.check_reach(&self.dir)?;
         let lock_path = self.dir.join(".lock");
         let lock = File::create(&lock_path)
             .map_err(io_err(format!("creating {}", lock_path.display())))?;

@@ -3,7 +3,7 @@
 
 use std::{fmt, time::Duration};
 
-use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
@@ -13,6 +13,13 @@ pub const DATABASE_URL_VAR: &str = "DATABASE_URL";
 /// Longest identifier PostgreSQL keeps (NAMEDATALEN - 1); longer database names are truncated
 /// silently by the server, which would connect to a different database than the one named.
 const MAX_IDENTIFIER_BYTES: usize = 63;
+
+/// Everything but RFC 3986's unreserved characters is percent-encoded in a rendered URL.
+const ENCODED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Query parameters of a connection URL whose values are secrets too.
 const SECRET_PARAMS: &[&str] = &["password", "sslpassword"];
@@ -218,7 +225,7 @@ impl DatabaseUrl {
     }
 
     fn render(&self, password: Option<&str>) -> String {
-        let encode = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
+        let encode = |s: &str| utf8_percent_encode(s, ENCODED).to_string();
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
         } else {
@@ -234,14 +241,16 @@ impl DatabaseUrl {
             encode(&self.database),
         );
         for (i, (key, value)) in self.query.iter().enumerate() {
-            let shown = match password {
-                None if SECRET_PARAMS.contains(&key.to_ascii_lowercase().as_str()) => "****",
-                _ => value,
-            };
+            let masked =
+                password.is_none() && SECRET_PARAMS.contains(&key.to_ascii_lowercase().as_str());
             out.push(if i == 0 { '?' } else { '&' });
             out.push_str(&encode(key));
             out.push('=');
-            out.push_str(&encode(shown));
+            out.push_str(&if masked {
+                "****".to_owned()
+            } else {
+                encode(value)
+            });
         }
         out
     }

@@ -52,6 +52,9 @@ enum Command {
     Generate {
         /// What the migration does, in snake_case (e.g. add_agent_run_cost).
         name: String,
+        /// The migration crate to add it to (default: this one).
+        #[arg(long, value_name = "DIR")]
+        migration_dir: Option<PathBuf>,
     },
     /// Manage the local PostgreSQL cluster used when DATABASE_URL is not set.
     Local {
@@ -178,8 +181,11 @@ async fn main() -> Result<()> {
         .init();
     let cli = Cli::parse();
     let action = match cli.command {
-        Command::Generate { name } => {
-            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        Command::Generate {
+            name,
+            migration_dir,
+        } => {
+            let dir = migration_dir.unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
             let dir = dir
                 .to_str()
                 .context("the migration folder's path is not UTF-8")?;
