@@ -208,44 +208,35 @@ impl RunAs {
     }
 }
 
+/// A command as a person would type it, for error messages. Arguments never hold a secret:
+/// passwords travel through files and the environment.
+fn describe(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|part| part.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn run(mut cmd: Command) -> Result<Output, ClusterError> {
-    let shown = format!("{:?}", cmd.get_program())
-        .trim_matches('"')
-        .to_owned()
-        + &cmd
-            .get_args()
-            .map(|a| format!(" {}", a.to_string_lossy()))
-            .collect::<String>();
-    let output = cmd
-        .stdin(Stdio::null())
+    cmd.stdin(Stdio::null())
         .output()
-        .map_err(io_err(format!("running `{shown}`")))?;
-    Ok(output)
+        .map_err(io_err(format!("running `{}`", describe(&cmd))))
 }
 
 fn run_ok(cmd: Command) -> Result<Output, ClusterError> {
-    let shown = format!(
-        "{} {}",
-        cmd.get_program().to_string_lossy(),
-        cmd.get_args()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    let command = describe(&cmd);
     let output = run(cmd)?;
     if output.status.success() {
         return Ok(output);
     }
+    let printed = [output.stdout.as_slice(), output.stderr.as_slice()]
+        .map(String::from_utf8_lossy)
+        .concat();
     Err(ClusterError::CommandFailed {
-        command: shown,
+        command,
         status: output.status.to_string(),
-        output: format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-        .trim()
-        .to_owned(),
+        output: printed.trim().to_owned(),
     })
 }
 
@@ -292,8 +283,9 @@ struct Server {
     log: PathBuf,
 }
 
-/// Settings for throwaway clusters, where durability buys nothing and costs seconds.
-const UNDURABLE: &str = "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n";
+/// Settings for throwaway clusters: no fsync (an OS crash may lose them, which costs nothing),
+/// but commits still reach the WAL, so a killed server restarts with every committed row.
+const UNDURABLE: &str = "fsync = off\nfull_page_writes = off\n";
 
 impl Server {
     /// `initdb` with password authentication for every connection, then our settings.
@@ -620,6 +612,11 @@ impl ThrowawayCluster {
 
     pub fn binaries(&self) -> &PgBinaries {
         &self.server.bins
+    }
+
+    /// The temporary folder holding the data directory and the server log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Stops the server at once, as a crash would (`immediate` mode).
