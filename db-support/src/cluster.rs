@@ -24,6 +24,8 @@ use crate::config::{ConfigError, DatabaseUrl};
 pub const SUPERUSER: &str = "postgres";
 /// The OS user that runs the server when this process is root.
 pub const SERVER_OS_USER: &str = "postgres";
+/// Overrides where a workspace's local cluster lives (default `<workspace>/.pgdata`).
+pub const LOCAL_PG_DIR_VAR: &str = "LOCAL_PG_DIR";
 /// Overrides where the server binaries are looked for.
 pub const BINDIR_VAR: &str = "PG_BINDIR";
 
@@ -406,6 +408,14 @@ impl LocalCluster {
     pub const DATABASE: &str = "app";
     /// The port a new local cluster takes when it is free (else any free port).
     pub const PREFERRED_PORT: u16 = 55432;
+
+    /// The cluster of the workspace at `root`: `LOCAL_PG_DIR` when set, else `<root>/.pgdata`.
+    pub fn for_workspace(root: &Path) -> Result<Self, ClusterError> {
+        let dir = std::env::var_os(LOCAL_PG_DIR_VAR)
+            .filter(|dir| !dir.is_empty())
+            .map_or_else(|| root.join(".pgdata"), PathBuf::from);
+        Self::new(dir)
+    }
 
     /// The cluster kept in `dir` (e.g. `<workspace>/.pgdata`); touches nothing until used.
     pub fn new(dir: impl Into<PathBuf>) -> Result<Self, ClusterError> {

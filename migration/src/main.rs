@@ -1,7 +1,10 @@
 //! `cargo run -p migration -- <command>`: applies the schema to `DATABASE_URL`, or to the
 //! workspace's local PostgreSQL cluster when `DATABASE_URL` is not set.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -11,10 +14,6 @@ use migration::{
     runner::{self, Action, Progress},
 };
 use tracing_subscriber::EnvFilter;
-
-/// Where the local cluster lives unless `LOCAL_PG_DIR` says otherwise: `.pgdata` beside the
-/// workspace's Cargo.toml (git-ignored).
-const LOCAL_PG_DIR_VAR: &str = "LOCAL_PG_DIR";
 
 #[derive(Parser)]
 #[command(version, about = "Apply, roll back and inspect the database schema")]
@@ -73,16 +72,13 @@ enum LocalAction {
     Status,
 }
 
-fn workspace_root() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().map_or(manifest.clone(), PathBuf::from)
-}
-
+/// The workspace's local cluster: `.pgdata` beside the workspace's Cargo.toml (git-ignored),
+/// unless `LOCAL_PG_DIR` says otherwise.
 fn local_cluster() -> Result<LocalCluster> {
-    let dir = std::env::var_os(LOCAL_PG_DIR_VAR)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join(".pgdata"));
-    Ok(LocalCluster::new(dir)?)
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    Ok(LocalCluster::for_workspace(
+        manifest.parent().unwrap_or(manifest),
+    )?)
 }
 
 /// `--database-url`, else `DATABASE_URL` (environment or `.env`), else the local cluster.
