@@ -1,0 +1,181 @@
+//! Project tooling. `entities` regenerates `entity/src/generated` from the migrated schema with
+//! a pinned `sea-orm-cli`; `entities --check` regenerates into a temporary folder and fails,
+//! showing the diff, when the committed entities differ.
+
+use std::{
+    collections::BTreeSet,
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, Result, bail, ensure};
+use db_support::{DatabaseUrl, ThrowawayCluster};
+use migration::{Migrator, MigratorTrait};
+use sea_orm::ConnectionTrait;
+use secrecy::ExposeSecret;
+
+/// The sea-orm-cli release that writes the committed entities; the same as the `sea-orm` crate.
+pub const SEA_ORM_CLI_VERSION: &str = "2.0.4";
+
+/// The flags of `sea-orm-cli generate entity`, fixed so regeneration is reproducible:
+/// serde both ways with camelCase JSON, chrono timestamps, a prelude, no migration table, and a
+/// banner naming the exact generator version.
+pub const GENERATE_FLAGS: &[&str] = &[
+    "generate",
+    "entity",
+    "--with-serde",
+    "both",
+    "--model-extra-attributes",
+    "serde(rename_all = \"camelCase\")",
+    "--date-time-crate",
+    "chrono",
+    "--with-prelude",
+    "all",
+    "--ignore-tables",
+    "seaql_migrations",
+    "--banner-version",
+    "patch",
+];
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// Where the committed entities live.
+pub fn generated_dir() -> PathBuf {
+    workspace_root().join("entity/src/generated")
+}
+
+fn installed_version(program: &Path) -> Option<String> {
+    let output = Command::new(program).arg("--version").output().ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// A `sea-orm-cli` of exactly [`SEA_ORM_CLI_VERSION`]: the one on PATH if it is that version,
+/// else one installed (once) under `target/tools`, so a different global install is never used.
+pub fn sea_orm_cli() -> Result<PathBuf> {
+    let wanted = format!("sea-orm-cli {SEA_ORM_CLI_VERSION}");
+    let on_path = PathBuf::from("sea-orm-cli");
+    if installed_version(&on_path).as_deref() == Some(wanted.as_str()) {
+        return Ok(on_path);
+    }
+    let root = workspace_root().join("target/tools");
+    let local = root.join("bin/sea-orm-cli");
+    if installed_version(&local).as_deref() == Some(wanted.as_str()) {
+        return Ok(local);
+    }
+    eprintln!(
+        "Installing {wanted} into {} (once; takes a few minutes)",
+        root.display()
+    );
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["install", "sea-orm-cli", "--locked", "--version"])
+        .arg(format!("={SEA_ORM_CLI_VERSION}"))
+        .arg("--root")
+        .arg(&root)
+        .status()
+        .context("running cargo install sea-orm-cli")?;
+    ensure!(status.success(), "cargo install sea-orm-cli failed");
+    let got = installed_version(&local);
+    ensure!(
+        got.as_deref() == Some(wanted.as_str()),
+        "installed sea-orm-cli reports {got:?}, expected {wanted}"
+    );
+    Ok(local)
+}
+
+/// Runs `sea-orm-cli generate entity` against `url` into `out_dir` (emptied first), then
+/// formats the output with rustfmt so it is what `cargo fmt` would leave.
+pub fn generate(cli: &Path, url: &DatabaseUrl, out_dir: &Path) -> Result<()> {
+    if out_dir.exists() {
+        fs::remove_dir_all(out_dir).with_context(|| format!("emptying {}", out_dir.display()))?;
+    }
+    fs::create_dir_all(out_dir)?;
+    let output = Command::new(cli)
+        .args(GENERATE_FLAGS)
+        .arg("--output-dir")
+        .arg(out_dir)
+        // Through the environment, so the password is in no process listing.
+        .env("DATABASE_URL", url.expose().expose_secret())
+        .output()
+        .context("running sea-orm-cli")?;
+    if !output.status.success() {
+        bail!(
+            "sea-orm-cli generate entity failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let files: Vec<PathBuf> = rust_files(out_dir)?;
+    ensure!(
+        !files.is_empty(),
+        "sea-orm-cli wrote no entity into {}",
+        out_dir.display()
+    );
+    let status = Command::new("rustfmt")
+        .args(["--edition", "2024"])
+        .args(&files)
+        .status()
+        .context("running rustfmt")?;
+    ensure!(status.success(), "rustfmt failed on the generated entities");
+    Ok(())
+}
+
+fn rust_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|ext| ext == "rs") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// A unified diff from the `committed` folder to the `fresh` one, or `None` when they agree.
+pub fn diff_dirs(committed: &Path, fresh: &Path) -> Result<Option<String>> {
+    let names = |dir: &Path| -> Result<BTreeSet<String>> {
+        Ok(rust_files(dir)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
+            .collect())
+    };
+    let all: BTreeSet<String> = names(committed)?.union(&names(fresh)?).cloned().collect();
+    let mut out = String::new();
+    for name in all {
+        let read = |dir: &Path| fs::read_to_string(dir.join(&name)).unwrap_or_default();
+        let (old, new) = (read(committed), read(fresh));
+        if old != new {
+            let diff = similar::TextDiff::from_lines(&old, &new);
+            out.push_str(
+                &diff
+                    .unified_diff()
+                    .context_radius(3)
+                    .header(&format!("committed/{name}"), &format!("regenerated/{name}"))
+                    .to_string(),
+            );
+        }
+    }
+    Ok((!out.is_empty()).then_some(out))
+}
+
+/// A throwaway cluster with a database named `entities` that has every migration applied.
+pub async fn migrated_database() -> Result<(ThrowawayCluster, DatabaseUrl)> {
+    let cluster = ThrowawayCluster::start()?;
+    let admin = db_support::connect(&cluster.url("postgres")?, &Default::default()).await?;
+    admin.execute_unprepared("CREATE DATABASE entities").await?;
+    admin.close().await?;
+    let url = cluster.url("entities")?;
+    let db = db_support::connect(&url, &Default::default()).await?;
+    Migrator::up(&db, None).await?;
+    db.close().await?;
+    Ok((cluster, url))
+}
