@@ -14,6 +14,7 @@ pub mod m20261129_000005_integrations;
 pub mod m20261129_000006_events;
 pub mod m20261129_000007_tools;
 pub mod m20261129_000008_agents;
+mod m20261129_000009_service_support;
 
 /// The migrations in the order they apply: each domain after the ones it references.
 pub struct Migrator;
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000006_events::Migration),
             Box::new(m20261129_000007_tools::Migration),
             Box::new(m20261129_000008_agents::Migration),
+            Box::new(m20261129_000009_service_support::Migration),
         ]
     }
 }

@@ -6,6 +6,7 @@ use std::{
 };
 
 use harness::{TestDb, scalar};
+use migration::{Migrator, MigratorTrait};
 use secrecy::ExposeSecret;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_migration");
@@ -44,6 +45,10 @@ fn run(mut cmd: Command) -> Ran {
     ran(cmd.output().expect("the migration binary runs"))
 }
 
+fn migrations() -> usize {
+    Migrator::migrations().len()
+}
+
 fn applied_lines(out: &str) -> usize {
     out.lines().filter(|l| l.starts_with("Applied")).count()
 }
@@ -54,8 +59,13 @@ async fn up_applies_everything_then_nothing_and_status_lists_it_all() {
     let password = db.url().password().expose_secret().to_owned();
     let first = run(with_url(&db, &["up"]));
     assert!(first.ok, "{}{}", first.stdout, first.stderr);
-    assert_eq!(applied_lines(&first.stdout), 8, "{}", first.stdout);
-    assert!(first.stdout.contains("m20261129_000008_agents"));
+    assert_eq!(
+        applied_lines(&first.stdout),
+        migrations(),
+        "{}",
+        first.stdout
+    );
+    assert!(first.stdout.contains("m20261129_000009_service_support"));
     assert!(
         first.stdout.contains(" ms)"),
         "each migration says how long it took"
@@ -77,10 +87,12 @@ async fn up_applies_everything_then_nothing_and_status_lists_it_all() {
             .lines()
             .filter(|l| l.starts_with("applied"))
             .count(),
-        8
+        migrations()
     );
     assert!(
-        status.stdout.contains("8 migrations, 0 pending"),
+        status
+            .stdout
+            .contains(&format!("{} migrations, 0 pending", migrations())),
         "{}",
         status.stdout
     );
@@ -106,10 +118,10 @@ async fn processes_migrating_at_once_all_succeed_and_apply_each_migration_once()
         .collect();
     assert!(outputs.iter().all(|o| o.ok), "every process exits 0");
     let applied: usize = outputs.iter().map(|o| applied_lines(&o.stdout)).sum();
-    assert_eq!(applied, 8);
+    assert_eq!(applied, migrations());
     assert_eq!(
         scalar(db.conn(), "SELECT count(*) FROM seaql_migrations").await,
-        8
+        migrations() as i64
     );
 }
 
@@ -178,7 +190,7 @@ fn without_database_url_a_local_cluster_is_created_then_reused() {
         "it says how to stop it: {}",
         first.stdout
     );
-    assert_eq!(applied_lines(&first.stdout), 8);
+    assert_eq!(applied_lines(&first.stdout), migrations());
     let password = std::fs::read_to_string(dir.join("password")).unwrap();
     assert!(!first.stdout.contains(password.trim()));
 

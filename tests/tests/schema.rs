@@ -748,6 +748,7 @@ async fn counters_cannot_go_negative() {
         ("linear_events", "attempts"),
         ("agent_runs", "prompt_tokens"),
         ("agent_runs", "completion_tokens"),
+        ("agent_runs", "next_tool_call_sequence"),
         ("tool_calls", "sequence"),
         ("tool_calls", "duration_ms"),
         ("two_factors", "failed_verification_count"),
