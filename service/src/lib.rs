@@ -1,24 +1,33 @@
 //! What every backend service imports: [`connect`] for a pooled connection from the environment,
-//! and the query helpers by domain, each taking any connection or transaction.
+//! and the query helpers by domain. Every helper takes any connection or transaction
+//! (`&impl ConnectionTrait`), so callers compose several in one transaction, and returns the
+//! typed [`Error`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), service::Error> {
+//! use service::{events, events::SlackEvents};
+//! let db = service::connect().await?;
+//! let claimed = events::claim::<SlackEvents>(&db, 10).await?;
+//! # Ok(()) }
+//! ```
 
 pub use db_support::{ConfigError, DatabaseUrl, PoolSettings};
 pub use sea_orm::{DatabaseConnection, DbErr};
 
-/// Everything a helper of this crate can fail with.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("database configuration: {0}")]
-    Config(#[from] ConfigError),
-    #[error("could not connect to {url}: {source}")]
-    Connect {
-        /// The URL with its password masked.
-        url: String,
-        #[source]
-        source: DbErr,
-    },
-    #[error("database error: {0}")]
-    Database(#[from] DbErr),
-}
+pub mod agents;
+pub mod auth;
+mod error;
+pub mod events;
+pub mod integrations;
+pub mod organizations;
+mod page;
+mod secret;
+mod sql;
+pub mod tools;
+
+pub use error::{Error, sqlstate};
+pub use page::{Cursor, Page};
+pub use secret::EncryptedToken;
 
 /// A connection pool for `DATABASE_URL` (from the environment or `.env`), sized and timed by the
 /// `DB_*` variables of [`PoolSettings`].
