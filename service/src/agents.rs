@@ -1,0 +1,361 @@
+//! Agent runs and their tool calls. Every state change is one guarded `UPDATE ... RETURNING`:
+//! an illegal move changes nothing and is [`Error::InvalidTransition`] naming where the row is.
+//!
+//! ```text
+//! run:        queued --start--> running --succeed--> succeeded
+//!               |                  \-----fail-----> failed
+//!               \--cancel--> cancelled <--cancel--/ (from running too)
+//! tool call:  pending --start--> running --finish--> succeeded | failed (also from pending)
+//! ```
+
+use entity::{AgentRun, NewAgentRun, ToolCall, agent_runs, enums::TriggerSource, tool_calls};
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryOrder, Set, Value,
+    prelude::{DateTimeWithTimeZone, Json, Uuid},
+};
+use serde::Serialize;
+
+use crate::{
+    Cursor, Error, Page,
+    page::clamp_limit,
+    sql::{self, refused_transition},
+};
+
+/// What a run is created with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRunInput {
+    pub organization_id: String,
+    pub user_id: Option<String>,
+    pub trigger_source: TriggerSource,
+    /// The delivery that triggered it; only with [`TriggerSource::Slack`].
+    pub slack_event_id: Option<Uuid>,
+    /// The delivery that triggered it; only with [`TriggerSource::Linear`].
+    pub linear_event_id: Option<Uuid>,
+    pub model: String,
+    pub input: Json,
+}
+
+/// Tokens a run used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenCounts {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+}
+
+fn token_value(field: &str, count: u32) -> Result<Value, Error> {
+    i32::try_from(count)
+        .map(Value::from)
+        .map_err(|_| Error::invalid(field, format!("{count} exceeds {}", i32::MAX)))
+}
+
+/// Creates a `queued` run, linked to its triggering event if given, in one statement.
+pub async fn create_run(db: &impl ConnectionTrait, input: NewRunInput) -> Result<AgentRun, Error> {
+    if input.slack_event_id.is_some() && input.trigger_source != TriggerSource::Slack {
+        return Err(Error::invalid(
+            "slack_event_id",
+            "only a Slack-triggered run links a Slack event",
+        ));
+    }
+    if input.linear_event_id.is_some() && input.trigger_source != TriggerSource::Linear {
+        return Err(Error::invalid(
+            "linear_event_id",
+            "only a Linear-triggered run links a Linear event",
+        ));
+    }
+    if input.model.trim().is_empty() {
+        return Err(Error::invalid("model", "it is empty"));
+    }
+    Ok(NewAgentRun {
+        organization_id: Set(input.organization_id),
+        user_id: Set(input.user_id),
+        trigger_source: Set(input.trigger_source.into()),
+        slack_event_id: Set(input.slack_event_id),
+        linear_event_id: Set(input.linear_event_id),
+        model: Set(input.model),
+        input: Set(input.input),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?)
+}
+
+/// A guarded move of a run: `set` applies only when its status is one of `from`.
+async fn move_run(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    set: &str,
+    from: &str,
+    to: &'static str,
+    extra: Vec<Value>,
+) -> Result<AgentRun, Error> {
+    let sql =
+        format!("UPDATE agent_runs SET {set} WHERE id = $1 AND status IN ({from}) RETURNING *");
+    let values = std::iter::once(id.into()).chain(extra);
+    match sql::one(db, &sql, values).await? {
+        Some(run) => Ok(run),
+        None => Err(refused_transition(db, "agent_runs", "agent run", id, to).await),
+    }
+}
+
+/// `queued` -> `running`, stamping `started_at`.
+pub async fn start_run(db: &impl ConnectionTrait, id: Uuid) -> Result<AgentRun, Error> {
+    move_run(
+        db,
+        id,
+        "status = 'running', started_at = now()",
+        "'queued'",
+        "running",
+        vec![],
+    )
+    .await
+}
+
+/// `running` -> `succeeded` with its output and token counts, stamping `completed_at`.
+pub async fn succeed_run(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    output: Json,
+    tokens: TokenCounts,
+) -> Result<AgentRun, Error> {
+    move_run(
+        db,
+        id,
+        "status = 'succeeded', output = $2, prompt_tokens = $3, completion_tokens = $4, \
+         completed_at = now()",
+        "'running'",
+        "succeeded",
+        vec![
+            output.into(),
+            token_value("prompt_tokens", tokens.prompt_tokens)?,
+            token_value("completion_tokens", tokens.completion_tokens)?,
+        ],
+    )
+    .await
+}
+
+/// `running` -> `failed` with the error and the tokens used so far, stamping `completed_at`.
+pub async fn fail_run(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    error: &str,
+    tokens: TokenCounts,
+) -> Result<AgentRun, Error> {
+    move_run(
+        db,
+        id,
+        "status = 'failed', error = $2, prompt_tokens = $3, completion_tokens = $4, \
+         completed_at = now()",
+        "'running'",
+        "failed",
+        vec![
+            error.into(),
+            token_value("prompt_tokens", tokens.prompt_tokens)?,
+            token_value("completion_tokens", tokens.completion_tokens)?,
+        ],
+    )
+    .await
+}
+
+/// `queued` or `running` -> `cancelled`, stamping `completed_at`.
+pub async fn cancel_run(db: &impl ConnectionTrait, id: Uuid) -> Result<AgentRun, Error> {
+    move_run(
+        db,
+        id,
+        "status = 'cancelled', completed_at = now()",
+        "'queued', 'running'",
+        "cancelled",
+        vec![],
+    )
+    .await
+}
+
+/// What a tool call is appended with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewToolCallInput {
+    pub tool_name: String,
+    pub tool_id: Option<Uuid>,
+    pub input: Json,
+}
+
+/// Appends a `pending` tool call to a `running` run with the run's next `sequence` (0, 1, ...),
+/// in one statement. Concurrent appends get distinct, gapless sequences: each takes the run's
+/// counter under the run's row lock.
+pub async fn append_tool_call(
+    db: &impl ConnectionTrait,
+    run_id: Uuid,
+    call: NewToolCallInput,
+) -> Result<ToolCall, Error> {
+    if call.tool_name.trim().is_empty() {
+        return Err(Error::invalid("tool_name", "it is empty"));
+    }
+    let appended = sql::one(
+        db,
+        "WITH seq AS (
+             UPDATE agent_runs SET next_tool_call_sequence = next_tool_call_sequence + 1
+             WHERE id = $1 AND status = 'running'
+             RETURNING next_tool_call_sequence - 1 AS sequence)
+         INSERT INTO tool_calls (agent_run_id, tool_id, tool_name, sequence, input)
+         SELECT $1, $2, $3, seq.sequence, $4 FROM seq
+         RETURNING *",
+        [
+            run_id.into(),
+            call.tool_id.into(),
+            call.tool_name.into(),
+            call.input.into(),
+        ],
+    )
+    .await?;
+    match appended {
+        Some(tool_call) => Ok(tool_call),
+        None => {
+            Err(refused_transition(db, "agent_runs", "agent run", run_id, "a new tool call").await)
+        }
+    }
+}
+
+/// `pending` -> `running`, stamping `started_at`.
+pub async fn start_tool_call(db: &impl ConnectionTrait, id: Uuid) -> Result<ToolCall, Error> {
+    let started = sql::one(
+        db,
+        "UPDATE tool_calls SET status = 'running', started_at = now()
+         WHERE id = $1 AND status = 'pending' RETURNING *",
+        [id.into()],
+    )
+    .await?;
+    match started {
+        Some(call) => Ok(call),
+        None => Err(refused_transition(db, "tool_calls", "tool call", id, "running").await),
+    }
+}
+
+/// How a tool call ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToolCallOutcome {
+    Succeeded(Json),
+    Failed(String),
+}
+
+/// `pending` or `running` -> `succeeded` (with output) or `failed` (with error), with how long
+/// it took; stamps `completed_at` (and `started_at` if it never had one).
+pub async fn finish_tool_call(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    outcome: ToolCallOutcome,
+    duration_ms: u32,
+) -> Result<ToolCall, Error> {
+    let duration = i32::try_from(duration_ms).map_err(|_| {
+        Error::invalid("duration_ms", format!("{duration_ms} exceeds {}", i32::MAX))
+    })?;
+    let (status, output, error): (&'static str, Option<Json>, Option<String>) = match outcome {
+        ToolCallOutcome::Succeeded(output) => ("succeeded", Some(output), None),
+        ToolCallOutcome::Failed(error) => ("failed", None, Some(error)),
+    };
+    let finished = sql::one(
+        db,
+        "UPDATE tool_calls
+         SET status = $2, output = $3, error = $4, duration_ms = $5, completed_at = now(),
+             started_at = COALESCE(started_at, now() - make_interval(secs => $5 / 1000.0))
+         WHERE id = $1 AND status IN ('pending', 'running') RETURNING *",
+        [
+            id.into(),
+            status.into(),
+            output.into(),
+            error.into(),
+            duration.into(),
+        ],
+    )
+    .await?;
+    match finished {
+        Some(call) => Ok(call),
+        None => Err(refused_transition(db, "tool_calls", "tool call", id, status).await),
+    }
+}
+
+/// A run with its tool calls in `sequence` order, in one query.
+pub async fn run_with_tool_calls(
+    db: &impl ConnectionTrait,
+    run_id: Uuid,
+) -> Result<(AgentRun, Vec<ToolCall>), Error> {
+    let mut found = agent_runs::Entity::find_by_id(run_id)
+        .find_with_related(tool_calls::Entity)
+        .order_by_asc(tool_calls::Column::Sequence)
+        .all(db)
+        .await?;
+    let Some((run, mut calls)) = found.pop() else {
+        return Err(Error::not_found("agent run", run_id));
+    };
+    calls.sort_by_key(|call| call.sequence);
+    Ok((run, calls))
+}
+
+/// An organization's runs, newest first, `limit` (at most 1000) per page; pass the previous
+/// page's `next` as `after`.
+pub async fn list_runs(
+    db: &impl ConnectionTrait,
+    organization_id: &str,
+    after: Option<Cursor>,
+    limit: u64,
+) -> Result<Page<AgentRun>, Error> {
+    let limit = clamp_limit(limit);
+    let fetch = ((limit + 1) as i64).into();
+    let rows: Vec<AgentRun> = match after {
+        None => {
+            sql::all(
+                db,
+                "SELECT * FROM agent_runs WHERE organization_id = $1
+                 ORDER BY created_at DESC, id DESC LIMIT $2",
+                [organization_id.into(), fetch],
+            )
+            .await?
+        }
+        Some(cursor) => sql::all(
+            db,
+            "SELECT * FROM agent_runs WHERE organization_id = $1 AND (created_at, id) < ($2, $3)
+                 ORDER BY created_at DESC, id DESC LIMIT $4",
+            [
+                organization_id.into(),
+                cursor.created_at.into(),
+                cursor.id.into(),
+                fetch,
+            ],
+        )
+        .await?,
+    };
+    Ok(Page::from_overfetch(rows, limit, |run| Cursor {
+        created_at: run.created_at,
+        id: run.id,
+    }))
+}
+
+/// Token use of an organization's runs created in `[from, to)`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, FromQueryResult, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenUsage {
+    pub runs: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+}
+
+/// Totals of the organization's runs created in `[from, to)`, in one query.
+pub async fn token_usage(
+    db: &impl ConnectionTrait,
+    organization_id: &str,
+    from: DateTimeWithTimeZone,
+    to: DateTimeWithTimeZone,
+) -> Result<TokenUsage, Error> {
+    if to < from {
+        return Err(Error::invalid("time range", "it ends before it starts"));
+    }
+    sql::one(
+        db,
+        "SELECT count(*) AS runs,
+                COALESCE(sum(prompt_tokens), 0)::bigint AS prompt_tokens,
+                COALESCE(sum(completion_tokens), 0)::bigint AS completion_tokens
+         FROM agent_runs
+         WHERE organization_id = $1 AND created_at >= $2 AND created_at < $3",
+        [organization_id.into(), from.into(), to.into()],
+    )
+    .await
+    .map(Option::unwrap_or_default)
+}

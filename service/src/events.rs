@@ -1,0 +1,456 @@
+//! Webhook deliveries from Slack and Linear: idempotent ingest (one row per delivery id, even
+//! under retries and races), claiming by workers with `FOR UPDATE SKIP LOCKED`, and the status
+//! moves after it. Every helper is written once, for any [`EventSource`]: [`SlackEvents`] or
+//! [`LinearEvents`].
+//!
+//! ```text
+//! pending --claim--> processing --mark_processed--> processed
+//!                       |  \--mark_ignored--> ignored
+//!                       \--mark_failed--> pending (attempts < max) | failed (attempts >= max)
+//! processing, untouched too long --requeue_stuck--> pending | failed
+//! ```
+
+use std::time::Duration;
+
+use entity::{LinearEvent, SlackEvent, enums::EventStatus, enums::LinearEventAction};
+use sea_orm::{
+    ConnectionTrait, FromQueryResult, Value,
+    prelude::{Json, Uuid},
+};
+
+use crate::{
+    Cursor, Error, Page,
+    page::clamp_limit,
+    sql::{self, refused_transition},
+};
+
+/// The longest `last_error` kept; longer messages are cut (at a character boundary).
+pub const MAX_ERROR_LEN: usize = 8 * 1024;
+
+/// A table of webhook deliveries and how to write one of its rows.
+pub trait EventSource: Send + Sync + 'static {
+    /// `slack_events` or `linear_events`.
+    const TABLE: &'static str;
+    /// For error messages: "slack event".
+    const ENTITY: &'static str;
+    /// The columns a delivery fills, in the order of [`EventSource::columns`].
+    const COLUMNS: &'static [&'static str];
+    /// SQL array type per column (`text[]`, `jsonb[]`); nullable columns travel as `text[]`
+    /// with `''` for NULL, turned back by [`EventSource::SELECT`].
+    const ARRAY_TYPES: &'static [&'static str];
+    /// The expressions that turn the `unnest` columns `c1, c2, ...` into the row's values.
+    const SELECT: &'static str;
+    /// What a caller hands in for one delivery.
+    type Delivery: Send + Sync;
+    /// A stored row.
+    type Row: FromQueryResult + Send + Sync + HasCursor;
+
+    fn event_id(delivery: &Self::Delivery) -> &str;
+    /// One value per column, for an array of many deliveries: `columns(batch)[i]` is the
+    /// array of column `i`.
+    fn columns(batch: &[Self::Delivery]) -> Vec<Value>;
+}
+
+/// Rows that keyset pagination can continue after.
+pub trait HasCursor {
+    fn cursor(&self) -> Cursor;
+}
+
+impl HasCursor for SlackEvent {
+    fn cursor(&self) -> Cursor {
+        Cursor {
+            created_at: self.created_at,
+            id: self.id,
+        }
+    }
+}
+
+impl HasCursor for LinearEvent {
+    fn cursor(&self) -> Cursor {
+        Cursor {
+            created_at: self.created_at,
+            id: self.id,
+        }
+    }
+}
+
+/// A Slack Events API delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlackDelivery {
+    /// Slack's `event_id` (`Ev...`), the same on every retry.
+    pub event_id: String,
+    pub event_type: String,
+    pub team_id: String,
+    pub channel_id: Option<String>,
+    pub slack_user_id: Option<String>,
+    pub slack_connection_id: Option<Uuid>,
+    pub payload: Json,
+}
+
+/// A Linear webhook delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinearDelivery {
+    /// Linear's delivery id (`Linear-Delivery` header), the same on every retry.
+    pub event_id: String,
+    /// `Issue`, `Comment`, ...
+    pub event_type: String,
+    pub action: LinearEventAction,
+    pub linear_organization_id: String,
+    pub linear_connection_id: Option<Uuid>,
+    pub payload: Json,
+}
+
+/// `slack_events`.
+pub struct SlackEvents;
+/// `linear_events`.
+pub struct LinearEvents;
+
+fn strings<'a>(values: impl Iterator<Item = &'a str>) -> Value {
+    Value::from(values.map(str::to_owned).collect::<Vec<_>>())
+}
+
+/// NULL travels as `''` (see [`EventSource::ARRAY_TYPES`]).
+fn nullable_strings(values: impl Iterator<Item = Option<String>>) -> Value {
+    Value::from(values.map(Option::unwrap_or_default).collect::<Vec<_>>())
+}
+
+fn payloads<'a>(values: impl Iterator<Item = &'a Json>) -> Value {
+    Value::from(values.cloned().collect::<Vec<_>>())
+}
+
+impl EventSource for SlackEvents {
+    const TABLE: &'static str = "slack_events";
+    const ENTITY: &'static str = "slack event";
+    const COLUMNS: &'static [&'static str] = &[
+        "event_id",
+        "event_type",
+        "team_id",
+        "channel_id",
+        "slack_user_id",
+        "slack_connection_id",
+        "payload",
+    ];
+    const ARRAY_TYPES: &'static [&'static str] = &[
+        "text[]", "text[]", "text[]", "text[]", "text[]", "text[]", "jsonb[]",
+    ];
+    const SELECT: &'static str =
+        "c1, c2, c3, NULLIF(c4, ''), NULLIF(c5, ''), NULLIF(c6, '')::uuid, c7";
+    type Delivery = SlackDelivery;
+    type Row = SlackEvent;
+
+    fn event_id(delivery: &SlackDelivery) -> &str {
+        &delivery.event_id
+    }
+
+    fn columns(batch: &[SlackDelivery]) -> Vec<Value> {
+        vec![
+            strings(batch.iter().map(|d| d.event_id.as_str())),
+            strings(batch.iter().map(|d| d.event_type.as_str())),
+            strings(batch.iter().map(|d| d.team_id.as_str())),
+            nullable_strings(batch.iter().map(|d| d.channel_id.clone())),
+            nullable_strings(batch.iter().map(|d| d.slack_user_id.clone())),
+            nullable_strings(
+                batch
+                    .iter()
+                    .map(|d| d.slack_connection_id.map(|id| id.to_string())),
+            ),
+            payloads(batch.iter().map(|d| &d.payload)),
+        ]
+    }
+}
+
+impl EventSource for LinearEvents {
+    const TABLE: &'static str = "linear_events";
+    const ENTITY: &'static str = "linear event";
+    const COLUMNS: &'static [&'static str] = &[
+        "event_id",
+        "event_type",
+        "action",
+        "linear_organization_id",
+        "linear_connection_id",
+        "payload",
+    ];
+    const ARRAY_TYPES: &'static [&'static str] =
+        &["text[]", "text[]", "text[]", "text[]", "text[]", "jsonb[]"];
+    const SELECT: &'static str = "c1, c2, c3, c4, NULLIF(c5, '')::uuid, c6";
+    type Delivery = LinearDelivery;
+    type Row = LinearEvent;
+
+    fn event_id(delivery: &LinearDelivery) -> &str {
+        &delivery.event_id
+    }
+
+    fn columns(batch: &[LinearDelivery]) -> Vec<Value> {
+        vec![
+            strings(batch.iter().map(|d| d.event_id.as_str())),
+            strings(batch.iter().map(|d| d.event_type.as_str())),
+            strings(batch.iter().map(|d| d.action.as_str())),
+            strings(batch.iter().map(|d| d.linear_organization_id.as_str())),
+            nullable_strings(
+                batch
+                    .iter()
+                    .map(|d| d.linear_connection_id.map(|id| id.to_string())),
+            ),
+            payloads(batch.iter().map(|d| &d.payload)),
+        ]
+    }
+}
+
+/// What ingesting one delivery did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingested {
+    /// First time this delivery id was seen: the new row's id.
+    Inserted(Uuid),
+    /// A retry of a delivery already stored; the stored row (and its first payload) is kept.
+    Duplicate,
+}
+
+/// What ingesting a batch did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BatchIngest {
+    /// `(event_id, id)` of each new row.
+    pub inserted: Vec<(String, Uuid)>,
+    /// Deliveries already stored, or repeated within the batch (the first one wins).
+    pub duplicates: usize,
+}
+
+/// The `INSERT ... SELECT FROM unnest(...) ON CONFLICT (event_id) DO NOTHING` of a source.
+fn insert_sql<S: EventSource>() -> String {
+    let arrays = S::ARRAY_TYPES
+        .iter()
+        .enumerate()
+        .map(|(i, ty)| format!("${}::{ty}", i + 1))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let names = (1..=S::COLUMNS.len())
+        .map(|i| format!("c{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "INSERT INTO {} ({}) SELECT {} FROM unnest({arrays}) AS d({names})
+         ON CONFLICT (event_id) DO NOTHING RETURNING event_id, id",
+        S::TABLE,
+        S::COLUMNS.join(", "),
+        S::SELECT,
+    )
+}
+
+#[derive(FromQueryResult)]
+struct InsertedRow {
+    event_id: String,
+    id: Uuid,
+}
+
+/// Stores one delivery unless its `event_id` is already stored, in one statement.
+pub async fn ingest<S: EventSource>(
+    db: &impl ConnectionTrait,
+    delivery: S::Delivery,
+) -> Result<Ingested, Error> {
+    let batch = ingest_batch::<S>(db, std::slice::from_ref(&delivery)).await?;
+    Ok(match batch.inserted.first() {
+        Some((_, id)) => Ingested::Inserted(*id),
+        None => Ingested::Duplicate,
+    })
+}
+
+/// Stores a batch of deliveries in one statement, skipping those already stored and repeats
+/// within the batch (the first occurrence is kept).
+pub async fn ingest_batch<S: EventSource>(
+    db: &impl ConnectionTrait,
+    batch: &[S::Delivery],
+) -> Result<BatchIngest, Error> {
+    if batch.is_empty() {
+        return Ok(BatchIngest::default());
+    }
+    if batch.iter().any(|d| S::event_id(d).trim().is_empty()) {
+        return Err(Error::invalid("event_id", "it is empty"));
+    }
+    let rows: Vec<InsertedRow> = sql::all(db, &insert_sql::<S>(), S::columns(batch)).await?;
+    Ok(BatchIngest {
+        duplicates: batch.len() - rows.len(),
+        inserted: rows.into_iter().map(|r| (r.event_id, r.id)).collect(),
+    })
+}
+
+/// Hands up to `limit` pending events, oldest first, to this worker and no other: they become
+/// `processing` with `attempts + 1`. Rows another worker is claiming are skipped, not waited for.
+pub async fn claim<S: EventSource>(
+    db: &impl ConnectionTrait,
+    limit: u64,
+) -> Result<Vec<S::Row>, Error> {
+    let sql = format!(
+        "WITH next AS (
+             SELECT id FROM {0} WHERE status = 'pending'
+             ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED)
+         UPDATE {0} e SET status = 'processing', attempts = e.attempts + 1
+         FROM next WHERE e.id = next.id
+         RETURNING e.*",
+        S::TABLE
+    );
+    let mut rows: Vec<S::Row> = sql::all(db, &sql, [(clamp_limit(limit) as i64).into()]).await?;
+    // RETURNING has no order; workers expect arrival order.
+    rows.sort_by_key(|row| {
+        let c = row.cursor();
+        (c.created_at, c.id)
+    });
+    Ok(rows)
+}
+
+async fn finish<S: EventSource>(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    set: &str,
+    from: &str,
+    to: &'static str,
+    mut values: Vec<Value>,
+) -> Result<S::Row, Error> {
+    let sql = format!(
+        "UPDATE {} SET {set} WHERE id = $1 AND status IN ({from}) RETURNING *",
+        S::TABLE
+    );
+    values.insert(0, id.into());
+    match sql::one(db, &sql, values).await? {
+        Some(row) => Ok(row),
+        None => Err(refused_transition(db, S::TABLE, S::ENTITY, id, to).await),
+    }
+}
+
+/// A claimed event was handled: `processing` -> `processed`.
+pub async fn mark_processed<S: EventSource>(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+) -> Result<S::Row, Error> {
+    finish::<S>(
+        db,
+        id,
+        "status = 'processed', processed_at = now(), last_error = NULL",
+        "'processing'",
+        "processed",
+        vec![],
+    )
+    .await
+}
+
+/// An event needs no handling: `pending` or `processing` -> `ignored`.
+pub async fn mark_ignored<S: EventSource>(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+) -> Result<S::Row, Error> {
+    finish::<S>(
+        db,
+        id,
+        "status = 'ignored', processed_at = now()",
+        "'pending', 'processing'",
+        "ignored",
+        vec![],
+    )
+    .await
+}
+
+/// Handling a claimed event failed: back to `pending` for another attempt, or `failed` for
+/// good once it has had `max_attempts`. The error is kept in `last_error`.
+pub async fn mark_failed<S: EventSource>(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    error: &str,
+    max_attempts: u32,
+) -> Result<S::Row, Error> {
+    let mut end = error.len().min(MAX_ERROR_LEN);
+    while !error.is_char_boundary(end) {
+        end -= 1;
+    }
+    finish::<S>(
+        db,
+        id,
+        "status = CASE WHEN attempts >= $3 THEN 'failed' ELSE 'pending' END, last_error = $2",
+        "'processing'",
+        "failed",
+        vec![error[..end].into(), i64::from(max_attempts).into()],
+    )
+    .await
+}
+
+/// Events left `processing` for longer than `stuck_for` (their worker died) go back to
+/// `pending`, or to `failed` once they have had `max_attempts`. Returns how many moved.
+pub async fn requeue_stuck<S: EventSource>(
+    db: &impl ConnectionTrait,
+    stuck_for: Duration,
+    max_attempts: u32,
+) -> Result<u64, Error> {
+    let sql = format!(
+        "UPDATE {} SET status = CASE WHEN attempts >= $2 THEN 'failed' ELSE 'pending' END,
+                       last_error = COALESCE(last_error, 'requeued: processing took too long')
+         WHERE status = 'processing' AND updated_at < now() - make_interval(secs => $1)",
+        S::TABLE
+    );
+    sql::execute(
+        db,
+        &sql,
+        [
+            stuck_for.as_secs_f64().into(),
+            i64::from(max_attempts).into(),
+        ],
+    )
+    .await
+}
+
+/// Which events [`list`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    pub event_type: Option<String>,
+    pub status: Option<EventStatus>,
+}
+
+/// Events matching `filter`, newest first, `limit` (at most 1000) per page; pass the previous
+/// page's `next` as `after`.
+pub async fn list<S: EventSource>(
+    db: &impl ConnectionTrait,
+    filter: &EventFilter,
+    after: Option<Cursor>,
+    limit: u64,
+) -> Result<Page<S::Row>, Error> {
+    let limit = clamp_limit(limit);
+    // Only the predicates in use, so each shape gets a plan that fits it.
+    let mut conditions = Vec::new();
+    let mut values: Vec<Value> = Vec::new();
+    if let Some(event_type) = &filter.event_type {
+        values.push(event_type.clone().into());
+        conditions.push(format!("event_type = ${}", values.len()));
+    }
+    if let Some(status) = filter.status {
+        values.push(status.as_str().into());
+        conditions.push(format!("status = ${}", values.len()));
+    }
+    if let Some(cursor) = after {
+        values.push(cursor.created_at.into());
+        values.push(cursor.id.into());
+        let n = values.len();
+        conditions.push(format!("(created_at, id) < (${}, ${n})", n - 1));
+    }
+    values.push(((limit + 1) as i64).into());
+    let sql = format!(
+        "SELECT * FROM {} {} ORDER BY created_at DESC, id DESC LIMIT ${}",
+        S::TABLE,
+        if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        },
+        values.len()
+    );
+    let rows: Vec<S::Row> = sql::all(db, &sql, values).await?;
+    Ok(Page::from_overfetch(rows, limit, HasCursor::cursor))
+}
+
+/// One stored event by id.
+pub async fn find<S: EventSource>(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+) -> Result<Option<S::Row>, Error> {
+    sql::one(
+        db,
+        &format!("SELECT * FROM {} WHERE id = $1", S::TABLE),
+        [id.into()],
+    )
+    .await
+}
