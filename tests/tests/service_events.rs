@@ -1,0 +1,423 @@
+//! service::events against real PostgreSQL: idempotent ingest under races, exactly-once claims
+//! across workers, the status moves and keyset listing, for Slack and Linear alike.
+
+use std::{collections::HashSet, time::Duration};
+
+use entity::enums::{EventStatus, LinearEventAction};
+use harness::{TestDb, scalar};
+use sea_orm::{ConnectionTrait, TransactionTrait};
+use serde_json::json;
+use service::{
+    Error,
+    events::{
+        self, EventFilter, Ingested, LinearDelivery, LinearEvents, SlackDelivery, SlackEvents,
+    },
+};
+
+fn slack(event_id: &str, n: u32) -> SlackDelivery {
+    SlackDelivery {
+        event_id: event_id.to_owned(),
+        event_type: if n % 2 == 0 { "message" } else { "app_mention" }.to_owned(),
+        team_id: "T1".to_owned(),
+        channel_id: (n % 3 != 0).then(|| "C1".to_owned()),
+        slack_user_id: None,
+        slack_connection_id: None,
+        payload: json!({ "n": n, "text": "hello" }),
+    }
+}
+
+#[tokio::test]
+async fn one_delivery_is_stored_once_and_retries_are_reported_as_duplicates() {
+    let db = TestDb::migrated().await;
+    let first = events::ingest::<SlackEvents>(db.conn(), slack("Ev1", 1))
+        .await
+        .unwrap();
+    let Ingested::Inserted(id) = first else {
+        panic!("first delivery must insert")
+    };
+    let retry = events::ingest::<SlackEvents>(db.conn(), slack("Ev1", 2))
+        .await
+        .unwrap();
+    assert_eq!(retry, Ingested::Duplicate);
+    let stored = events::find::<SlackEvents>(db.conn(), id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.payload,
+        json!({ "n": 1, "text": "hello" }),
+        "the first payload is kept"
+    );
+    assert_eq!(stored.channel_id.as_deref(), Some("C1"));
+    assert_eq!(stored.slack_user_id, None, "NULLs survive the batch path");
+    assert_eq!(stored.status(), Ok(EventStatus::Pending));
+    assert!(matches!(
+        events::ingest::<SlackEvents>(db.conn(), slack(" ", 1)).await,
+        Err(Error::Validation { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_batch_skips_stored_deliveries_and_repeats_within_itself() {
+    let db = TestDb::migrated().await;
+    events::ingest::<SlackEvents>(db.conn(), slack("Ev2", 0))
+        .await
+        .unwrap();
+    let batch = vec![
+        slack("Ev1", 1),
+        slack("Ev2", 2),
+        slack("Ev3", 3),
+        slack("Ev1", 4),
+    ];
+    let result = events::ingest_batch::<SlackEvents>(db.conn(), &batch)
+        .await
+        .unwrap();
+    let inserted: Vec<&str> = result.inserted.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(
+        HashSet::<&str>::from_iter(inserted),
+        HashSet::from(["Ev1", "Ev3"])
+    );
+    assert_eq!(result.duplicates, 2);
+    assert_eq!(
+        scalar(db.conn(), "SELECT count(*) FROM slack_events").await,
+        3
+    );
+    assert_eq!(
+        scalar(
+            db.conn(),
+            "SELECT (payload->>'n')::bigint FROM slack_events WHERE event_id = 'Ev1'"
+        )
+        .await,
+        1,
+        "the first occurrence in the batch wins"
+    );
+    assert_eq!(
+        events::ingest_batch::<SlackEvents>(db.conn(), &[])
+            .await
+            .unwrap()
+            .duplicates,
+        0
+    );
+}
+
+#[tokio::test]
+async fn concurrent_retries_from_many_tasks_leave_one_row_per_delivery() {
+    let db = TestDb::migrated().await;
+    let tasks: Vec<_> = (0..8u32)
+        .map(|task| {
+            let url = db.url().clone();
+            tokio::spawn(async move {
+                let conn = harness::connect(&url, 1).await;
+                let mut duplicates = 0;
+                for round in 0..10u32 {
+                    let ids: Vec<SlackDelivery> = (0..5u32)
+                        .map(|k| slack(&format!("Ev{}", (task + round + k) % 20), task))
+                        .collect();
+                    if round % 2 == 0 {
+                        duplicates += events::ingest_batch::<SlackEvents>(&conn, &ids)
+                            .await
+                            .unwrap()
+                            .duplicates;
+                    } else {
+                        for delivery in ids {
+                            if events::ingest::<SlackEvents>(&conn, delivery)
+                                .await
+                                .unwrap()
+                                == Ingested::Duplicate
+                            {
+                                duplicates += 1;
+                            }
+                        }
+                    }
+                }
+                duplicates
+            })
+        })
+        .collect();
+    let mut duplicates = 0;
+    for task in tasks {
+        duplicates += task.await.unwrap();
+    }
+    let rows = scalar(db.conn(), "SELECT count(*) FROM slack_events").await;
+    assert_eq!(rows, 20);
+    assert_eq!(
+        duplicates as i64,
+        8 * 10 * 5 - rows,
+        "every delivery is inserted or reported duplicate"
+    );
+}
+
+async fn seed_pending(db: &TestDb, n: u32) {
+    let batch: Vec<SlackDelivery> = (0..n).map(|i| slack(&format!("Ev{i:05}"), i)).collect();
+    events::ingest_batch::<SlackEvents>(db.conn(), &batch)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn workers_claim_each_event_exactly_once_oldest_first() {
+    let db = TestDb::migrated().await;
+    seed_pending(&db, 500).await;
+    let first = events::claim::<SlackEvents>(db.conn(), 3).await.unwrap();
+    let firsts: Vec<&str> = first.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(firsts.len(), 3);
+    assert!(
+        first
+            .windows(2)
+            .all(|w| (w[0].created_at, w[0].id) < (w[1].created_at, w[1].id))
+    );
+    assert!(
+        first
+            .iter()
+            .all(|e| e.attempts == 1 && e.status == "processing")
+    );
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let url = db.url().clone();
+            tokio::spawn(async move {
+                let conn = harness::connect(&url, 1).await;
+                let mut mine = Vec::new();
+                loop {
+                    let claimed = events::claim::<SlackEvents>(&conn, 25).await.unwrap();
+                    if claimed.is_empty() {
+                        return mine;
+                    }
+                    for event in claimed {
+                        events::mark_processed::<SlackEvents>(&conn, event.id)
+                            .await
+                            .unwrap();
+                        mine.push(event.id);
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut all = first.iter().map(|e| e.id).collect::<Vec<_>>();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    let distinct: HashSet<_> = all.iter().collect();
+    assert_eq!(all.len(), 500, "every event claimed");
+    assert_eq!(distinct.len(), all.len(), "no event claimed twice");
+    assert_eq!(
+        scalar(
+            db.conn(),
+            "SELECT count(*) FROM slack_events WHERE status = 'processing'"
+        )
+        .await,
+        3
+    );
+}
+
+#[tokio::test]
+async fn a_claim_rolled_back_by_a_crashing_worker_is_claimed_again() {
+    let db = TestDb::migrated().await;
+    seed_pending(&db, 10).await;
+    let txn = db.conn().begin().await.unwrap();
+    let crashed = events::claim::<SlackEvents>(&txn, 4).await.unwrap();
+    // While that worker holds its rows, another skips them instead of waiting.
+    let other = harness::connect(db.url(), 1).await;
+    let meanwhile = events::claim::<SlackEvents>(&other, 100).await.unwrap();
+    assert_eq!(meanwhile.len(), 6);
+    txn.rollback().await.unwrap();
+    let again = events::claim::<SlackEvents>(&other, 100).await.unwrap();
+    let ids = |v: &[entity::SlackEvent]| v.iter().map(|e| e.id).collect::<HashSet<_>>();
+    assert_eq!(ids(&again), ids(&crashed));
+    assert!(
+        again.iter().all(|e| e.attempts == 1),
+        "the rolled-back attempt did not count"
+    );
+}
+
+#[tokio::test]
+async fn failures_retry_until_the_limit_then_stay_failed() {
+    let db = TestDb::migrated().await;
+    seed_pending(&db, 1).await;
+    for attempt in 1..=3 {
+        let claimed = events::claim::<SlackEvents>(db.conn(), 1).await.unwrap();
+        assert_eq!(claimed[0].attempts, attempt);
+        let failed = events::mark_failed::<SlackEvents>(db.conn(), claimed[0].id, "timeout", 3)
+            .await
+            .unwrap();
+        let expected = if attempt < 3 {
+            EventStatus::Pending
+        } else {
+            EventStatus::Failed
+        };
+        assert_eq!(failed.status(), Ok(expected));
+        assert_eq!(failed.last_error.as_deref(), Some("timeout"));
+    }
+    assert!(
+        events::claim::<SlackEvents>(db.conn(), 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let id = uuid_of(&db, "Ev00000").await;
+    let again = events::mark_failed::<SlackEvents>(db.conn(), id, "x", 3).await;
+    assert!(
+        matches!(&again, Err(Error::InvalidTransition { from, .. }) if from == "failed"),
+        "{again:?}"
+    );
+    let huge = "é".repeat(10_000);
+    seed_pending(&db, 2).await;
+    let claimed = events::claim::<SlackEvents>(db.conn(), 1).await.unwrap();
+    let failed = events::mark_failed::<SlackEvents>(db.conn(), claimed[0].id, &huge, 3)
+        .await
+        .unwrap();
+    assert!(failed.last_error.unwrap().len() <= events::MAX_ERROR_LEN);
+}
+
+async fn uuid_of(db: &TestDb, event_id: &str) -> uuid::Uuid {
+    harness::text_rows(
+        db.conn(),
+        &format!("SELECT id::text FROM slack_events WHERE event_id = '{event_id}'"),
+    )
+    .await[0][0]
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn status_moves_are_guarded() {
+    let db = TestDb::migrated().await;
+    seed_pending(&db, 2).await;
+    let pending = uuid_of(&db, "Ev00000").await;
+    let processed = events::mark_processed::<SlackEvents>(db.conn(), pending).await;
+    assert!(
+        matches!(&processed, Err(Error::InvalidTransition { from, to: "processed", .. }) if from == "pending")
+    );
+    let ignored = events::mark_ignored::<SlackEvents>(db.conn(), pending)
+        .await
+        .unwrap();
+    assert_eq!(ignored.status(), Ok(EventStatus::Ignored));
+    assert!(ignored.processed_at.is_some());
+    let missing = events::mark_processed::<SlackEvents>(db.conn(), uuid::Uuid::new_v4()).await;
+    assert!(matches!(
+        missing,
+        Err(Error::NotFound {
+            entity: "slack event",
+            ..
+        })
+    ));
+}
+
+#[tokio::test]
+async fn events_stuck_in_processing_are_requeued_after_a_worker_dies() {
+    let db = TestDb::migrated().await;
+    seed_pending(&db, 3).await;
+    let claimed = events::claim::<SlackEvents>(db.conn(), 3).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    assert_eq!(
+        events::requeue_stuck::<SlackEvents>(db.conn(), Duration::from_secs(60), 5)
+            .await
+            .unwrap(),
+        0,
+        "not stuck yet"
+    );
+    // The worker died a while ago.
+    db.conn()
+        .execute_unprepared("UPDATE slack_events SET updated_at = now() - interval '10 minutes' WHERE event_id <> 'Ev00002'")
+        .await
+        .unwrap();
+    db.conn().execute_unprepared("UPDATE slack_events SET attempts = 5, updated_at = now() - interval '10 minutes' WHERE event_id = 'Ev00001'").await.unwrap();
+    assert_eq!(
+        events::requeue_stuck::<SlackEvents>(db.conn(), Duration::from_secs(60), 5)
+            .await
+            .unwrap(),
+        2
+    );
+    let again = events::claim::<SlackEvents>(db.conn(), 10).await.unwrap();
+    assert_eq!(
+        again
+            .iter()
+            .map(|e| e.event_id.as_str())
+            .collect::<Vec<_>>(),
+        ["Ev00000"]
+    );
+    assert_eq!(again[0].attempts, 2);
+    assert_eq!(
+        scalar(
+            db.conn(),
+            "SELECT count(*) FROM slack_events WHERE status = 'failed'"
+        )
+        .await,
+        1,
+        "out of attempts"
+    );
+}
+
+#[tokio::test]
+async fn listing_pages_through_everything_newest_first_with_filters() {
+    let db = TestDb::migrated().await;
+    seed_pending(&db, 45).await;
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = events::list::<SlackEvents>(db.conn(), &EventFilter::default(), after, 10)
+            .await
+            .unwrap();
+        seen.extend(page.items.iter().map(|e| (e.created_at, e.id)));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 45);
+    assert!(
+        seen.windows(2).all(|w| w[0] > w[1]),
+        "strictly newest first, no repeats"
+    );
+    let filter = EventFilter {
+        event_type: Some("app_mention".into()),
+        status: Some(EventStatus::Pending),
+    };
+    let mentions = events::list::<SlackEvents>(db.conn(), &filter, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(mentions.items.len(), 22);
+    assert!(mentions.next.is_none());
+    let processed = EventFilter {
+        status: Some(EventStatus::Processed),
+        ..Default::default()
+    };
+    assert!(
+        events::list::<SlackEvents>(db.conn(), &processed, None, 100)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn linear_events_share_the_same_helpers() {
+    let db = TestDb::migrated().await;
+    let delivery = |id: &str| LinearDelivery {
+        event_id: id.to_owned(),
+        event_type: "Issue".to_owned(),
+        action: LinearEventAction::Update,
+        linear_organization_id: "lin_1".to_owned(),
+        linear_connection_id: None,
+        payload: json!({ "data": { "id": id } }),
+    };
+    assert!(matches!(
+        events::ingest::<LinearEvents>(db.conn(), delivery("d1"))
+            .await
+            .unwrap(),
+        Ingested::Inserted(_)
+    ));
+    let batch = events::ingest_batch::<LinearEvents>(db.conn(), &[delivery("d1"), delivery("d2")])
+        .await
+        .unwrap();
+    assert_eq!((batch.inserted.len(), batch.duplicates), (1, 1));
+    let claimed = events::claim::<LinearEvents>(db.conn(), 10).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert_eq!(claimed[0].action(), Ok(LinearEventAction::Update));
+    let done = events::mark_processed::<LinearEvents>(db.conn(), claimed[0].id)
+        .await
+        .unwrap();
+    assert_eq!(done.status(), Ok(EventStatus::Processed));
+}

@@ -1,0 +1,228 @@
+//! service::integrations against real PostgreSQL; tokens only as ciphertext.
+
+use entity::enums::{GithubAccountType, RepositorySelection};
+use harness::{TestDb, fixtures, scalar};
+use serde_json::json;
+use service::{
+    EncryptedToken, Error,
+    integrations::{self, GithubInstallationInput, LinearConnectionInput, SlackConnectionInput},
+};
+
+fn installation(org: &str, login: &str) -> GithubInstallationInput {
+    GithubInstallationInput {
+        organization_id: org.to_owned(),
+        installation_id: 777,
+        account_login: login.to_owned(),
+        account_type: GithubAccountType::Organization,
+        repository_selection: RepositorySelection::Selected,
+        permissions: json!({ "issues": "write" }),
+        events: vec!["issues".into(), "pull_request".into()],
+        installed_by_user_id: Some(fixtures::OWNER_ID.to_owned()),
+    }
+}
+
+#[tokio::test]
+async fn a_github_installation_is_upserted_suspended_and_removed() {
+    let db = TestDb::migrated().await;
+    fixtures::seed_everything(db.conn()).await.unwrap();
+    let created =
+        integrations::upsert_github_installation(db.conn(), installation(fixtures::ORG_ID, "acme"))
+            .await
+            .unwrap();
+    assert_eq!(created.events, ["issues", "pull_request"]);
+    let mut renamed = installation(fixtures::ORG_ID, "acme-renamed");
+    renamed.installed_by_user_id = None;
+    let updated = integrations::upsert_github_installation(db.conn(), renamed)
+        .await
+        .unwrap();
+    assert_eq!(
+        (updated.id, updated.account_login.as_str()),
+        (created.id, "acme-renamed")
+    );
+    assert_eq!(
+        updated.installed_by_user_id.as_deref(),
+        Some(fixtures::OWNER_ID),
+        "kept when not given"
+    );
+    let suspended = integrations::suspend_github_installation(db.conn(), 777)
+        .await
+        .unwrap();
+    let first_suspension = suspended.suspended_at.unwrap();
+    let again = integrations::suspend_github_installation(db.conn(), 777)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.suspended_at,
+        Some(first_suspension),
+        "the first suspension time stays"
+    );
+    assert_eq!(
+        integrations::unsuspend_github_installation(db.conn(), 777)
+            .await
+            .unwrap()
+            .suspended_at,
+        None
+    );
+    integrations::remove_github_installation(db.conn(), 777)
+        .await
+        .unwrap();
+    assert_eq!(
+        integrations::find_github_installation(db.conn(), 777)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(matches!(
+        integrations::remove_github_installation(db.conn(), 777).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        integrations::suspend_github_installation(db.conn(), 1).await,
+        Err(Error::NotFound { .. })
+    ));
+    let mut bad = installation("org_missing", "x");
+    bad.installation_id = 778;
+    assert!(matches!(
+        integrations::upsert_github_installation(db.conn(), bad).await,
+        Err(Error::MissingReference { .. })
+    ));
+    let mut negative = installation(fixtures::ORG_ID, "x");
+    negative.installation_id = -1;
+    assert!(matches!(
+        integrations::upsert_github_installation(db.conn(), negative).await,
+        Err(Error::Validation { .. })
+    ));
+}
+
+#[test]
+fn an_encrypted_token_refuses_plaintext_and_hides_itself() {
+    for plaintext in [
+        "xoxb-123-456-abc",
+        "lin_api_abcdef",
+        "ghs_abcdef",
+        "github_pat_x",
+        "  ",
+    ] {
+        let refused = EncryptedToken::from_ciphertext(plaintext.to_owned());
+        assert!(
+            matches!(&refused, Err(Error::Validation { .. })),
+            "{plaintext}"
+        );
+        assert!(
+            !refused.unwrap_err().to_string().contains(plaintext.trim())
+                || plaintext.trim().is_empty()
+        );
+    }
+    let token = EncryptedToken::from_ciphertext("v1:AAECAwQF".to_owned()).unwrap();
+    assert_eq!(format!("{token:?}"), "EncryptedToken(****)");
+    assert_eq!(token.ciphertext(), "v1:AAECAwQF");
+}
+
+fn slack_input(team_name: &str, ciphertext: &str) -> SlackConnectionInput {
+    SlackConnectionInput {
+        organization_id: fixtures::OTHER_ORG_ID.to_owned(),
+        installed_by_user_id: Some(fixtures::OTHER_USER_ID.to_owned()),
+        team_id: "T9".to_owned(),
+        team_name: team_name.to_owned(),
+        bot_user_id: Some("U_BOT".to_owned()),
+        access_token: EncryptedToken::from_ciphertext(ciphertext.to_owned()).unwrap(),
+        scopes: vec!["chat:write".into()],
+    }
+}
+
+#[tokio::test]
+async fn slack_connections_upsert_deactivate_and_resolve_by_team() {
+    let db = TestDb::migrated().await;
+    fixtures::seed_everything(db.conn()).await.unwrap();
+    let created = integrations::upsert_slack_connection(db.conn(), slack_input("Other", "v1:one"))
+        .await
+        .unwrap();
+    assert_eq!(created.access_token_encrypted, "v1:one");
+    let deactivated = integrations::deactivate_slack_connection(db.conn(), created.id)
+        .await
+        .unwrap();
+    assert!(!deactivated.is_active);
+    assert_eq!(
+        integrations::active_slack_connection(db.conn(), "T9")
+            .await
+            .unwrap(),
+        None
+    );
+    let reinstalled =
+        integrations::upsert_slack_connection(db.conn(), slack_input("Other Co", "v1:two"))
+            .await
+            .unwrap();
+    assert_eq!(
+        reinstalled.id, created.id,
+        "same organization and team: same row"
+    );
+    assert!(reinstalled.is_active);
+    let found = integrations::active_slack_connection(db.conn(), "T9")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            found.team_name.as_str(),
+            found.access_token_encrypted.as_str()
+        ),
+        ("Other Co", "v1:two")
+    );
+    let fixture = integrations::active_slack_connection(db.conn(), "T1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(fixture.id.to_string(), fixtures::SLACK_CONNECTION_ID);
+    assert!(matches!(
+        integrations::deactivate_slack_connection(db.conn(), uuid::Uuid::new_v4()).await,
+        Err(Error::NotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn linear_connections_upsert_deactivate_and_resolve_by_workspace() {
+    let db = TestDb::migrated().await;
+    fixtures::seed_everything(db.conn()).await.unwrap();
+    let input = |name: &str| LinearConnectionInput {
+        organization_id: fixtures::OTHER_ORG_ID.to_owned(),
+        installed_by_user_id: None,
+        linear_organization_id: "lin_9".to_owned(),
+        linear_organization_name: name.to_owned(),
+        access_token: EncryptedToken::from_ciphertext("v1:access".into()).unwrap(),
+        refresh_token: Some(EncryptedToken::from_ciphertext("v1:refresh".into()).unwrap()),
+        token_expires_at: None,
+        scopes: vec!["read".into(), "write".into()],
+    };
+    let created = integrations::upsert_linear_connection(db.conn(), input("Other"))
+        .await
+        .unwrap();
+    assert_eq!(
+        created.refresh_token_encrypted.as_deref(),
+        Some("v1:refresh")
+    );
+    integrations::deactivate_linear_connection(db.conn(), created.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        integrations::active_linear_connection(db.conn(), "lin_9")
+            .await
+            .unwrap(),
+        None
+    );
+    let back = integrations::upsert_linear_connection(db.conn(), input("Other Inc"))
+        .await
+        .unwrap();
+    assert_eq!((back.id, back.is_active), (created.id, true));
+    assert_eq!(
+        integrations::active_linear_connection(db.conn(), "lin_9")
+            .await
+            .unwrap()
+            .unwrap()
+            .linear_organization_name,
+        "Other Inc"
+    );
+    assert_eq!(
+        scalar(db.conn(), "SELECT count(*) FROM linear_connections").await,
+        2
+    );
+}
