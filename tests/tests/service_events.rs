@@ -17,9 +17,14 @@ use service::{
 fn slack(event_id: &str, n: u32) -> SlackDelivery {
     SlackDelivery {
         event_id: event_id.to_owned(),
-        event_type: if n % 2 == 0 { "message" } else { "app_mention" }.to_owned(),
+        event_type: if n.is_multiple_of(2) {
+            "message"
+        } else {
+            "app_mention"
+        }
+        .to_owned(),
         team_id: "T1".to_owned(),
-        channel_id: (n % 3 != 0).then(|| "C1".to_owned()),
+        channel_id: (!n.is_multiple_of(3)).then(|| "C1".to_owned()),
         slack_user_id: None,
         slack_connection_id: None,
         payload: json!({ "n": n, "text": "hello" }),
