@@ -148,6 +148,15 @@ impl PgBinaries {
     }
 }
 
+/// `DATABASE_URL` (environment or `.env`) when set, else the running local cluster of the
+/// workspace at `root` (created or started if needed).
+pub fn database_url_or_local(root: &Path) -> Result<DatabaseUrl, ClusterError> {
+    match DatabaseUrl::from_env()? {
+        Some(url) => Ok(url),
+        None => Ok(LocalCluster::for_workspace(root)?.ensure_running()?.url),
+    }
+}
+
 /// Who runs server commands: this process's user, or `postgres` when this process is root.
 #[derive(Debug, Clone)]
 enum RunAs {

@@ -6,6 +6,8 @@ pub mod cluster;
 pub mod config;
 pub mod connect;
 
-pub use cluster::{ClusterError, LocalCluster, PgBinaries, ThrowawayCluster};
+pub use cluster::{
+    ClusterError, LocalCluster, PgBinaries, ThrowawayCluster, database_url_or_local,
+};
 pub use config::{ConfigError, DatabaseUrl, PoolSettings};
 pub use connect::{connect, connect_options};

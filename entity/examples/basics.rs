@@ -8,21 +8,14 @@
 
 use std::path::Path;
 
-use db_support::{DatabaseUrl, LocalCluster, PoolSettings};
+use db_support::PoolSettings;
 use entity::{agent_runs, prelude::*};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, ModelTrait, QueryFilter, Set};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let url = match DatabaseUrl::from_env()? {
-        Some(url) => url,
-        None => {
-            let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-            LocalCluster::for_workspace(&workspace)?
-                .ensure_running()?
-                .url
-        }
-    };
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let url = db_support::database_url_or_local(&workspace)?;
     let db = db_support::connect(&url, &PoolSettings::default()).await?;
 
     let ada: User = NewUser {

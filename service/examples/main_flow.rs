@@ -9,7 +9,6 @@
 
 use std::path::Path;
 
-use db_support::{DatabaseUrl, LocalCluster};
 use entity::enums::TriggerSource;
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use serde_json::json;
@@ -23,15 +22,8 @@ use service::{
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let url = match DatabaseUrl::from_env()? {
-        Some(url) => url,
-        None => {
-            let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-            LocalCluster::for_workspace(&workspace)?
-                .ensure_running()?
-                .url
-        }
-    };
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let url = db_support::database_url_or_local(&workspace)?;
     let db = service::connect_to(&url, &PoolSettings::default()).await?;
     let run_id = uuid::Uuid::new_v4().simple().to_string();
 
