@@ -302,3 +302,28 @@ pub async fn scalar(db: &impl ConnectionTrait, sql: &str) -> i64 {
         .try_get_by_index(0)
         .unwrap_or_else(|err| panic!("`{sql}` did not return a bigint: {err}"))
 }
+
+/// Runs `work(connection, task_index)` in `tasks` spawned tasks at once, each on a connection
+/// of its own to `url` (separate sessions, as separate service instances would have), and
+/// returns their results in task order.
+pub async fn on_separate_connections<T, F, Fut>(url: &DatabaseUrl, tasks: usize, work: F) -> Vec<T>
+where
+    F: Fn(DatabaseConnection, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let handles: Vec<_> = (0..tasks)
+        .map(|i| {
+            let (url, work) = (url.clone(), work.clone());
+            tokio::spawn(async move {
+                let conn = connect(&url, 1).await;
+                work(conn, i).await
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(tasks);
+    for handle in handles {
+        results.push(handle.await.expect("a racing task panicked"));
+    }
+    results
+}

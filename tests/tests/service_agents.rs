@@ -172,26 +172,16 @@ async fn racing_transitions_leave_only_a_legal_history() {
             .await
             .unwrap();
         agents::start_run(db.conn(), run.id).await.unwrap();
-        let moves = ["succeed", "fail", "cancel", "succeed"];
-        let tasks: Vec<_> = moves
-            .into_iter()
-            .map(|action| {
-                let url = db.url().clone();
-                tokio::spawn(async move {
-                    let conn = harness::connect(&url, 1).await;
-                    let tokens = TokenCounts::default();
-                    match action {
-                        "succeed" => agents::succeed_run(&conn, run.id, json!({}), tokens).await,
-                        "fail" => agents::fail_run(&conn, run.id, "x", tokens).await,
-                        _ => agents::cancel_run(&conn, run.id).await,
-                    }
-                })
-            })
-            .collect();
-        let mut results = Vec::new();
-        for task in tasks {
-            results.push(task.await.unwrap());
-        }
+        // succeed, fail, cancel, succeed: four moves out of `running` at once.
+        let results = harness::on_separate_connections(db.url(), 4, move |conn, i| async move {
+            let tokens = TokenCounts::default();
+            match i {
+                1 => agents::fail_run(&conn, run.id, "x", tokens).await,
+                2 => agents::cancel_run(&conn, run.id).await,
+                _ => agents::succeed_run(&conn, run.id, json!({}), tokens).await,
+            }
+        })
+        .await;
         let winners: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
         assert_eq!(
             winners.len(),
@@ -227,21 +217,13 @@ async fn tool_calls_get_gapless_sequences_even_when_appended_at_once() {
         "{early:?}"
     );
     agents::start_run(db.conn(), run.id).await.unwrap();
-    let tasks: Vec<_> = (0..16)
-        .map(|i| {
-            let url = db.url().clone();
-            tokio::spawn(async move {
-                let conn = harness::connect(&url, 1).await;
-                agents::append_tool_call(&conn, run.id, call(&format!("tool_{i}")))
-                    .await
-                    .unwrap()
-            })
-        })
-        .collect();
-    let mut sequences = HashSet::new();
-    for task in tasks {
-        sequences.insert(task.await.unwrap().sequence);
-    }
+    let appended = harness::on_separate_connections(db.url(), 16, move |conn, i| async move {
+        agents::append_tool_call(&conn, run.id, call(&format!("tool_{i}")))
+            .await
+            .unwrap()
+    })
+    .await;
+    let sequences: HashSet<i32> = appended.iter().map(|c| c.sequence).collect();
     assert_eq!(sequences, (0..16).collect::<HashSet<i32>>());
     let (_, calls) = agents::run_with_tool_calls(db.conn(), run.id)
         .await

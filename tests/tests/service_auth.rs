@@ -187,18 +187,13 @@ async fn a_verification_is_consumed_once_even_when_raced() {
             ..
         })
     ));
-    let tasks: Vec<_> = (0..8)
-        .map(|_| {
-            let url = db.url().clone();
-            tokio::spawn(async move {
-                let conn = harness::connect(&url, 1).await;
-                auth::consume_verification(&conn, "owner@example.com", "code").await
-            })
-        })
-        .collect();
+    let results = harness::on_separate_connections(db.url(), 8, |conn, _| async move {
+        auth::consume_verification(&conn, "owner@example.com", "code").await
+    })
+    .await;
     let mut consumed = 0;
-    for task in tasks {
-        match task.await.unwrap() {
+    for result in results {
+        match result {
             Ok(v) => {
                 consumed += 1;
                 assert_eq!(v.identifier, "owner@example.com");

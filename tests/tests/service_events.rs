@@ -108,41 +108,34 @@ async fn a_batch_skips_stored_deliveries_and_repeats_within_itself() {
 #[tokio::test]
 async fn concurrent_retries_from_many_tasks_leave_one_row_per_delivery() {
     let db = TestDb::migrated().await;
-    let tasks: Vec<_> = (0..8u32)
-        .map(|task| {
-            let url = db.url().clone();
-            tokio::spawn(async move {
-                let conn = harness::connect(&url, 1).await;
-                let mut duplicates = 0;
-                for round in 0..10u32 {
-                    let ids: Vec<SlackDelivery> = (0..5u32)
-                        .map(|k| slack(&format!("Ev{}", (task + round + k) % 20), task))
-                        .collect();
-                    if round % 2 == 0 {
-                        duplicates += events::ingest_batch::<SlackEvents>(&conn, &ids)
-                            .await
-                            .unwrap()
-                            .duplicates;
-                    } else {
-                        for delivery in ids {
-                            if events::ingest::<SlackEvents>(&conn, delivery)
-                                .await
-                                .unwrap()
-                                == Ingested::Duplicate
-                            {
-                                duplicates += 1;
-                            }
-                        }
+    let per_task = harness::on_separate_connections(db.url(), 8, |conn, task| async move {
+        let task = task as u32;
+        let mut duplicates = 0;
+        for round in 0..10u32 {
+            let ids: Vec<SlackDelivery> = (0..5u32)
+                .map(|k| slack(&format!("Ev{}", (task + round + k) % 20), task))
+                .collect();
+            if round % 2 == 0 {
+                duplicates += events::ingest_batch::<SlackEvents>(&conn, &ids)
+                    .await
+                    .unwrap()
+                    .duplicates;
+            } else {
+                for delivery in ids {
+                    if events::ingest::<SlackEvents>(&conn, delivery)
+                        .await
+                        .unwrap()
+                        == Ingested::Duplicate
+                    {
+                        duplicates += 1;
                     }
                 }
-                duplicates
-            })
-        })
-        .collect();
-    let mut duplicates = 0;
-    for task in tasks {
-        duplicates += task.await.unwrap();
-    }
+            }
+        }
+        duplicates
+    })
+    .await;
+    let duplicates: usize = per_task.iter().sum();
     let rows = scalar(db.conn(), "SELECT count(*) FROM slack_events").await;
     assert_eq!(rows, 20);
     assert_eq!(
@@ -176,31 +169,24 @@ async fn workers_claim_each_event_exactly_once_oldest_first() {
             .iter()
             .all(|e| e.attempts == 1 && e.status == "processing")
     );
-    let tasks: Vec<_> = (0..6)
-        .map(|_| {
-            let url = db.url().clone();
-            tokio::spawn(async move {
-                let conn = harness::connect(&url, 1).await;
-                let mut mine = Vec::new();
-                loop {
-                    let claimed = events::claim::<SlackEvents>(&conn, 25).await.unwrap();
-                    if claimed.is_empty() {
-                        return mine;
-                    }
-                    for event in claimed {
-                        events::mark_processed::<SlackEvents>(&conn, event.id)
-                            .await
-                            .unwrap();
-                        mine.push(event.id);
-                    }
-                }
-            })
-        })
-        .collect();
+    let per_worker = harness::on_separate_connections(db.url(), 6, |conn, _| async move {
+        let mut mine = Vec::new();
+        loop {
+            let claimed = events::claim::<SlackEvents>(&conn, 25).await.unwrap();
+            if claimed.is_empty() {
+                return mine;
+            }
+            for event in claimed {
+                events::mark_processed::<SlackEvents>(&conn, event.id)
+                    .await
+                    .unwrap();
+                mine.push(event.id);
+            }
+        }
+    })
+    .await;
     let mut all = first.iter().map(|e| e.id).collect::<Vec<_>>();
-    for task in tasks {
-        all.extend(task.await.unwrap());
-    }
+    all.extend(per_worker.into_iter().flatten());
     let distinct: HashSet<_> = all.iter().collect();
     assert_eq!(all.len(), 500, "every event claimed");
     assert_eq!(distinct.len(), all.len(), "no event claimed twice");

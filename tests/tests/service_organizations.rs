@@ -147,20 +147,11 @@ async fn two_owners_demoting_each_other_at_once_leave_one_owner() {
         )
         .await
         .unwrap();
-        let tasks: Vec<_> = [fixtures::OWNER_ID, fixtures::OTHER_USER_ID]
-            .into_iter()
-            .map(|user| {
-                let url = db.url().clone();
-                tokio::spawn(async move {
-                    let conn = harness::connect(&url, 1).await;
-                    orgs::change_role(&conn, fixtures::ORG_ID, user, "member").await
-                })
-            })
-            .collect();
-        let mut results = Vec::new();
-        for task in tasks {
-            results.push(task.await.unwrap());
-        }
+        let results = harness::on_separate_connections(db.url(), 2, |conn, i| async move {
+            let user = [fixtures::OWNER_ID, fixtures::OTHER_USER_ID][i];
+            orgs::change_role(&conn, fixtures::ORG_ID, user, "member").await
+        })
+        .await;
         assert_eq!(
             results.iter().filter(|r| r.is_ok()).count(),
             1,
@@ -338,19 +329,11 @@ async fn two_concurrent_accepts_make_one_member_and_one_typed_error() {
         let db = TestDb::migrated().await;
         fixtures::seed_everything(db.conn()).await.unwrap();
         let invitation = invite_new_user(&db).await;
-        let tasks: Vec<_> = (0..2)
-            .map(|_| {
-                let (url, invitation) = (db.url().clone(), invitation.clone());
-                tokio::spawn(async move {
-                    let conn = harness::connect(&url, 1).await;
-                    orgs::accept_invitation(&conn, &invitation, "user_new").await
-                })
-            })
-            .collect();
-        let mut results = Vec::new();
-        for task in tasks {
-            results.push(task.await.unwrap());
-        }
+        let results = harness::on_separate_connections(db.url(), 2, move |conn, _| {
+            let invitation = invitation.clone();
+            async move { orgs::accept_invitation(&conn, &invitation, "user_new").await }
+        })
+        .await;
         assert_eq!(
             results.iter().filter(|r| r.is_ok()).count(),
             1,
