@@ -26,6 +26,56 @@ use crate::{
 
 /// The longest `last_error` kept; longer messages are cut (at a character boundary).
 pub const MAX_ERROR_LEN: usize = 8 * 1024;
+/// The largest payload stored, as JSON text. Slack and Linear deliveries are far smaller; a
+/// larger one is a bug or an attack, refused before it reaches the database.
+pub const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+/// The deepest nesting of a payload stored: serde_json's own limit when parsing.
+pub const MAX_PAYLOAD_DEPTH: usize = 128;
+
+/// Refuses payloads too deep or too large. The depth is measured without recursion, so even a
+/// payload built far deeper than any stack allows is refused, not a crash.
+fn check_payload(event_id: &str, payload: &Json) -> Result<(), Error> {
+    let mut stack = vec![(payload, 1usize)];
+    while let Some((value, depth)) = stack.pop() {
+        if depth > MAX_PAYLOAD_DEPTH {
+            return Err(Error::invalid(
+                "payload",
+                format!("event `{event_id}` nests deeper than {MAX_PAYLOAD_DEPTH} levels"),
+            ));
+        }
+        match value {
+            Json::Array(items) => stack.extend(items.iter().map(|v| (v, depth + 1))),
+            Json::Object(fields) => stack.extend(fields.values().map(|v| (v, depth + 1))),
+            _ => {}
+        }
+    }
+    let mut size = ByteCount(0);
+    serde_json::to_writer(&mut size, payload).expect("counting bytes cannot fail");
+    if size.0 > MAX_PAYLOAD_BYTES {
+        return Err(Error::invalid(
+            "payload",
+            format!(
+                "event `{event_id}` is {} bytes; at most {MAX_PAYLOAD_BYTES}",
+                size.0
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Counts what is written to it, for sizing JSON without building the string.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 /// A table of webhook deliveries and how to write one of its rows.
 pub trait EventSource: Send + Sync + 'static {
@@ -46,6 +96,7 @@ pub trait EventSource: Send + Sync + 'static {
     type Row: FromQueryResult + Send + Sync + HasCursor;
 
     fn event_id(delivery: &Self::Delivery) -> &str;
+    fn payload(delivery: &Self::Delivery) -> &Json;
     /// One value per column, for an array of many deliveries: `columns(batch)[i]` is the
     /// array of column `i`.
     fn columns(batch: &[Self::Delivery]) -> Vec<Value>;
@@ -142,6 +193,10 @@ impl EventSource for SlackEvents {
         &delivery.event_id
     }
 
+    fn payload(delivery: &SlackDelivery) -> &Json {
+        &delivery.payload
+    }
+
     fn columns(batch: &[SlackDelivery]) -> Vec<Value> {
         vec![
             strings(batch.iter().map(|d| d.event_id.as_str())),
@@ -178,6 +233,10 @@ impl EventSource for LinearEvents {
 
     fn event_id(delivery: &LinearDelivery) -> &str {
         &delivery.event_id
+    }
+
+    fn payload(delivery: &LinearDelivery) -> &Json {
+        &delivery.payload
     }
 
     fn columns(batch: &[LinearDelivery]) -> Vec<Value> {
@@ -254,7 +313,9 @@ pub async fn ingest<S: EventSource>(
 }
 
 /// Stores a batch of deliveries in one statement, skipping those already stored and repeats
-/// within the batch (the first occurrence is kept).
+/// within the batch (the first occurrence is kept). A payload deeper than
+/// [`MAX_PAYLOAD_DEPTH`] or larger than [`MAX_PAYLOAD_BYTES`] fails the whole batch with
+/// [`Error::Validation`] naming its event, before anything is written.
 pub async fn ingest_batch<S: EventSource>(
     db: &impl ConnectionTrait,
     batch: &[S::Delivery],
@@ -262,8 +323,11 @@ pub async fn ingest_batch<S: EventSource>(
     if batch.is_empty() {
         return Ok(BatchIngest::default());
     }
-    if batch.iter().any(|d| S::event_id(d).trim().is_empty()) {
-        return Err(Error::invalid("event_id", "it is empty"));
+    for delivery in batch {
+        if S::event_id(delivery).trim().is_empty() {
+            return Err(Error::invalid("event_id", "it is empty"));
+        }
+        check_payload(S::event_id(delivery), S::payload(delivery))?;
     }
     let rows: Vec<InsertedRow> = sql::all(db, &insert_sql::<S>(), S::columns(batch)).await?;
     Ok(BatchIngest {
