@@ -219,6 +219,7 @@ const COLUMNS: &[(&str, &[&str])] = &[
             "completed_at ts null",
             "created_at ts = now()",
             "updated_at ts = now()",
+            "next_tool_call_sequence integer = 0",
         ],
     ),
     (
@@ -613,7 +614,7 @@ async fn leading_index_columns(db: &TestDb, unique_only: bool) -> BTreeSet<(Stri
                      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum)
              FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
              JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'
-             WHERE i.indpred IS NULL {filter}"
+             WHERE i.indpred IS NULL AND i.indexprs IS NULL {filter}"
         ),
     )
     .await
