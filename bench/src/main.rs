@@ -1,0 +1,297 @@
+//! `cargo run -p bench --release -- [--quick]`: the data layer against hand-written sqlx and
+//! Drizzle, its ingest throughput, and its latency as the events table grows. Runs on a fresh
+//! database of the configured server (DATABASE_URL, or the local cluster), dropped at the end.
+
+mod drizzle;
+mod overhead;
+mod scale;
+mod seed;
+mod stats;
+mod throughput;
+
+use std::{fmt::Write as _, path::Path};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use db_support::{DatabaseUrl, PoolSettings};
+use migration::{Migrator, MigratorTrait};
+use sea_orm::ConnectionTrait;
+use secrecy::ExposeSecret;
+use stats::micros;
+
+#[derive(Parser, Clone)]
+#[command(about = "Benchmarks of the data layer")]
+struct Args {
+    /// Smaller sizes (ingest 50 000 rows, scale up to 100 000 events), a few minutes.
+    #[arg(long)]
+    quick: bool,
+    /// Tiny sizes, for CI: checks the bench runs, proves nothing about speed.
+    #[arg(long)]
+    smoke: bool,
+    /// Skip the Drizzle comparison (needs Node.js and npm).
+    #[arg(long)]
+    no_drizzle: bool,
+    /// Write the report to docs/benchmarks.md (default for a full run).
+    #[arg(long)]
+    write_docs: bool,
+}
+
+struct Plan {
+    iterations: usize,
+    ingest_rows: usize,
+    sizes: Vec<usize>,
+    pending: usize,
+}
+
+impl Args {
+    fn plan(&self) -> Plan {
+        match (self.smoke, self.quick) {
+            (true, _) => Plan {
+                iterations: 20,
+                ingest_rows: 2_000,
+                sizes: vec![1_000, 2_000],
+                pending: 2_000,
+            },
+            (false, true) => Plan {
+                iterations: 300,
+                ingest_rows: 50_000,
+                sizes: vec![10_000, 100_000],
+                pending: 20_000,
+            },
+            (false, false) => Plan {
+                iterations: 2_000,
+                ingest_rows: 200_000,
+                sizes: vec![10_000, 100_000, 1_000_000],
+                pending: 60_000,
+            },
+        }
+    }
+}
+
+fn ratio(a: std::time::Duration, b: std::time::Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64().max(1e-9)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().next().map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse::<u64>()
+                    .unwrap_or(0)
+            })
+        })
+        .map_or("? GiB".into(), |kb| {
+            format!("{:.0} GiB", kb as f64 / 1024.0 / 1024.0)
+        });
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cores} cores ({cpu}), {memory} RAM")
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let plan = args.plan();
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let server = db_support::database_url_or_local(&workspace)?;
+    let name = format!("bench_{}", std::process::id());
+    let admin =
+        db_support::connect(&server.with_database("postgres")?, &PoolSettings::default()).await?;
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .context("creating the bench database")?;
+    let url = server.with_database(&name)?;
+    let result = bench(&args, &plan, &url).await;
+    admin
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await?;
+    result
+}
+
+async fn bench(args: &Args, plan: &Plan, url: &DatabaseUrl) -> Result<()> {
+    let settings = PoolSettings {
+        max_connections: 4,
+        ..PoolSettings::default()
+    };
+    let db = db_support::connect(url, &settings).await?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect(url.expose().expose_secret())
+        .await?;
+    Migrator::up(&db, None).await?;
+    seed::base(&db, plan.pending).await?;
+    let mut report = String::new();
+    let mode = if args.smoke {
+        "--smoke"
+    } else if args.quick {
+        "--quick"
+    } else {
+        "(full)"
+    };
+    writeln!(
+        report,
+        "Machine: {}; PostgreSQL on 127.0.0.1; release build unless noted; mode {mode}",
+        machine()
+    )?;
+    writeln!(
+        report,
+        "Date: {}\n",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+    )?;
+
+    eprintln!(
+        "1/4 helpers against hand-written sqlx ({} calls each)...",
+        plan.iterations
+    );
+    let comparisons = overhead::run(&db, &pool, plan.iterations).await?;
+    writeln!(
+        report,
+        "## 1. Helper overhead against hand-written sqlx (goal: ratio <= 1.10)\n"
+    )?;
+    writeln!(
+        report,
+        "| case | helper p50 | helper p99 | sqlx p50 | sqlx p99 | ratio p50 |\n| --- | --- | --- | --- | --- | --- |"
+    )?;
+    for c in &comparisons {
+        writeln!(
+            report,
+            "| {} | {} | {} | {} | {} | {:.2} |",
+            c.case,
+            micros(c.helper.p50()),
+            micros(c.helper.p99()),
+            micros(c.raw.p50()),
+            micros(c.raw.p99()),
+            ratio(c.helper.p50(), c.raw.p50())
+        )?;
+    }
+
+    eprintln!("2/4 ingest throughput ({} rows)...", plan.ingest_rows);
+    let t = throughput::run(&db, &pool, plan.ingest_rows).await?;
+    writeln!(
+        report,
+        "\n## 2. Batch ingest throughput (1 000-row batches, 10% duplicates; goal >= 0.5x the ceiling)\n"
+    )?;
+    writeln!(
+        report,
+        "| rows | helper rows/s | ceiling rows/s (bare unnest INSERT) | ratio |\n| --- | --- | --- | --- |"
+    )?;
+    writeln!(
+        report,
+        "| {} | {:.0} | {:.0} | {:.2} |",
+        t.rows,
+        t.helper_rows_per_s,
+        t.ceiling_rows_per_s,
+        t.helper_rows_per_s / t.ceiling_rows_per_s
+    )?;
+
+    if !args.no_drizzle {
+        eprintln!("3/4 Drizzle ORM on node-postgres...");
+        let d = drizzle::run(url, plan.ingest_rows, plan.iterations)?;
+        let ours_claim = drizzle::our_claim(&db, plan.iterations).await?;
+        let lookup = &comparisons[0].helper;
+        writeln!(
+            report,
+            "\n## 3. Against Drizzle ORM 0.45 on node-postgres (same statements, same data; goals: >= 3x ingest, lower lookup latency)\n"
+        )?;
+        writeln!(
+            report,
+            "| case | this workspace | Drizzle | ratio |\n| --- | --- | --- | --- |"
+        )?;
+        writeln!(
+            report,
+            "| batch ingest rows/s | {:.0} | {:.0} | {:.2}x faster |",
+            t.helper_rows_per_s,
+            d.ingest_rows_per_s,
+            t.helper_rows_per_s / d.ingest_rows_per_s
+        )?;
+        writeln!(
+            report,
+            "| session by token + user, p50 | {} | {:.0} µs | {:.2}x faster |",
+            micros(lookup.p50()),
+            d.lookup_p50_us,
+            d.lookup_p50_us / (lookup.p50().as_secs_f64() * 1e6)
+        )?;
+        writeln!(
+            report,
+            "| claim 10 (BEGIN + claim), p50 | {} | {:.0} µs | {:.2}x faster |",
+            micros(ours_claim.p50()),
+            d.claim_p50_us,
+            d.claim_p50_us / (ours_claim.p50().as_secs_f64() * 1e6)
+        )?;
+    }
+
+    eprintln!("4/4 scale: {:?} events...", plan.sizes);
+    let mut points = Vec::new();
+    for &rows in &plan.sizes {
+        points.push(scale::measure(&db, rows, plan.iterations.min(500)).await?);
+    }
+    let largest = *plan.sizes.last().expect("sizes");
+    let (claim_plan, page_plan) = scale::explain(&db, largest).await?;
+    writeln!(
+        report,
+        "\n## 4. Scale (1% of events pending; goal: p50 at the largest size <= 1.5x p50 at the smallest)\n"
+    )?;
+    writeln!(
+        report,
+        "| events | claim 10 p50 | claim 10 p99 | keyset page (50) p50 | page p99 |\n| --- | --- | --- | --- | --- |"
+    )?;
+    for p in &points {
+        writeln!(
+            report,
+            "| {} | {} | {} | {} | {} |",
+            p.rows,
+            micros(p.claim.p50()),
+            micros(p.claim.p99()),
+            micros(p.page.p50()),
+            micros(p.page.p99())
+        )?;
+    }
+    let (first, last) = (&points[0], points.last().expect("points"));
+    writeln!(
+        report,
+        "\nlargest / smallest p50: claim {:.2}, page {:.2}\n",
+        ratio(last.claim.p50(), first.claim.p50()),
+        ratio(last.page.p50(), first.page.p50())
+    )?;
+    writeln!(
+        report,
+        "`EXPLAIN (ANALYZE, BUFFERS)` at {largest} events, claim:\n\n```\n{claim_plan}\n```\n\npage:\n\n```\n{page_plan}\n```"
+    )?;
+    println!("{report}");
+    if largest >= 100_000 {
+        scale::require_index_only(&claim_plan, &page_plan)?;
+    }
+    if args.write_docs || (!args.quick && !args.smoke) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/benchmarks.md");
+        let previous = std::fs::read_to_string(&path).unwrap_or_default();
+        let notes = previous
+            .split_once("<!-- notes -->")
+            .map(|(_, n)| n.to_owned())
+            .unwrap_or_default();
+        let command = format!(
+            "cargo run -p bench --release -- {}",
+            std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+        );
+        std::fs::write(
+            &path,
+            format!(
+                "# Benchmarks\n\nCommand: `{}`\n\n{report}\n<!-- notes -->{notes}",
+                command.trim_end()
+            ),
+        )?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,421 @@
+//! The hot helpers against the same statements written by hand with sqlx, interleaved call by
+//! call on the same database so both sides see the same cache and load.
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use sea_orm::{DatabaseConnection, TransactionTrait};
+use serde_json::{Value, json};
+use service::{
+    Cursor,
+    agents::{self, NewToolCallInput},
+    auth,
+    events::{self, SlackDelivery, SlackEvents},
+};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::stats::{Samples, timed};
+
+/// One row of the comparison table.
+pub struct Comparison {
+    pub case: &'static str,
+    pub helper: Samples,
+    pub raw: Samples,
+}
+
+#[derive(sqlx::FromRow)]
+#[allow(dead_code)] // read as a caller would; the fields are the point, not their use
+struct RawSessionWithUser {
+    id: String,
+    user_id: String,
+    expires_at: DateTime<Utc>,
+    ip_address: Option<String>,
+    user_agent: Option<String>,
+    active_organization_id: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    u_id: String,
+    u_name: String,
+    u_email: String,
+    u_email_verified: bool,
+    u_image: Option<String>,
+    u_two_factor_enabled: bool,
+    u_created_at: DateTime<Utc>,
+    u_updated_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+#[allow(dead_code)]
+struct RawEvent {
+    id: Uuid,
+    slack_connection_id: Option<Uuid>,
+    event_id: String,
+    event_type: String,
+    team_id: String,
+    channel_id: Option<String>,
+    slack_user_id: Option<String>,
+    payload: Value,
+    status: String,
+    attempts: i32,
+    last_error: Option<String>,
+    processed_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+#[allow(dead_code)]
+struct RawToolCall {
+    id: Uuid,
+    agent_run_id: Uuid,
+    tool_id: Option<Uuid>,
+    tool_name: String,
+    sequence: i32,
+    input: Value,
+    output: Option<Value>,
+    status: String,
+    error: Option<String>,
+    duration_ms: Option<i32>,
+    started_at: Option<DateTime<Utc>>,
+    completed_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+#[allow(dead_code)]
+struct RawRun {
+    id: Uuid,
+    organization_id: String,
+    user_id: Option<String>,
+    trigger_source: String,
+    slack_event_id: Option<Uuid>,
+    linear_event_id: Option<Uuid>,
+    status: String,
+    model: String,
+    input: Value,
+    output: Option<Value>,
+    error: Option<String>,
+    prompt_tokens: i32,
+    completion_tokens: i32,
+    started_at: Option<DateTime<Utc>>,
+    completed_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    next_tool_call_sequence: i32,
+}
+
+pub fn delivery(n: usize) -> SlackDelivery {
+    SlackDelivery {
+        event_id: format!("Ev{n:09}"),
+        event_type: "message".into(),
+        team_id: "T1".into(),
+        channel_id: Some("C1".into()),
+        slack_user_id: Some("U1".into()),
+        slack_connection_id: None,
+        payload: json!({ "type": "event_callback", "event": { "type": "message", "text": "hello there", "ts": n.to_string() } }),
+    }
+}
+
+const RAW_SINGLE_INSERT: &str = "INSERT INTO slack_events (event_id, event_type, team_id, channel_id, slack_user_id, slack_connection_id, payload)
+     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING RETURNING id";
+
+pub const RAW_BATCH_INSERT: &str = "INSERT INTO slack_events (event_id, event_type, team_id, channel_id, slack_user_id, slack_connection_id, payload)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::uuid[], $7::jsonb[])
+     ON CONFLICT (event_id) DO NOTHING RETURNING event_id, id";
+
+/// Binds a batch the way a hand-written sqlx caller would: one array per column.
+pub fn raw_batch(
+    batch: &[SlackDelivery],
+    sql: &'static str,
+) -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    sqlx::query(sql)
+        .bind(batch.iter().map(|d| d.event_id.clone()).collect::<Vec<_>>())
+        .bind(
+            batch
+                .iter()
+                .map(|d| d.event_type.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(batch.iter().map(|d| d.team_id.clone()).collect::<Vec<_>>())
+        .bind(
+            batch
+                .iter()
+                .map(|d| d.channel_id.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            batch
+                .iter()
+                .map(|d| d.slack_user_id.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            batch
+                .iter()
+                .map(|d| d.slack_connection_id)
+                .collect::<Vec<_>>(),
+        )
+        .bind(batch.iter().map(|d| d.payload.clone()).collect::<Vec<_>>())
+}
+
+/// Runs every comparison, `iterations` calls per side.
+pub async fn run(
+    db: &DatabaseConnection,
+    pool: &PgPool,
+    iterations: usize,
+) -> Result<Vec<Comparison>> {
+    let mut out = Vec::new();
+    let warm = iterations / 10 + 1;
+
+    // Session by token, with its user.
+    let mut c = Comparison {
+        case: "session by token + user",
+        helper: Samples::default(),
+        raw: Samples::default(),
+    };
+    let session_sql = "SELECT s.id, s.user_id, s.expires_at, s.ip_address, s.user_agent, s.active_organization_id,
+            s.created_at, s.updated_at, u.id AS u_id, u.name AS u_name, u.email AS u_email,
+            u.email_verified AS u_email_verified, u.image AS u_image,
+            u.two_factor_enabled AS u_two_factor_enabled, u.created_at AS u_created_at,
+            u.updated_at AS u_updated_at
+         FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token = $1 AND s.expires_at > now()";
+    for i in 0..iterations + warm {
+        let token = format!("tok_{}", i % 1000);
+        let mut helper = Samples::default();
+        let mut raw = Samples::default();
+        let found = timed(&mut helper, auth::valid_session(db, &token)).await?;
+        let row: Option<RawSessionWithUser> = timed(
+            &mut raw,
+            sqlx::query_as(session_sql)
+                .bind(&token)
+                .fetch_optional(pool),
+        )
+        .await?;
+        anyhow::ensure!(
+            found.is_some() && row.is_some(),
+            "seeded session {token} not found"
+        );
+        if i >= warm {
+            c.helper.absorb(helper);
+            c.raw.absorb(raw);
+        }
+    }
+    out.push(c);
+
+    // Single ingest: new deliveries, alternating sides.
+    let mut c = Comparison {
+        case: "ingest one event",
+        helper: Samples::default(),
+        raw: Samples::default(),
+    };
+    for i in 0..iterations + warm {
+        let (a, b) = (
+            delivery(10_000_000 + 2 * i),
+            delivery(10_000_000 + 2 * i + 1),
+        );
+        let mut helper = Samples::default();
+        let mut raw = Samples::default();
+        timed(&mut helper, events::ingest::<SlackEvents>(db, a)).await?;
+        timed(
+            &mut raw,
+            sqlx::query_scalar::<_, Uuid>(RAW_SINGLE_INSERT)
+                .bind(b.event_id)
+                .bind(b.event_type)
+                .bind(b.team_id)
+                .bind(b.channel_id)
+                .bind(b.slack_user_id)
+                .bind(b.slack_connection_id)
+                .bind(b.payload)
+                .fetch_optional(pool),
+        )
+        .await?;
+        if i >= warm {
+            c.helper.absorb(helper);
+            c.raw.absorb(raw);
+        }
+    }
+    out.push(c);
+
+    // Batch ingest of 100.
+    let mut c = Comparison {
+        case: "ingest batch of 100",
+        helper: Samples::default(),
+        raw: Samples::default(),
+    };
+    for i in 0..(iterations / 5).max(10) + warm {
+        let base = 20_000_000 + i * 200;
+        let a: Vec<_> = (base..base + 100).map(delivery).collect();
+        let b: Vec<_> = (base + 100..base + 200).map(delivery).collect();
+        let mut helper = Samples::default();
+        let mut raw = Samples::default();
+        timed(&mut helper, events::ingest_batch::<SlackEvents>(db, &a)).await?;
+        timed(&mut raw, raw_batch(&b, RAW_BATCH_INSERT).fetch_all(pool)).await?;
+        if i >= warm {
+            c.helper.absorb(helper);
+            c.raw.absorb(raw);
+        }
+    }
+    out.push(c);
+
+    // Claim 10 (in a transaction rolled back, so the pending set stays the same size).
+    let mut c = Comparison {
+        case: "claim 10 pending",
+        helper: Samples::default(),
+        raw: Samples::default(),
+    };
+    let claim_sql = "WITH next AS (SELECT id FROM slack_events WHERE status = 'pending'
+                     ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED)
+         UPDATE slack_events e SET status = 'processing', attempts = e.attempts + 1
+         FROM next WHERE e.id = next.id RETURNING e.*";
+    for i in 0..iterations + warm {
+        let mut helper = Samples::default();
+        let mut raw = Samples::default();
+        let txn = db.begin().await?;
+        let claimed = timed(&mut helper, events::claim::<SlackEvents>(&txn, 10)).await?;
+        txn.rollback().await?;
+        let mut tx = pool.begin().await?;
+        let rows: Vec<RawEvent> = timed(
+            &mut raw,
+            sqlx::query_as(claim_sql).bind(10i64).fetch_all(&mut *tx),
+        )
+        .await?;
+        tx.rollback().await?;
+        anyhow::ensure!(
+            claimed.len() == 10 && rows.len() == 10,
+            "not enough pending events seeded"
+        );
+        if i >= warm {
+            c.helper.absorb(helper);
+            c.raw.absorb(raw);
+        }
+    }
+    out.push(c);
+
+    // Mark processed: claimed rows, half per side.
+    let mut c = Comparison {
+        case: "mark processed",
+        helper: Samples::default(),
+        raw: Samples::default(),
+    };
+    let claimed = events::claim::<SlackEvents>(db, (2 * (iterations + warm)) as u64).await?;
+    anyhow::ensure!(
+        claimed.len() == 2 * (iterations + warm),
+        "not enough pending events seeded"
+    );
+    let mark_sql =
+        "UPDATE slack_events SET status = 'processed', processed_at = now(), last_error = NULL
+         WHERE id = $1 AND status IN ('processing') RETURNING *";
+    for (i, pair) in claimed.chunks(2).enumerate() {
+        let mut helper = Samples::default();
+        let mut raw = Samples::default();
+        timed(
+            &mut helper,
+            events::mark_processed::<SlackEvents>(db, pair[0].id),
+        )
+        .await?;
+        let row: Option<RawEvent> = timed(
+            &mut raw,
+            sqlx::query_as(mark_sql)
+                .bind(pair[1].id)
+                .fetch_optional(pool),
+        )
+        .await?;
+        anyhow::ensure!(row.is_some(), "raw mark found nothing");
+        if i >= warm {
+            c.helper.absorb(helper);
+            c.raw.absorb(raw);
+        }
+    }
+    out.push(c);
+
+    // Append a tool call to a running run (one run per side).
+    let mut c = Comparison {
+        case: "append tool call",
+        helper: Samples::default(),
+        raw: Samples::default(),
+    };
+    let (run_a, run_b) = (
+        crate::seed::running_run(db).await?,
+        crate::seed::running_run(db).await?,
+    );
+    let append_sql = "WITH seq AS (UPDATE agent_runs SET next_tool_call_sequence = next_tool_call_sequence + 1
+                     WHERE id = $1 AND status = 'running' RETURNING next_tool_call_sequence - 1 AS sequence)
+         INSERT INTO tool_calls (agent_run_id, tool_id, tool_name, sequence, input)
+         SELECT $1, $2, $3, seq.sequence, $4 FROM seq RETURNING *";
+    for i in 0..iterations + warm {
+        let mut helper = Samples::default();
+        let mut raw = Samples::default();
+        let call = NewToolCallInput {
+            tool_name: "web_fetch".into(),
+            tool_id: None,
+            input: json!({ "url": "https://example.com" }),
+        };
+        timed(&mut helper, agents::append_tool_call(db, run_a, call)).await?;
+        let row: Option<RawToolCall> = timed(
+            &mut raw,
+            sqlx::query_as(append_sql)
+                .bind(run_b)
+                .bind(None::<Uuid>)
+                .bind("web_fetch")
+                .bind(json!({ "url": "https://example.com" }))
+                .fetch_optional(pool),
+        )
+        .await?;
+        anyhow::ensure!(row.is_some(), "raw append found no running run");
+        if i >= warm {
+            c.helper.absorb(helper);
+            c.raw.absorb(raw);
+        }
+    }
+    out.push(c);
+
+    // A page of 50 runs, from the middle of the organization's history.
+    let mut c = Comparison {
+        case: "list runs page (50)",
+        helper: Samples::default(),
+        raw: Samples::default(),
+    };
+    let middle: (DateTime<Utc>, Uuid) = sqlx::query_as(
+        "SELECT created_at, id FROM agent_runs WHERE organization_id = 'org_bench'
+         ORDER BY created_at DESC, id DESC OFFSET 500 LIMIT 1",
+    )
+    .fetch_one(pool)
+    .await?;
+    let cursor = Cursor {
+        created_at: middle.0.fixed_offset(),
+        id: middle.1,
+    };
+    let page_sql =
+        "SELECT * FROM agent_runs WHERE organization_id = $1 AND (created_at, id) < ($2, $3)
+         ORDER BY created_at DESC, id DESC LIMIT $4";
+    for i in 0..iterations + warm {
+        let mut helper = Samples::default();
+        let mut raw = Samples::default();
+        let page = timed(
+            &mut helper,
+            agents::list_runs(db, "org_bench", Some(cursor), 50),
+        )
+        .await?;
+        let rows: Vec<RawRun> = timed(
+            &mut raw,
+            sqlx::query_as(page_sql)
+                .bind("org_bench")
+                .bind(middle.0)
+                .bind(middle.1)
+                .bind(51i64)
+                .fetch_all(pool),
+        )
+        .await?;
+        anyhow::ensure!(
+            page.items.len() == 50 && rows.len() == 51,
+            "not enough runs seeded"
+        );
+        if i >= warm {
+            c.helper.absorb(helper);
+            c.raw.absorb(raw);
+        }
+    }
+    out.push(c);
+    Ok(out)
+}

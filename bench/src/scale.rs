@@ -1,0 +1,130 @@
+//! Claim and keyset-page latency as the events table grows, and the plans at the largest size.
+
+use anyhow::{Result, bail};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
+use service::{
+    Cursor,
+    events::{self, EventFilter, SlackEvents},
+};
+
+use crate::stats::{Samples, timed};
+
+pub struct ScalePoint {
+    pub rows: usize,
+    pub claim: Samples,
+    pub page: Samples,
+}
+
+pub const CLAIM_SQL: &str = "WITH next AS (SELECT id FROM slack_events WHERE status = 'pending'
+    ORDER BY created_at, id LIMIT 10 FOR UPDATE SKIP LOCKED)
+UPDATE slack_events e SET status = 'processing', attempts = e.attempts + 1
+FROM next WHERE e.id = next.id RETURNING e.*";
+
+fn page_sql(cursor: &Cursor) -> String {
+    format!(
+        "SELECT * FROM slack_events WHERE (created_at, id) < ('{}', '{}')
+         ORDER BY created_at DESC, id DESC LIMIT 51",
+        cursor.created_at.to_rfc3339(),
+        cursor.id
+    )
+}
+
+/// `rows` events, one in a hundred pending, spread over time.
+async fn fill(db: &DatabaseConnection, rows: usize) -> Result<()> {
+    db.execute_unprepared("TRUNCATE slack_events CASCADE")
+        .await?;
+    db.execute_unprepared(&format!(
+        "INSERT INTO slack_events (event_id, event_type, team_id, payload, status, created_at)
+         SELECT 'S' || g, CASE WHEN g % 3 = 0 THEN 'app_mention' ELSE 'message' END, 'T1',
+                jsonb_build_object('n', g), CASE WHEN g % 100 = 0 THEN 'pending' ELSE 'processed' END,
+                now() - (({rows} - g) * interval '1 millisecond')
+         FROM generate_series(1, {rows}) g"
+    ))
+    .await?;
+    // On its own: VACUUM cannot run inside the implicit transaction of a multi-statement string.
+    db.execute_unprepared("VACUUM ANALYZE slack_events").await?;
+    Ok(())
+}
+
+async fn middle_cursor(db: &DatabaseConnection, rows: usize) -> Result<Cursor> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!("SELECT created_at, id FROM slack_events ORDER BY created_at DESC, id DESC OFFSET {} LIMIT 1", rows / 2),
+        ))
+        .await?
+        .expect("the table was filled");
+    Ok(Cursor {
+        created_at: row.try_get_by_index(0)?,
+        id: row.try_get_by_index(1)?,
+    })
+}
+
+pub async fn measure(
+    db: &DatabaseConnection,
+    rows: usize,
+    iterations: usize,
+) -> Result<ScalePoint> {
+    fill(db, rows).await?;
+    let cursor = middle_cursor(db, rows).await?;
+    let mut point = ScalePoint {
+        rows,
+        claim: Samples::default(),
+        page: Samples::default(),
+    };
+    for i in 0..iterations + 10 {
+        let (mut claim, mut page) = (Samples::default(), Samples::default());
+        let txn = db.begin().await?;
+        timed(&mut claim, events::claim::<SlackEvents>(&txn, 10)).await?;
+        txn.rollback().await?;
+        timed(
+            &mut page,
+            events::list::<SlackEvents>(db, &EventFilter::default(), Some(cursor), 50),
+        )
+        .await?;
+        if i >= 10 {
+            point.claim.absorb(claim);
+            point.page.absorb(page);
+        }
+    }
+    Ok(point)
+}
+
+/// `EXPLAIN (ANALYZE, BUFFERS)` of the claim (rolled back) and page queries at the current size.
+pub async fn explain(db: &DatabaseConnection, rows: usize) -> Result<(String, String)> {
+    let plan = |rows: Vec<sea_orm::QueryResult>| -> Result<String> {
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get_by_index::<String>(0))
+            .collect::<Result<Vec<_>, _>>()?
+            .join("\n"))
+    };
+    let txn = db.begin().await?;
+    let claim = plan(
+        txn.query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!("EXPLAIN (ANALYZE, BUFFERS) {CLAIM_SQL}"),
+        ))
+        .await?,
+    )?;
+    txn.rollback().await?;
+    let cursor = middle_cursor(db, rows).await?;
+    let page = plan(
+        db.query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!("EXPLAIN (ANALYZE, BUFFERS) {}", page_sql(&cursor)),
+        ))
+        .await?,
+    )?;
+    Ok((claim, page))
+}
+
+/// Fails when either plan reads the table sequentially.
+pub fn require_index_only(claim: &str, page: &str) -> Result<()> {
+    for (name, plan) in [("claim", claim), ("page", page)] {
+        if plan.contains("Seq Scan") {
+            bail!("the {name} query does a sequential scan:\n{plan}");
+        }
+    }
+    Ok(())
+}
