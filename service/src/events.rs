@@ -32,9 +32,9 @@ pub const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
 /// The deepest nesting of a payload stored: serde_json's own limit when parsing.
 pub const MAX_PAYLOAD_DEPTH: usize = 128;
 
-/// Refuses payloads too deep or too large. The depth is measured without recursion, so even a
-/// payload built far deeper than any stack allows is refused, not a crash.
-fn check_payload(event_id: &str, payload: &Json) -> Result<(), Error> {
+/// Refuses payloads nested too deep, measured without recursion, so even a payload built far
+/// deeper than any stack allows is refused before anything serializes it.
+fn check_depth(event_id: &str, payload: &Json) -> Result<(), Error> {
     let mut stack = vec![(payload, 1usize)];
     while let Some((value, depth)) = stack.pop() {
         if depth > MAX_PAYLOAD_DEPTH {
@@ -49,32 +49,30 @@ fn check_payload(event_id: &str, payload: &Json) -> Result<(), Error> {
             _ => {}
         }
     }
-    let mut size = ByteCount(0);
-    serde_json::to_writer(&mut size, payload).expect("counting bytes cannot fail");
-    if size.0 > MAX_PAYLOAD_BYTES {
-        return Err(Error::invalid(
-            "payload",
-            format!(
-                "event `{event_id}` is {} bytes; at most {MAX_PAYLOAD_BYTES}",
-                size.0
-            ),
-        ));
-    }
     Ok(())
 }
 
-/// Counts what is written to it, for sizing JSON without building the string.
-struct ByteCount(usize);
-
-impl std::io::Write for ByteCount {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len();
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+/// The payloads of a batch as JSON text, each serialized once: the text both bounds the size
+/// and is what is sent (as `text[]`, cast to `jsonb` in the statement), so no payload is cloned.
+fn payload_texts<S: EventSource>(batch: &[S::Delivery]) -> Result<Vec<String>, Error> {
+    batch
+        .iter()
+        .map(|delivery| {
+            let (event_id, payload) = (S::event_id(delivery), S::payload(delivery));
+            check_depth(event_id, payload)?;
+            let text = serde_json::to_string(payload).expect("a JSON value always serializes");
+            if text.len() > MAX_PAYLOAD_BYTES {
+                return Err(Error::invalid(
+                    "payload",
+                    format!(
+                        "event `{event_id}` is {} bytes; at most {MAX_PAYLOAD_BYTES}",
+                        text.len()
+                    ),
+                ));
+            }
+            Ok(text)
+        })
+        .collect()
 }
 
 /// A table of webhook deliveries and how to write one of its rows.
@@ -85,8 +83,8 @@ pub trait EventSource: Send + Sync + 'static {
     const ENTITY: &'static str;
     /// The columns a delivery fills, in the order of [`EventSource::columns`].
     const COLUMNS: &'static [&'static str];
-    /// SQL array type per column (`text[]`, `jsonb[]`); nullable columns travel as `text[]`
-    /// with `''` for NULL, turned back by [`EventSource::SELECT`].
+    /// SQL array type per column (all `text[]`: the payload travels as JSON text); nullable ones
+    /// carry `''` for NULL, turned back by [`EventSource::SELECT`].
     const ARRAY_TYPES: &'static [&'static str];
     /// The expressions that turn the `unnest` columns `c1, c2, ...` into the row's values.
     const SELECT: &'static str;
@@ -97,8 +95,8 @@ pub trait EventSource: Send + Sync + 'static {
 
     fn event_id(delivery: &Self::Delivery) -> &str;
     fn payload(delivery: &Self::Delivery) -> &Json;
-    /// One value per column, for an array of many deliveries: `columns(batch)[i]` is the
-    /// array of column `i`.
+    /// One array per column but the last (`payload`, which [`ingest_batch`] adds itself):
+    /// `columns(batch)[i]` holds column `i` of every delivery.
     fn columns(batch: &[Self::Delivery]) -> Vec<Value>;
 }
 
@@ -165,10 +163,6 @@ fn nullable_strings(values: impl Iterator<Item = Option<String>>) -> Value {
     Value::from(values.map(Option::unwrap_or_default).collect::<Vec<_>>())
 }
 
-fn payloads<'a>(values: impl Iterator<Item = &'a Json>) -> Value {
-    Value::from(values.cloned().collect::<Vec<_>>())
-}
-
 impl EventSource for SlackEvents {
     const TABLE: &'static str = "slack_events";
     const ENTITY: &'static str = "slack event";
@@ -209,7 +203,6 @@ impl EventSource for SlackEvents {
                     .iter()
                     .map(|d| d.slack_connection_id.map(|id| id.to_string())),
             ),
-            payloads(batch.iter().map(|d| &d.payload)),
         ]
     }
 }
@@ -226,8 +219,8 @@ impl EventSource for LinearEvents {
         "payload",
     ];
     const ARRAY_TYPES: &'static [&'static str] =
-        &["text[]", "text[]", "text[]", "text[]", "text[]", "jsonb[]"];
-    const SELECT: &'static str = "c1, c2, c3, c4, NULLIF(c5, '')::uuid, c6";
+        &["text[]", "text[]", "text[]", "text[]", "text[]", "text[]"];
+    const SELECT: &'static str = "c1, c2, c3, c4, NULLIF(c5, '')::uuid, c6::jsonb";
     type Delivery = LinearDelivery;
     type Row = LinearEvent;
 
@@ -250,7 +243,6 @@ impl EventSource for LinearEvents {
                     .iter()
                     .map(|d| d.linear_connection_id.map(|id| id.to_string())),
             ),
-            payloads(batch.iter().map(|d| &d.payload)),
         ]
     }
 }
@@ -323,13 +315,12 @@ pub async fn ingest_batch<S: EventSource>(
     if batch.is_empty() {
         return Ok(BatchIngest::default());
     }
-    for delivery in batch {
-        if S::event_id(delivery).trim().is_empty() {
-            return Err(Error::invalid("event_id", "it is empty"));
-        }
-        check_payload(S::event_id(delivery), S::payload(delivery))?;
+    if batch.iter().any(|d| S::event_id(d).trim().is_empty()) {
+        return Err(Error::invalid("event_id", "it is empty"));
     }
-    let rows: Vec<InsertedRow> = sql::all(db, &insert_sql::<S>(), S::columns(batch)).await?;
+    let mut columns = S::columns(batch);
+    columns.push(payload_texts::<S>(batch)?.into());
+    let rows: Vec<InsertedRow> = sql::all(db, &insert_sql::<S>(), columns).await?;
     Ok(BatchIngest {
         duplicates: batch.len() - rows.len(),
         inserted: rows.into_iter().map(|r| (r.event_id, r.id)).collect(),
