@@ -298,11 +298,14 @@ pub async fn run(
         helper: Samples::default(),
         raw: Samples::default(),
     };
-    let claimed = events::claim::<SlackEvents>(db, (2 * (iterations + warm)) as u64).await?;
-    anyhow::ensure!(
-        claimed.len() == 2 * (iterations + warm),
-        "not enough pending events seeded"
-    );
+    // A claim returns at most 1000 rows.
+    let mut claimed = Vec::new();
+    while claimed.len() < 2 * (iterations + warm) {
+        let want = (2 * (iterations + warm) - claimed.len()).min(1000) as u64;
+        let more = events::claim::<SlackEvents>(db, want).await?;
+        anyhow::ensure!(!more.is_empty(), "not enough pending events seeded");
+        claimed.extend(more);
+    }
     let mark_sql =
         "UPDATE slack_events SET status = 'processed', processed_at = now(), last_error = NULL
          WHERE id = $1 AND status IN ('processing') RETURNING *";
