@@ -10,8 +10,10 @@
 
 use entity::{AgentRun, NewAgentRun, ToolCall, agent_runs, enums::TriggerSource, tool_calls};
 use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryOrder, Set, Value,
+    ActiveModelTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryOrder,
+    QueryResult, Set, Value,
     prelude::{DateTimeWithTimeZone, Json, Uuid},
+    sqlx::{self, Row},
 };
 use serde::Serialize;
 
@@ -289,6 +291,36 @@ pub async fn run_with_tool_calls(
     Ok((run, calls))
 }
 
+/// A run decoded straight from the PostgreSQL row, as hand-written sqlx would. SeaORM's generic
+/// decoder formats an error string for every NULL column before turning it into `None`; a page
+/// of runs has several NULL columns per row, which made `list_runs` 1.13x slower than sqlx.
+fn decode_run(result: &QueryResult) -> Result<AgentRun, DbErr> {
+    let Some(row) = result.try_as_pg_row() else {
+        return AgentRun::from_query_result(result, "");
+    };
+    let get = |e: sqlx::Error| DbErr::Type(e.to_string());
+    Ok(AgentRun {
+        id: row.try_get("id").map_err(get)?,
+        organization_id: row.try_get("organization_id").map_err(get)?,
+        user_id: row.try_get("user_id").map_err(get)?,
+        trigger_source: row.try_get("trigger_source").map_err(get)?,
+        slack_event_id: row.try_get("slack_event_id").map_err(get)?,
+        linear_event_id: row.try_get("linear_event_id").map_err(get)?,
+        status: row.try_get("status").map_err(get)?,
+        model: row.try_get("model").map_err(get)?,
+        input: row.try_get("input").map_err(get)?,
+        output: row.try_get("output").map_err(get)?,
+        error: row.try_get("error").map_err(get)?,
+        prompt_tokens: row.try_get("prompt_tokens").map_err(get)?,
+        completion_tokens: row.try_get("completion_tokens").map_err(get)?,
+        started_at: row.try_get("started_at").map_err(get)?,
+        completed_at: row.try_get("completed_at").map_err(get)?,
+        created_at: row.try_get("created_at").map_err(get)?,
+        updated_at: row.try_get("updated_at").map_err(get)?,
+        next_tool_call_sequence: row.try_get("next_tool_call_sequence").map_err(get)?,
+    })
+}
+
 /// An organization's runs, newest first, `limit` (at most 1000) per page; pass the previous
 /// page's `next` as `after`.
 pub async fn list_runs(
@@ -298,30 +330,30 @@ pub async fn list_runs(
     limit: u64,
 ) -> Result<Page<AgentRun>, Error> {
     let limit = clamp_limit(limit);
-    let fetch = ((limit + 1) as i64).into();
-    let rows: Vec<AgentRun> = match after {
-        None => {
-            sql::all(
-                db,
-                "SELECT * FROM agent_runs WHERE organization_id = $1
-                 ORDER BY created_at DESC, id DESC LIMIT $2",
-                [organization_id.into(), fetch],
-            )
-            .await?
-        }
-        Some(cursor) => sql::all(
-            db,
+    let fetch: Value = ((limit + 1) as i64).into();
+    let statement = match after {
+        None => sql::statement(
+            "SELECT * FROM agent_runs WHERE organization_id = $1
+             ORDER BY created_at DESC, id DESC LIMIT $2",
+            [organization_id.into(), fetch],
+        ),
+        Some(cursor) => sql::statement(
             "SELECT * FROM agent_runs WHERE organization_id = $1 AND (created_at, id) < ($2, $3)
-                 ORDER BY created_at DESC, id DESC LIMIT $4",
+             ORDER BY created_at DESC, id DESC LIMIT $4",
             [
                 organization_id.into(),
                 cursor.created_at.into(),
                 cursor.id.into(),
                 fetch,
             ],
-        )
-        .await?,
+        ),
     };
+    let rows = db
+        .query_all_raw(statement)
+        .await?
+        .iter()
+        .map(decode_run)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Page::from_overfetch(rows, limit, |run| Cursor {
         created_at: run.created_at,
         id: run.id,
