@@ -265,25 +265,43 @@ pub struct BatchIngest {
     pub duplicates: usize,
 }
 
-/// The `INSERT ... SELECT FROM unnest(...) ON CONFLICT (event_id) DO NOTHING` of a source.
-fn insert_sql<S: EventSource>() -> String {
-    let arrays = S::ARRAY_TYPES
+/// The `INSERT ... SELECT ... ON CONFLICT (event_id) DO NOTHING` of a source, reading its rows
+/// from `unnest` of one array per column, or, for a single delivery, from one `VALUES` row.
+fn insert_sql<S: EventSource>(single: bool) -> String {
+    let params = S::ARRAY_TYPES
         .iter()
         .enumerate()
-        .map(|(i, ty)| format!("${}::{ty}", i + 1))
+        .map(|(i, ty)| match single {
+            true => format!("${}::{}", i + 1, ty.trim_end_matches("[]")),
+            false => format!("${}::{ty}", i + 1),
+        })
         .collect::<Vec<_>>()
         .join(", ");
+    let source = match single {
+        true => format!("(VALUES ({params}))"),
+        false => format!("unnest({params})"),
+    };
     let names = (1..=S::COLUMNS.len())
         .map(|i| format!("c{i}"))
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "INSERT INTO {} ({}) SELECT {} FROM unnest({arrays}) AS d({names})
+        "INSERT INTO {} ({}) SELECT {} FROM {source} AS d({names})
          ON CONFLICT (event_id) DO NOTHING RETURNING event_id, id",
         S::TABLE,
         S::COLUMNS.join(", "),
         S::SELECT,
     )
+}
+
+/// Checks a batch and lays it out as one array per column, payloads last.
+fn column_arrays<S: EventSource>(batch: &[S::Delivery]) -> Result<Vec<Value>, Error> {
+    if batch.iter().any(|d| S::event_id(d).trim().is_empty()) {
+        return Err(Error::invalid("event_id", "it is empty"));
+    }
+    let mut columns = S::columns(batch);
+    columns.push(payload_texts::<S>(batch)?.into());
+    Ok(columns)
 }
 
 #[derive(FromQueryResult)]
@@ -297,9 +315,16 @@ pub async fn ingest<S: EventSource>(
     db: &impl ConnectionTrait,
     delivery: S::Delivery,
 ) -> Result<Ingested, Error> {
-    let batch = ingest_batch::<S>(db, std::slice::from_ref(&delivery)).await?;
-    Ok(match batch.inserted.first() {
-        Some((_, id)) => Ingested::Inserted(*id),
+    // The arrays of a batch of one, each unwrapped to its single value.
+    let values = column_arrays::<S>(std::slice::from_ref(&delivery))?
+        .into_iter()
+        .map(|column| match column {
+            Value::Array(_, Some(mut one)) if one.len() == 1 => one.pop().expect("one value"),
+            other => other,
+        });
+    let inserted: Option<InsertedRow> = sql::one(db, &insert_sql::<S>(true), values).await?;
+    Ok(match inserted {
+        Some(row) => Ingested::Inserted(row.id),
         None => Ingested::Duplicate,
     })
 }
@@ -315,12 +340,8 @@ pub async fn ingest_batch<S: EventSource>(
     if batch.is_empty() {
         return Ok(BatchIngest::default());
     }
-    if batch.iter().any(|d| S::event_id(d).trim().is_empty()) {
-        return Err(Error::invalid("event_id", "it is empty"));
-    }
-    let mut columns = S::columns(batch);
-    columns.push(payload_texts::<S>(batch)?.into());
-    let rows: Vec<InsertedRow> = sql::all(db, &insert_sql::<S>(), columns).await?;
+    let rows: Vec<InsertedRow> =
+        sql::all(db, &insert_sql::<S>(false), column_arrays::<S>(batch)?).await?;
     Ok(BatchIngest {
         duplicates: batch.len() - rows.len(),
         inserted: rows.into_iter().map(|r| (r.event_id, r.id)).collect(),
