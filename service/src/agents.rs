@@ -113,6 +113,27 @@ pub async fn start_run(db: &impl ConnectionTrait, id: Uuid) -> Result<AgentRun, 
     .await
 }
 
+/// `running` -> `to`, storing `value` in `column` (the output or the error) and the tokens.
+async fn complete_run(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    to: &'static str,
+    column: &str,
+    value: Value,
+    tokens: TokenCounts,
+) -> Result<AgentRun, Error> {
+    let set = format!(
+        "status = '{to}', {column} = $2, prompt_tokens = $3, completion_tokens = $4, \
+         completed_at = now()"
+    );
+    let values = vec![
+        value,
+        token_value("prompt_tokens", tokens.prompt_tokens)?,
+        token_value("completion_tokens", tokens.completion_tokens)?,
+    ];
+    move_run(db, id, &set, "'running'", to, values).await
+}
+
 /// `running` -> `succeeded` with its output and token counts, stamping `completed_at`.
 pub async fn succeed_run(
     db: &impl ConnectionTrait,
@@ -120,20 +141,7 @@ pub async fn succeed_run(
     output: Json,
     tokens: TokenCounts,
 ) -> Result<AgentRun, Error> {
-    move_run(
-        db,
-        id,
-        "status = 'succeeded', output = $2, prompt_tokens = $3, completion_tokens = $4, \
-         completed_at = now()",
-        "'running'",
-        "succeeded",
-        vec![
-            output.into(),
-            token_value("prompt_tokens", tokens.prompt_tokens)?,
-            token_value("completion_tokens", tokens.completion_tokens)?,
-        ],
-    )
-    .await
+    complete_run(db, id, "succeeded", "output", output.into(), tokens).await
 }
 
 /// `running` -> `failed` with the error and the tokens used so far, stamping `completed_at`.
@@ -143,20 +151,7 @@ pub async fn fail_run(
     error: &str,
     tokens: TokenCounts,
 ) -> Result<AgentRun, Error> {
-    move_run(
-        db,
-        id,
-        "status = 'failed', error = $2, prompt_tokens = $3, completion_tokens = $4, \
-         completed_at = now()",
-        "'running'",
-        "failed",
-        vec![
-            error.into(),
-            token_value("prompt_tokens", tokens.prompt_tokens)?,
-            token_value("completion_tokens", tokens.completion_tokens)?,
-        ],
-    )
-    .await
+    complete_run(db, id, "failed", "error", error.into(), tokens).await
 }
 
 /// `queued` or `running` -> `cancelled`, stamping `completed_at`.
