@@ -265,9 +265,25 @@ pub struct BatchIngest {
     pub duplicates: usize,
 }
 
+/// [`build_insert_sql`], built once per source and shape.
+fn insert_sql<S: EventSource>(single: bool) -> &'static str {
+    use std::{
+        collections::HashMap,
+        sync::{Mutex, OnceLock},
+    };
+    static BUILT: OnceLock<Mutex<HashMap<(&'static str, bool), &'static str>>> = OnceLock::new();
+    let mut built = BUILT
+        .get_or_init(Default::default)
+        .lock()
+        .expect("not poisoned");
+    built
+        .entry((S::TABLE, single))
+        .or_insert_with(|| Box::leak(build_insert_sql::<S>(single).into_boxed_str()))
+}
+
 /// The `INSERT ... SELECT ... ON CONFLICT (event_id) DO NOTHING` of a source, reading its rows
 /// from `unnest` of one array per column, or, for a single delivery, from one `VALUES` row.
-fn insert_sql<S: EventSource>(single: bool) -> String {
+fn build_insert_sql<S: EventSource>(single: bool) -> String {
     let params = S::ARRAY_TYPES
         .iter()
         .enumerate()
@@ -322,7 +338,7 @@ pub async fn ingest<S: EventSource>(
             Value::Array(_, Some(mut one)) if one.len() == 1 => one.pop().expect("one value"),
             other => other,
         });
-    let inserted: Option<InsertedRow> = sql::one(db, &insert_sql::<S>(true), values).await?;
+    let inserted: Option<InsertedRow> = sql::one(db, insert_sql::<S>(true), values).await?;
     Ok(match inserted {
         Some(row) => Ingested::Inserted(row.id),
         None => Ingested::Duplicate,
@@ -341,7 +357,7 @@ pub async fn ingest_batch<S: EventSource>(
         return Ok(BatchIngest::default());
     }
     let rows: Vec<InsertedRow> =
-        sql::all(db, &insert_sql::<S>(false), column_arrays::<S>(batch)?).await?;
+        sql::all(db, insert_sql::<S>(false), column_arrays::<S>(batch)?).await?;
     Ok(BatchIngest {
         duplicates: batch.len() - rows.len(),
         inserted: rows.into_iter().map(|r| (r.event_id, r.id)).collect(),
