@@ -224,7 +224,8 @@ impl TestDb {
         connect(&self.url, max_connections).await
     }
 
-    /// `pg_dump --schema-only` of this database, for comparing schemas.
+    /// `pg_dump --schema-only` of this database without what differs between two dumps of the
+    /// same schema (comments, blank lines, the per-dump `\restrict` keys), for comparing schemas.
     pub fn schema_dump(&self) -> String {
         let bins = server()
             .binaries()
@@ -248,7 +249,17 @@ impl TestDb {
             "pg_dump failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        String::from_utf8(output.stdout).expect("pg_dump prints UTF-8")
+        String::from_utf8(output.stdout)
+            .expect("pg_dump prints UTF-8")
+            .lines()
+            .filter(|line| {
+                !line.trim().is_empty()
+                    && !line.starts_with("--")
+                    && !line.starts_with("\\restrict")
+                    && !line.starts_with("\\unrestrict")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 

@@ -43,20 +43,6 @@ fn rolled_back(steps: &[Progress]) -> Vec<String> {
         .collect()
 }
 
-/// The schema as pg_dump prints it, without comments and the per-dump `\restrict` keys.
-fn schema_of(db: &TestDb) -> String {
-    db.schema_dump()
-        .lines()
-        .filter(|line| {
-            !line.starts_with("--")
-                && !line.starts_with("\\restrict")
-                && !line.starts_with("\\unrestrict")
-        })
-        .filter(|line| !line.trim().is_empty())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 async fn user_tables(db: &TestDb) -> Vec<String> {
     text_rows(
         db.conn(),
@@ -92,7 +78,7 @@ async fn up_applies_every_migration_in_order_then_finds_nothing_to_do() {
 async fn up_down_all_up_again_leaves_an_identical_schema() {
     let db = TestDb::empty().await;
     run(&db, Action::Up(None)).await;
-    let first = schema_of(&db);
+    let first = db.schema_dump();
     let down = run(&db, Action::Down(migrations() as u32)).await;
     assert_eq!(rolled_back(&down).len(), migrations());
     assert!(
@@ -106,23 +92,23 @@ async fn up_down_all_up_again_leaves_an_identical_schema() {
     .await;
     assert_eq!(functions, 0, "down all the way leaves no function");
     run(&db, Action::Up(None)).await;
-    assert_eq!(schema_of(&db), first);
+    assert_eq!(db.schema_dump(), first);
 }
 
 #[tokio::test]
 async fn each_down_removes_exactly_what_its_up_created() {
     let db = TestDb::empty().await;
     Migrator::install(db.conn()).await.unwrap();
-    let mut schemas = vec![schema_of(&db)];
+    let mut schemas = vec![db.schema_dump()];
     for _ in 0..migrations() {
         run(&db, Action::Up(Some(1))).await;
-        schemas.push(schema_of(&db));
+        schemas.push(db.schema_dump());
     }
     for step in (0..migrations()).rev() {
         let down = run(&db, Action::Down(1)).await;
         assert_eq!(rolled_back(&down).len(), 1);
         assert!(
-            schema_of(&db) == schemas[step],
+            db.schema_dump() == schemas[step],
             "rolling back {:?} did not restore the schema before it",
             rolled_back(&down)
         );
@@ -159,7 +145,7 @@ async fn concurrent_up_runs_wait_for_each_other_and_apply_each_migration_once() 
     assert_eq!(recorded(&db).await, migrations() as i64);
     let reference = TestDb::empty().await;
     run(&reference, Action::Up(None)).await;
-    assert_eq!(schema_of(&db), schema_of(&reference));
+    assert_eq!(db.schema_dump(), reference.schema_dump());
 }
 
 #[tokio::test]
@@ -312,7 +298,7 @@ async fn status_lists_every_migration_without_changing_anything() {
 #[tokio::test]
 async fn fresh_drops_every_table_then_applies_everything() {
     let db = TestDb::migrated().await;
-    let expected = schema_of(&db);
+    let expected = db.schema_dump();
     db.conn()
         .execute_unprepared("CREATE TABLE stray (id int); INSERT INTO users (id, name, email) VALUES ('u', 'U', 'u@x')")
         .await
@@ -321,17 +307,17 @@ async fn fresh_drops_every_table_then_applies_everything() {
     assert_eq!(applied(&steps).len(), migrations());
     assert!(!user_tables(&db).await.contains(&"stray".to_owned()));
     assert_eq!(scalar(db.conn(), "SELECT count(*) FROM users").await, 0);
-    assert_eq!(schema_of(&db), expected);
+    assert_eq!(db.schema_dump(), expected);
 }
 
 #[tokio::test]
 async fn refresh_rolls_everything_back_and_reapplies_it() {
     let db = TestDb::migrated().await;
-    let expected = schema_of(&db);
+    let expected = db.schema_dump();
     let steps = run(&db, Action::Refresh).await;
     assert_eq!(rolled_back(&steps).len(), migrations());
     assert_eq!(applied(&steps).len(), migrations());
-    assert_eq!(schema_of(&db), expected);
+    assert_eq!(db.schema_dump(), expected);
 }
 
 #[tokio::test]
