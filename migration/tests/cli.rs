@@ -9,23 +9,9 @@ use harness::{TestDb, scalar};
 use migration::{Migrator, MigratorTrait};
 use secrecy::ExposeSecret;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_migration");
+mod common;
 
-fn migration(args: &[&str]) -> Command {
-    let mut cmd = Command::new(BINARY);
-    cmd.args(args)
-        .env_remove("DATABASE_URL")
-        .env("RUST_BACKTRACE", "0")
-        // No .env up the tree of a temporary folder, so only what a test sets applies.
-        .current_dir(std::env::temp_dir());
-    cmd
-}
-
-fn with_url(db: &TestDb, args: &[&str]) -> Command {
-    let mut cmd = migration(args);
-    cmd.env("DATABASE_URL", db.url().expose().expose_secret());
-    cmd
-}
+use common::{migration, with_url};
 
 struct Ran {
     ok: bool,

@@ -9,19 +9,14 @@ use std::{
 use harness::{TestDb, scalar, text_rows};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::ConnectionTrait;
-use secrecy::ExposeSecret;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_migration");
+mod common;
 
+/// `migration up` on `db`, with its output captured (also when spawned).
 fn up(db: &TestDb, extra: &[&str]) -> Command {
-    let mut cmd = Command::new(BINARY);
-    cmd.arg("up")
-        .args(extra)
-        .env("DATABASE_URL", db.url().expose().expose_secret())
-        .env("RUST_BACKTRACE", "0")
-        .current_dir(std::env::temp_dir())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let args: Vec<&str> = std::iter::once("up").chain(extra.iter().copied()).collect();
+    let mut cmd = common::with_url(db, &args);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd
 }
 

@@ -1,0 +1,26 @@
+//! How the migration tests run the real binary.
+
+use std::process::Command;
+
+use harness::TestDb;
+use secrecy::ExposeSecret;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_migration");
+
+/// The binary with `args`, without the caller's DATABASE_URL or backtraces, started in a
+/// temporary folder so no `.env` up the tree applies: only what a test sets does.
+pub fn migration(args: &[&str]) -> Command {
+    let mut cmd = Command::new(BINARY);
+    cmd.args(args)
+        .env_remove("DATABASE_URL")
+        .env("RUST_BACKTRACE", "0")
+        .current_dir(std::env::temp_dir());
+    cmd
+}
+
+/// [`migration`] pointed at `db` through DATABASE_URL.
+pub fn with_url(db: &TestDb, args: &[&str]) -> Command {
+    let mut cmd = migration(args);
+    cmd.env("DATABASE_URL", db.url().expose().expose_secret());
+    cmd
+}
