@@ -349,10 +349,7 @@ pub async fn list_runs(
         .iter()
         .map(decode_run)
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Page::from_overfetch(rows, limit, |run| Cursor {
-        created_at: run.created_at,
-        id: run.id,
-    }))
+    Ok(Page::from_overfetch(rows, limit))
 }
 
 /// Token use of an organization's runs created in `[from, to)`.

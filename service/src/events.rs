@@ -20,7 +20,7 @@ use sea_orm::{
 
 use crate::{
     Cursor, Error, Page,
-    page::clamp_limit,
+    page::{HasCursor, clamp_limit},
     sql::{self, refused_transition},
 };
 
@@ -98,29 +98,6 @@ pub trait EventSource: Send + Sync + 'static {
     /// One array per column but the last (`payload`, which [`ingest_batch`] adds itself):
     /// `columns(batch)[i]` holds column `i` of every delivery.
     fn columns(batch: &[Self::Delivery]) -> Vec<Value>;
-}
-
-/// Rows that keyset pagination can continue after.
-pub trait HasCursor {
-    fn cursor(&self) -> Cursor;
-}
-
-impl HasCursor for SlackEvent {
-    fn cursor(&self) -> Cursor {
-        Cursor {
-            created_at: self.created_at,
-            id: self.id,
-        }
-    }
-}
-
-impl HasCursor for LinearEvent {
-    fn cursor(&self) -> Cursor {
-        Cursor {
-            created_at: self.created_at,
-            id: self.id,
-        }
-    }
 }
 
 /// A Slack Events API delivery.
@@ -531,7 +508,7 @@ pub async fn list<S: EventSource>(
         values.len()
     );
     let rows: Vec<S::Row> = sql::all(db, &sql, values).await?;
-    Ok(Page::from_overfetch(rows, limit, HasCursor::cursor))
+    Ok(Page::from_overfetch(rows, limit))
 }
 
 /// One stored event by id.

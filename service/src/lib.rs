@@ -26,7 +26,7 @@ mod sql;
 pub mod tools;
 
 pub use error::{Error, sqlstate};
-pub use page::{Cursor, Page};
+pub use page::{Cursor, HasCursor, Page};
 pub use secret::EncryptedToken;
 
 /// A connection pool for `DATABASE_URL` (from the environment or `.env`), sized and timed by the

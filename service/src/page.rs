@@ -20,12 +20,33 @@ pub struct Page<T> {
     pub next: Option<Cursor>,
 }
 
-impl<T> Page<T> {
+/// Rows that keyset pagination can continue after.
+pub trait HasCursor {
+    fn cursor(&self) -> Cursor;
+}
+
+macro_rules! cursor_from_created_at_and_id {
+    ($($row:ty),+) => {$(
+        impl HasCursor for $row {
+            fn cursor(&self) -> Cursor {
+                Cursor { created_at: self.created_at, id: self.id }
+            }
+        }
+    )+};
+}
+
+cursor_from_created_at_and_id!(entity::SlackEvent, entity::LinearEvent, entity::AgentRun);
+
+impl<T: HasCursor> Page<T> {
     /// From `limit + 1` fetched rows: the extra row only says that another page exists.
-    pub(crate) fn from_overfetch(mut rows: Vec<T>, limit: u64, key: impl Fn(&T) -> Cursor) -> Self {
+    pub(crate) fn from_overfetch(mut rows: Vec<T>, limit: u64) -> Self {
         let more = rows.len() as u64 > limit;
         rows.truncate(limit as usize);
-        let next = if more { rows.last().map(key) } else { None };
+        let next = if more {
+            rows.last().map(HasCursor::cursor)
+        } else {
+            None
+        };
         Self { items: rows, next }
     }
 }
