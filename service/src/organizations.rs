@@ -25,7 +25,27 @@ fn has_owner_role(role: &str) -> bool {
     role.split(',').any(|r| r.trim() == OWNER)
 }
 
-const IS_OWNER_SQL: &str = "'owner' = ANY (string_to_array(role, ','))";
+/// SQL: whether the roles in `$column` include the owner role.
+macro_rules! is_owner {
+    ($column:literal) => {
+        concat!("'owner' = ANY (string_to_array(", $column, ", ','))")
+    };
+}
+
+/// Locks the organization's (`$1`) owners, so concurrent changes to them run one after the
+/// other and each sees the owners the previous one left.
+const OWNERS_LOCKED: &str = concat!(
+    "owners AS (SELECT user_id FROM members WHERE organization_id = $1 AND ",
+    is_owner!("role"),
+    " FOR UPDATE)"
+);
+
+/// SQL: the member `m` (user `$2`) may stop being an owner: it is none, or another one remains.
+const ANOTHER_OWNER_REMAINS: &str = concat!(
+    "(NOT (",
+    is_owner!("m.role"),
+    ") OR EXISTS (SELECT 1 FROM owners o WHERE o.user_id <> $2))"
+);
 
 /// What an organization is created with.
 #[derive(Debug, Clone, PartialEq)]
@@ -158,15 +178,6 @@ pub async fn add_member(
     .map(|m| m.expect("INSERT ... RETURNING returns its row"))
 }
 
-/// Locks the organization's owners, so concurrent changes to them run one after the other and
-/// each sees the owners the previous one left.
-fn owners_locked() -> String {
-    format!(
-        "owners AS (SELECT user_id FROM members
-                    WHERE organization_id = $1 AND {IS_OWNER_SQL} FOR UPDATE)"
-    )
-}
-
 async fn refused_owner_change(
     db: &impl ConnectionTrait,
     organization_id: &str,
@@ -195,13 +206,10 @@ pub async fn change_role(
 ) -> Result<Member, Error> {
     required("role", role)?;
     let sql = format!(
-        "WITH {}
+        "WITH {OWNERS_LOCKED}
          UPDATE members m SET role = $3
-         WHERE m.organization_id = $1 AND m.user_id = $2
-           AND ($4 OR NOT ('owner' = ANY (string_to_array(m.role, ',')))
-                OR EXISTS (SELECT 1 FROM owners o WHERE o.user_id <> $2))
-         RETURNING m.*",
-        owners_locked()
+         WHERE m.organization_id = $1 AND m.user_id = $2 AND ($4 OR {ANOTHER_OWNER_REMAINS})
+         RETURNING m.*"
     );
     let values = [
         organization_id.into(),
@@ -222,13 +230,10 @@ pub async fn remove_member(
     user_id: &str,
 ) -> Result<Member, Error> {
     let sql = format!(
-        "WITH {}
+        "WITH {OWNERS_LOCKED}
          DELETE FROM members m
-         WHERE m.organization_id = $1 AND m.user_id = $2
-           AND (NOT ('owner' = ANY (string_to_array(m.role, ',')))
-                OR EXISTS (SELECT 1 FROM owners o WHERE o.user_id <> $2))
-         RETURNING m.*",
-        owners_locked()
+         WHERE m.organization_id = $1 AND m.user_id = $2 AND {ANOTHER_OWNER_REMAINS}
+         RETURNING m.*"
     );
     match sql::one(db, &sql, [organization_id.into(), user_id.into()]).await? {
         Some(member) => Ok(member),
