@@ -23,6 +23,22 @@ pub struct Comparison {
     pub raw: Samples,
 }
 
+impl Comparison {
+    fn new(case: &'static str) -> Self {
+        Self {
+            case,
+            helper: Samples::default(),
+            raw: Samples::default(),
+        }
+    }
+
+    /// Forgets both sides' first `calls`, made while caches and pools warmed up.
+    fn skip_warm_up(&mut self, calls: usize) {
+        self.helper.skip_first(calls);
+        self.raw.skip_first(calls);
+    }
+}
+
 #[derive(sqlx::FromRow)]
 #[allow(dead_code)] // read as a caller would; the fields are the point, not their use
 struct RawSessionWithUser {
@@ -169,11 +185,7 @@ pub async fn run(
     let warm = iterations / 10 + 1;
 
     // Session by token, with its user.
-    let mut c = Comparison {
-        case: "session by token + user",
-        helper: Samples::default(),
-        raw: Samples::default(),
-    };
+    let mut c = Comparison::new("session by token + user");
     let session_sql = "SELECT s.id, s.user_id, s.expires_at, s.ip_address, s.user_agent, s.active_organization_id,
             s.created_at, s.updated_at, u.id AS u_id, u.name AS u_name, u.email AS u_email,
             u.email_verified AS u_email_verified, u.image AS u_image,
@@ -182,11 +194,9 @@ pub async fn run(
          FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token = $1 AND s.expires_at > now()";
     for i in 0..iterations + warm {
         let token = format!("tok_{}", i % 1000);
-        let mut helper = Samples::default();
-        let mut raw = Samples::default();
-        let found = timed(&mut helper, auth::valid_session(db, &token)).await?;
+        let found = timed(&mut c.helper, auth::valid_session(db, &token)).await?;
         let row: Option<RawSessionWithUser> = timed(
-            &mut raw,
+            &mut c.raw,
             sqlx::query_as(session_sql)
                 .bind(&token)
                 .fetch_optional(pool),
@@ -196,29 +206,20 @@ pub async fn run(
             found.is_some() && row.is_some(),
             "seeded session {token} not found"
         );
-        if i >= warm {
-            c.helper.absorb(helper);
-            c.raw.absorb(raw);
-        }
     }
+    c.skip_warm_up(warm);
     out.push(c);
 
     // Single ingest: new deliveries, alternating sides.
-    let mut c = Comparison {
-        case: "ingest one event",
-        helper: Samples::default(),
-        raw: Samples::default(),
-    };
+    let mut c = Comparison::new("ingest one event");
     for i in 0..iterations + warm {
         let (a, b) = (
             delivery(10_000_000 + 2 * i),
             delivery(10_000_000 + 2 * i + 1),
         );
-        let mut helper = Samples::default();
-        let mut raw = Samples::default();
-        timed(&mut helper, events::ingest::<SlackEvents>(db, a)).await?;
+        timed(&mut c.helper, events::ingest::<SlackEvents>(db, a)).await?;
         timed(
-            &mut raw,
+            &mut c.raw,
             sqlx::query_scalar::<_, Uuid>(RAW_SINGLE_INSERT)
                 .bind(b.event_id)
                 .bind(b.event_type)
@@ -230,53 +231,35 @@ pub async fn run(
                 .fetch_optional(pool),
         )
         .await?;
-        if i >= warm {
-            c.helper.absorb(helper);
-            c.raw.absorb(raw);
-        }
     }
+    c.skip_warm_up(warm);
     out.push(c);
 
     // Batch ingest of 100.
-    let mut c = Comparison {
-        case: "ingest batch of 100",
-        helper: Samples::default(),
-        raw: Samples::default(),
-    };
+    let mut c = Comparison::new("ingest batch of 100");
     for i in 0..(iterations / 5).max(10) + warm {
         let base = 20_000_000 + i * 200;
         let a: Vec<_> = (base..base + 100).map(delivery).collect();
         let b: Vec<_> = (base + 100..base + 200).map(delivery).collect();
-        let mut helper = Samples::default();
-        let mut raw = Samples::default();
-        timed(&mut helper, events::ingest_batch::<SlackEvents>(db, &a)).await?;
-        timed(&mut raw, raw_batch(&b, RAW_BATCH_INSERT).fetch_all(pool)).await?;
-        if i >= warm {
-            c.helper.absorb(helper);
-            c.raw.absorb(raw);
-        }
+        timed(&mut c.helper, events::ingest_batch::<SlackEvents>(db, &a)).await?;
+        timed(&mut c.raw, raw_batch(&b, RAW_BATCH_INSERT).fetch_all(pool)).await?;
     }
+    c.skip_warm_up(warm);
     out.push(c);
 
     // Claim 10 (in a transaction rolled back, so the pending set stays the same size).
-    let mut c = Comparison {
-        case: "claim 10 pending",
-        helper: Samples::default(),
-        raw: Samples::default(),
-    };
+    let mut c = Comparison::new("claim 10 pending");
     let claim_sql = "WITH next AS (SELECT id FROM slack_events WHERE status = 'pending'
                      ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED)
          UPDATE slack_events e SET status = 'processing', attempts = e.attempts + 1
          FROM next WHERE e.id = next.id RETURNING e.*";
-    for i in 0..iterations + warm {
-        let mut helper = Samples::default();
-        let mut raw = Samples::default();
+    for _ in 0..iterations + warm {
         let txn = db.begin().await?;
-        let claimed = timed(&mut helper, events::claim::<SlackEvents>(&txn, 10)).await?;
+        let claimed = timed(&mut c.helper, events::claim::<SlackEvents>(&txn, 10)).await?;
         txn.rollback().await?;
         let mut tx = pool.begin().await?;
         let rows: Vec<RawEvent> = timed(
-            &mut raw,
+            &mut c.raw,
             sqlx::query_as(claim_sql).bind(10i64).fetch_all(&mut *tx),
         )
         .await?;
@@ -285,19 +268,12 @@ pub async fn run(
             claimed.len() == 10 && rows.len() == 10,
             "not enough pending events seeded"
         );
-        if i >= warm {
-            c.helper.absorb(helper);
-            c.raw.absorb(raw);
-        }
     }
+    c.skip_warm_up(warm);
     out.push(c);
 
     // Mark processed: claimed rows, half per side.
-    let mut c = Comparison {
-        case: "mark processed",
-        helper: Samples::default(),
-        raw: Samples::default(),
-    };
+    let mut c = Comparison::new("mark processed");
     // A claim returns at most 1000 rows.
     let mut claimed = Vec::new();
     while claimed.len() < 2 * (iterations + warm) {
@@ -309,35 +285,26 @@ pub async fn run(
     let mark_sql =
         "UPDATE slack_events SET status = 'processed', processed_at = now(), last_error = NULL
          WHERE id = $1 AND status IN ('processing') RETURNING *";
-    for (i, pair) in claimed.chunks(2).enumerate() {
-        let mut helper = Samples::default();
-        let mut raw = Samples::default();
+    for pair in claimed.chunks(2) {
         timed(
-            &mut helper,
+            &mut c.helper,
             events::mark_processed::<SlackEvents>(db, pair[0].id),
         )
         .await?;
         let row: Option<RawEvent> = timed(
-            &mut raw,
+            &mut c.raw,
             sqlx::query_as(mark_sql)
                 .bind(pair[1].id)
                 .fetch_optional(pool),
         )
         .await?;
         anyhow::ensure!(row.is_some(), "raw mark found nothing");
-        if i >= warm {
-            c.helper.absorb(helper);
-            c.raw.absorb(raw);
-        }
     }
+    c.skip_warm_up(warm);
     out.push(c);
 
     // Append a tool call to a running run (one run per side).
-    let mut c = Comparison {
-        case: "append tool call",
-        helper: Samples::default(),
-        raw: Samples::default(),
-    };
+    let mut c = Comparison::new("append tool call");
     let (run_a, run_b) = (
         crate::seed::running_run(db).await?,
         crate::seed::running_run(db).await?,
@@ -346,17 +313,15 @@ pub async fn run(
                      WHERE id = $1 AND status = 'running' RETURNING next_tool_call_sequence - 1 AS sequence)
          INSERT INTO tool_calls (agent_run_id, tool_id, tool_name, sequence, input)
          SELECT $1, $2, $3, seq.sequence, $4 FROM seq RETURNING *";
-    for i in 0..iterations + warm {
-        let mut helper = Samples::default();
-        let mut raw = Samples::default();
+    for _ in 0..iterations + warm {
         let call = NewToolCallInput {
             tool_name: "web_fetch".into(),
             tool_id: None,
             input: json!({ "url": "https://example.com" }),
         };
-        timed(&mut helper, agents::append_tool_call(db, run_a, call)).await?;
+        timed(&mut c.helper, agents::append_tool_call(db, run_a, call)).await?;
         let row: Option<RawToolCall> = timed(
-            &mut raw,
+            &mut c.raw,
             sqlx::query_as(append_sql)
                 .bind(run_b)
                 .bind(None::<Uuid>)
@@ -366,19 +331,12 @@ pub async fn run(
         )
         .await?;
         anyhow::ensure!(row.is_some(), "raw append found no running run");
-        if i >= warm {
-            c.helper.absorb(helper);
-            c.raw.absorb(raw);
-        }
     }
+    c.skip_warm_up(warm);
     out.push(c);
 
     // A page of 50 runs, from the middle of the organization's history.
-    let mut c = Comparison {
-        case: "list runs page (50)",
-        helper: Samples::default(),
-        raw: Samples::default(),
-    };
+    let mut c = Comparison::new("list runs page (50)");
     let middle: (DateTime<Utc>, Uuid) = sqlx::query_as(
         "SELECT created_at, id FROM agent_runs WHERE organization_id = 'org_bench'
          ORDER BY created_at DESC, id DESC OFFSET 500 LIMIT 1",
@@ -392,16 +350,14 @@ pub async fn run(
     let page_sql =
         "SELECT * FROM agent_runs WHERE organization_id = $1 AND (created_at, id) < ($2, $3)
          ORDER BY created_at DESC, id DESC LIMIT $4";
-    for i in 0..iterations + warm {
-        let mut helper = Samples::default();
-        let mut raw = Samples::default();
+    for _ in 0..iterations + warm {
         let page = timed(
-            &mut helper,
+            &mut c.helper,
             agents::list_runs(db, "org_bench", Some(cursor), 50),
         )
         .await?;
         let rows: Vec<RawRun> = timed(
-            &mut raw,
+            &mut c.raw,
             sqlx::query_as(page_sql)
                 .bind("org_bench")
                 .bind(middle.0)
@@ -414,11 +370,8 @@ pub async fn run(
             page.items.len() == 50 && rows.len() == 51,
             "not enough runs seeded"
         );
-        if i >= warm {
-            c.helper.absorb(helper);
-            c.raw.absorb(raw);
-        }
     }
+    c.skip_warm_up(warm);
     out.push(c);
     Ok(out)
 }

@@ -72,21 +72,18 @@ pub async fn measure(
         claim: Samples::default(),
         page: Samples::default(),
     };
-    for i in 0..iterations + 10 {
-        let (mut claim, mut page) = (Samples::default(), Samples::default());
+    for _ in 0..iterations + 10 {
         let txn = db.begin().await?;
-        timed(&mut claim, events::claim::<SlackEvents>(&txn, 10)).await?;
+        timed(&mut point.claim, events::claim::<SlackEvents>(&txn, 10)).await?;
         txn.rollback().await?;
         timed(
-            &mut page,
+            &mut point.page,
             events::list::<SlackEvents>(db, &EventFilter::default(), Some(cursor), 50),
         )
         .await?;
-        if i >= 10 {
-            point.claim.absorb(claim);
-            point.page.absorb(page);
-        }
     }
+    point.claim.skip_first(10);
+    point.page.skip_first(10);
     Ok(point)
 }
 

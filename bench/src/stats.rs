@@ -40,8 +40,8 @@ pub fn micros(d: Duration) -> String {
 }
 
 impl Samples {
-    /// Adds another side's samples (used to keep warm-up calls out of the figures).
-    pub fn absorb(&mut self, other: Samples) {
-        self.0.extend(other.0);
+    /// Forgets the first `calls` samples (warm-up).
+    pub fn skip_first(&mut self, calls: usize) {
+        self.0.drain(..calls.min(self.0.len()));
     }
 }
