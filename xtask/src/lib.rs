@@ -1,6 +1,6 @@
 //! Project tooling. `entities` regenerates `entity/src/generated` from the migrated schema with
-//! a pinned `sea-orm-cli`; `entities --check` regenerates into a temporary folder and fails,
-//! showing the diff, when the committed entities differ.
+//! a pinned `sea-orm-cli`, and `docs/erd.md` from the same schema's catalog; `entities --check`
+//! regenerates both elsewhere and fails, showing the diff, when the committed files differ.
 
 use std::{
     collections::BTreeSet,
@@ -165,6 +165,31 @@ pub fn diff_dirs(committed: &Path, fresh: &Path) -> Result<Option<String>> {
         }
     }
     Ok((!out.is_empty()).then_some(out))
+}
+
+/// Where the committed ERD lives.
+pub fn erd_path() -> PathBuf {
+    workspace_root().join("docs/erd.md")
+}
+
+/// `docs/erd.md` as the catalog of the database at `url` draws it.
+pub async fn erd(url: &DatabaseUrl) -> Result<String> {
+    let db = db_support::connect(url, &Default::default()).await?;
+    let catalog = catalog::Catalog::load(&db).await?;
+    db.close().await?;
+    Ok(catalog::erd_markdown(&catalog))
+}
+
+/// A unified diff from the committed ERD to `fresh`, or `None` when they agree.
+pub fn diff_erd(fresh: &str) -> Option<String> {
+    let committed = fs::read_to_string(erd_path()).unwrap_or_default();
+    (committed != fresh).then(|| {
+        similar::TextDiff::from_lines(committed.as_str(), fresh)
+            .unified_diff()
+            .context_radius(3)
+            .header("committed/docs/erd.md", "regenerated/docs/erd.md")
+            .to_string()
+    })
 }
 
 /// A throwaway cluster with a database named `entities` that has every migration applied.

@@ -4,7 +4,9 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
-use xtask::{diff_dirs, generate, generated_dir, migrated_database, sea_orm_cli};
+use xtask::{
+    diff_dirs, diff_erd, erd, erd_path, generate, generated_dir, migrated_database, sea_orm_cli,
+};
 
 #[derive(Parser)]
 #[command(about = "Workspace tooling")]
@@ -15,10 +17,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Regenerate entity/src/generated from the migrated schema with the pinned sea-orm-cli.
+    /// Regenerate entity/src/generated (with the pinned sea-orm-cli) and docs/erd.md (from the
+    /// catalog) from the migrated schema.
     Entities {
         /// Regenerate into a temporary folder and fail, showing the diff, if the committed
-        /// entities differ.
+        /// entities or ERD differ.
         #[arg(long)]
         check: bool,
     },
@@ -31,30 +34,33 @@ async fn main() -> Result<()> {
     let cli = sea_orm_cli()?;
     let (_cluster, url) = migrated_database().await?;
     let committed = generated_dir();
+    let erd = erd(&url).await?;
     if !check {
         generate(&cli, &url, &committed)?;
+        std::fs::write(erd_path(), erd)?;
         println!(
-            "Regenerated {} in {:.1} s",
+            "Regenerated {} and {} in {:.1} s",
             committed.display(),
+            erd_path().display(),
             started.elapsed().as_secs_f64()
         );
         return Ok(());
     }
     let scratch = tempfile::tempdir()?;
     generate(&cli, &url, scratch.path())?;
-    match diff_dirs(&committed, scratch.path())? {
-        None => {
-            println!(
-                "Entities are up to date with the migrations ({:.1} s)",
-                started.elapsed().as_secs_f64()
-            );
-            Ok(())
-        }
-        Some(diff) => {
-            println!("{diff}");
-            bail!(
-                "the committed entities differ from the migrated schema; run `cargo xtask entities` and commit the result"
-            )
-        }
+    let entities = diff_dirs(&committed, scratch.path())?;
+    let erd = diff_erd(&erd);
+    if entities.is_none() && erd.is_none() {
+        println!(
+            "Entities and ERD are up to date with the migrations ({:.1} s)",
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(());
     }
+    for diff in [entities, erd].into_iter().flatten() {
+        println!("{diff}");
+    }
+    bail!(
+        "the committed entities or docs/erd.md differ from the migrated schema; run `cargo xtask entities` and commit the result"
+    )
 }
