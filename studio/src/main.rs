@@ -1,0 +1,104 @@
+//! `cargo run -p studio [-- --port N] [--host ADDR] [--write]`: the studio for the configured
+//! database, or the local cluster when `DATABASE_URL` is unset.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::Path,
+};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use db_support::{DatabaseUrl, PoolSettings, config::load_dotenv, database_url_or_local};
+use studio::{Options, Studio, loopback_hosts};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(about = "Browse the database in a browser")]
+struct Cli {
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 4983)]
+    port: u16,
+    /// Address to listen on. Anything but loopback exposes every row, without a login, to the
+    /// network: a warning is printed.
+    #[arg(long)]
+    host: Option<IpAddr>,
+    /// Allow editing and deleting rows, each behind a confirmation.
+    #[arg(long)]
+    write: bool,
+    /// The database; defaults to DATABASE_URL (environment or .env), else the local cluster.
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+}
+
+fn resolve_url(flag: Option<&str>) -> Result<DatabaseUrl> {
+    if let Some(raw) = flag {
+        return DatabaseUrl::parse(raw).context("--database-url is invalid");
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("studio lives in the workspace");
+    database_url_or_local(root)
+        .context("DATABASE_URL is unset or invalid and the local cluster could not start")
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    load_dotenv()?;
+    let cli = Cli::parse();
+    let url = resolve_url(cli.database_url.as_deref())?;
+    let settings = PoolSettings::from_env()?;
+    let db = db_support::connect(&url, &settings)
+        .await
+        .with_context(|| format!("connecting to {url}"))?;
+    let host = cli.host.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(host, cli.port))
+        .await
+        .with_context(|| format!("listening on {host}:{}", cli.port))?;
+    let addr = listener.local_addr()?;
+    let loopback = host.is_loopback();
+    let studio = Studio::new(
+        db,
+        Options {
+            write: cli.write,
+            allowed_hosts: loopback.then(|| loopback_hosts(addr)),
+        },
+    )
+    .await
+    .context("reading the schema catalog")?;
+    if !loopback {
+        eprintln!(
+            "WARNING: the studio listens on {addr}, reachable from other machines. It has no \
+             login: anyone who can reach it can read every row{}.",
+            if cli.write {
+                " and change or delete them"
+            } else {
+                ""
+            }
+        );
+    }
+    let shown_host = if loopback {
+        addr.to_string()
+    } else {
+        format!("{addr} (every interface you named)")
+    };
+    println!(
+        "Studio for {url}: http://{shown_host}/ ({})",
+        if cli.write {
+            "write mode: edits and deletes allowed"
+        } else {
+            "read-only"
+        }
+    );
+    axum::serve(listener, studio.router())
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,423 @@
+//! `--write`: edit a row's non-secret columns or delete a row. Each goes through a confirmation
+//! page, runs in one transaction, and applies only if the row is still the version that was
+//! shown (`xmin`), so a change made meanwhile by anyone else is never overwritten blindly.
+
+use std::sync::Arc;
+
+use axum::{
+    Form,
+    extract::{Path, Query, State},
+    response::{IntoResponse, Redirect, Response},
+};
+use catalog::{Column, OnDelete, Table};
+use maud::{Markup, html};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
+
+use super::{
+    row::{describe, referencing},
+    table,
+};
+use crate::{
+    Studio, StudioError,
+    browse::{Sql, edit_text_expr, find_row, ident, push_filters},
+    html::{page, row_url, table_url},
+    secrets::is_secret,
+};
+
+fn require_write(studio: &Studio) -> Result<(), StudioError> {
+    if studio.write {
+        Ok(())
+    } else {
+        Err(StudioError::Forbidden(
+            "the studio is read-only; start it with `cargo run -p studio -- --write` to edit or delete rows"
+                .into(),
+        ))
+    }
+}
+
+/// Columns a person may change: not secret, not part of the primary key (links and references
+/// follow it), not generated.
+fn editable(table: &Table) -> impl Iterator<Item = &Column> {
+    table.columns.iter().filter(|c| {
+        !is_secret(&table.name, &c.name) && !table.primary_key.contains(&c.name) && !c.generated
+    })
+}
+
+/// The fields a write form sends back.
+#[derive(Debug, Default)]
+struct Submitted {
+    key: Vec<(String, String)>,
+    version: String,
+    /// Column name and its new text, `None` for NULL.
+    values: Vec<(String, Option<String>)>,
+    confirmed: bool,
+}
+
+impl Submitted {
+    fn parse(
+        studio: &Studio,
+        table: &Table,
+        pairs: &[(String, String)],
+    ) -> Result<Self, StudioError> {
+        let token = pairs
+            .iter()
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v.as_str());
+        if token != Some(studio.form_token.as_str()) {
+            return Err(StudioError::Forbidden(
+                "the form is missing this studio's token (it was opened before a restart, or \
+                 sent from another site); reload the page and try again"
+                    .into(),
+            ));
+        }
+        let mut submitted = Self::default();
+        let nulls: Vec<&str> = pairs
+            .iter()
+            .filter_map(|(k, _)| k.strip_prefix("null."))
+            .collect();
+        for (name, value) in pairs {
+            if let Some(column) = name.strip_prefix("key.") {
+                submitted.key.push((column.to_owned(), value.clone()));
+            } else if let Some(column) = name.strip_prefix("set.") {
+                if !editable(table).any(|c| c.name == column) {
+                    return Err(StudioError::BadRequest(format!(
+                        "{}.{column} cannot be edited here (secret, primary key, generated or unknown)",
+                        table.name
+                    )));
+                }
+                let value = (!nulls.contains(&column)).then(|| value.clone());
+                submitted.values.push((column.to_owned(), value));
+            } else if name == "version" {
+                submitted.version = value.clone();
+            } else if name == "confirm" {
+                submitted.confirmed = value == "yes";
+            }
+        }
+        Ok(submitted)
+    }
+
+    /// The fields that carry this submission to the next step.
+    fn hidden(&self, token: &str) -> Markup {
+        html! {
+            input type="hidden" name="token" value=(token);
+            input type="hidden" name="version" value=(self.version);
+            @for (column, value) in &self.key {
+                input type="hidden" name={ "key." (column) } value=(value);
+            }
+            @for (column, value) in &self.values {
+                input type="hidden" name={ "set." (column) } value=(value.as_deref().unwrap_or(""));
+                @if value.is_none() { input type="hidden" name={ "null." (column) } value="1"; }
+            }
+        }
+    }
+}
+
+/// The row's editable columns as edit text, with its version, or `None` if it is gone.
+async fn current(
+    db: &impl ConnectionTrait,
+    table: &Table,
+    key: &[(String, String)],
+) -> Result<Option<(String, Vec<Option<String>>)>, StudioError> {
+    // find_row checks that `key` is a unique key and refuses secret columns.
+    if find_row(db, table, key).await?.is_none() {
+        return Ok(None);
+    }
+    let columns: Vec<&Column> = editable(table).collect();
+    let mut sql = Sql::default();
+    let mut select = vec!["xmin::text".to_owned()];
+    select.extend(columns.iter().map(|c| edit_text_expr(c)));
+    sql.push(&format!(
+        "SELECT {} FROM {}",
+        select.join(", "),
+        ident(&table.name)
+    ));
+    push_filters(&mut sql, table, key)?;
+    let Some(row) = db.query_one_raw(sql.statement()).await? else {
+        return Ok(None);
+    };
+    let version = row.try_get_by_index::<String>(0)?;
+    let mut values = Vec::with_capacity(columns.len());
+    for i in 0..columns.len() {
+        values.push(row.try_get_by_index::<Option<String>>(i + 1)?);
+    }
+    Ok(Some((version, values)))
+}
+
+fn gone(table: &Table, key: &[(String, String)]) -> StudioError {
+    StudioError::NotFound(format!("{} has no row where {}", table.name, describe(key)))
+}
+
+fn changed_meanwhile(table: &Table) -> StudioError {
+    StudioError::Conflict(format!(
+        "This row of {} changed since you opened it; nothing was written. Reload it and make \
+         your change again.",
+        table.name
+    ))
+}
+
+pub async fn edit_form(
+    State(studio): State<Arc<Studio>>,
+    Path(name): Path<String>,
+    Query(key): Query<Vec<(String, String)>>,
+) -> Result<Markup, StudioError> {
+    require_write(&studio)?;
+    let catalog = studio.catalog();
+    let table = table(&catalog, &name)?;
+    let (version, values) = current(&studio.db, table, &key)
+        .await?
+        .ok_or_else(|| gone(table, &key))?;
+    let submitted = Submitted {
+        key,
+        version,
+        ..Default::default()
+    };
+    Ok(edit_page(&studio, table, &submitted, &values))
+}
+
+fn edit_page(
+    studio: &Studio,
+    table: &Table,
+    submitted: &Submitted,
+    values: &[Option<String>],
+) -> Markup {
+    let action = row_url(&table.name, "/edit", &[]);
+    let body = html! {
+        h1 { "Edit " a href=(row_url(&table.name, "", &submitted.key)) { (table.name) " › " (describe(&submitted.key)) } }
+        p.muted { "Values are typed as PostgreSQL reads them (JSON for jsonb, {a,b} for arrays, ISO 8601 for timestamps). Secret and primary-key columns are not editable. The next page shows the change before anything is written." }
+        form.edit method="post" action=(action) {
+            input type="hidden" name="token" value=(studio.form_token);
+            input type="hidden" name="version" value=(submitted.version);
+            @for (column, value) in &submitted.key {
+                input type="hidden" name={ "key." (column) } value=(value);
+            }
+            table.grid {
+                @for (column, value) in editable(table).zip(values) {
+                    tr data-column=(column.name) {
+                        th { label for={ "set." (column.name) } { (column.name) } br; span.muted { (column.sql_type) } }
+                        td { (input(column, value.as_deref())) }
+                        td {
+                            @if column.nullable {
+                                label { input type="checkbox" name={ "null." (column.name) } value="1" checked[value.is_none()]; " NULL" }
+                            }
+                        }
+                    }
+                }
+            }
+            p { button type="submit" { "Review changes" } " " a href=(row_url(&table.name, "", &submitted.key)) { "cancel" } }
+        }
+    };
+    page(&format!("Edit {}", table.name), Some(true), body)
+}
+
+fn input(column: &Column, value: Option<&str>) -> Markup {
+    let name = format!("set.{}", column.name);
+    let text = value.unwrap_or("");
+    match column.type_name.as_str() {
+        "bool" if !column.is_array => html! {
+            select id=(name) name=(name) {
+                option value="true" selected[text == "true"] { "true" }
+                option value="false" selected[text == "false"] { "false" }
+            }
+        },
+        "jsonb" | "json" | "text" if !column.is_array => html! {
+            textarea id=(name) name=(name) rows=(text.lines().count().clamp(2, 16)) { (text) }
+        },
+        _ => html! { input id=(name) type="text" size="48" name=(name) value=(text); },
+    }
+}
+
+pub async fn edit_submit(
+    State(studio): State<Arc<Studio>>,
+    Path(name): Path<String>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Result<Response, StudioError> {
+    require_write(&studio)?;
+    let catalog = studio.catalog();
+    let table = table(&catalog, &name)?;
+    let submitted = Submitted::parse(&studio, table, &pairs)?;
+    let (version, values) = current(&studio.db, table, &submitted.key)
+        .await?
+        .ok_or_else(|| gone(table, &submitted.key))?;
+    if version != submitted.version {
+        return Err(changed_meanwhile(table));
+    }
+    let columns: Vec<&Column> = editable(table).collect();
+    let changes: Vec<(&Column, Option<&str>, Option<&str>)> = submitted
+        .values
+        .iter()
+        .filter_map(|(name, new)| {
+            let at = columns.iter().position(|c| &c.name == name)?;
+            let old = values[at].as_deref();
+            (old != new.as_deref()).then_some((columns[at], old, new.as_deref()))
+        })
+        .collect();
+    if changes.is_empty() {
+        let body = html! {
+            p.notice { "Nothing changed: every value is what the row already holds." }
+            p { a href=(row_url(&table.name, "", &submitted.key)) { "Back to the row" } }
+        };
+        return Ok(page("No change", Some(true), body).into_response());
+    }
+    if !submitted.confirmed {
+        let only_changes = Submitted {
+            values: changes
+                .iter()
+                .map(|(c, _, new)| (c.name.clone(), new.map(str::to_owned)))
+                .collect(),
+            key: submitted.key.clone(),
+            version: submitted.version.clone(),
+            confirmed: false,
+        };
+        let body = html! {
+            h1 { "Confirm the change to " (table.name) " › " (describe(&submitted.key)) }
+            table.grid.changes {
+                tr { th { "column" } th { "now" } th { "after saving" } }
+                @for (column, old, new) in &changes {
+                    tr data-column=(column.name) {
+                        th { (column.name) }
+                        td { (shown(*old)) }
+                        td { (shown(*new)) }
+                    }
+                }
+            }
+            form method="post" action=(row_url(&table.name, "/edit", &[])) {
+                (only_changes.hidden(&studio.form_token))
+                input type="hidden" name="confirm" value="yes";
+                p { button type="submit" { "Save in one transaction" } " "
+                    a href=(row_url(&table.name, "/edit", &submitted.key)) { "back to the form" } }
+            }
+        };
+        return Ok(page("Confirm", Some(true), body).into_response());
+    }
+    let txn = studio.db.begin().await?;
+    apply_update(&txn, table, &submitted, &changes).await?;
+    txn.commit().await?;
+    tracing::info!(table = %table.name, key = %describe(&submitted.key), columns = changes.len(), "row updated");
+    let mut back = submitted.key.clone();
+    back.push(("notice".into(), "saved".into()));
+    Ok(Redirect::to(&row_url(&table.name, "", &back)).into_response())
+}
+
+fn shown(value: Option<&str>) -> Markup {
+    match value {
+        None => html! { span.null { "NULL" } },
+        Some(text) => html! { pre { (text) } },
+    }
+}
+
+/// One `UPDATE ... WHERE <key> AND xmin = <version>`; no row means it changed meanwhile.
+async fn apply_update(
+    txn: &DatabaseTransaction,
+    table: &Table,
+    submitted: &Submitted,
+    changes: &[(&Column, Option<&str>, Option<&str>)],
+) -> Result<(), StudioError> {
+    let mut sql = Sql::default();
+    sql.push(&format!("UPDATE {} SET ", ident(&table.name)));
+    for (i, (column, _, new)) in changes.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.push(&format!("{} = ", ident(&column.name)));
+        match new {
+            Some(text) => sql.push_value(column, text),
+            None => sql.push("NULL"),
+        };
+    }
+    push_filters(&mut sql, table, &submitted.key)?;
+    push_version(&mut sql, &submitted.version);
+    if txn.execute_raw(sql.statement()).await?.rows_affected() != 1 {
+        return Err(changed_meanwhile(table));
+    }
+    Ok(())
+}
+
+fn push_version(sql: &mut Sql, version: &str) {
+    sql.values.push(version.to_owned().into());
+    let n = sql.values.len();
+    sql.push(&format!(" AND xmin::text = ${n}"));
+}
+
+pub async fn delete_confirm(
+    State(studio): State<Arc<Studio>>,
+    Path(name): Path<String>,
+    Query(key): Query<Vec<(String, String)>>,
+) -> Result<Markup, StudioError> {
+    require_write(&studio)?;
+    let catalog = studio.catalog();
+    let table = table(&catalog, &name)?;
+    let row = find_row(&studio.db, table, &key)
+        .await?
+        .ok_or_else(|| gone(table, &key))?;
+    let effects = referencing(&studio.db, &catalog, table, &row).await?;
+    let submitted = Submitted {
+        key: key.clone(),
+        version: row.version.clone(),
+        ..Default::default()
+    };
+    let blocked = effects
+        .iter()
+        .any(|e| e.count > 0 && matches!(e.fk.on_delete, OnDelete::NoAction | OnDelete::Restrict));
+    let body = html! {
+        h1 { "Delete " a href=(row_url(&table.name, "", &key)) { (table.name) " › " (describe(&key)) } "?" }
+        @if effects.iter().all(|e| e.count == 0) {
+            p { "No other row references this one." }
+        } @else {
+            ul.effects {
+                @for effect in effects.iter().filter(|e| e.count > 0) {
+                    li data-fk=(effect.fk.name) {
+                        (effect.count) " rows of "
+                        a href=(table_url(&effect.child.name, &super::row::eq_filters(&effect.filters))) { (effect.child.name) }
+                        " reference it through " code { (effect.fk.name) } ": "
+                        @match effect.fk.on_delete {
+                            OnDelete::Cascade => "they will be deleted too (and whatever references them, by the same rules).",
+                            OnDelete::SetNull => { "their " (effect.fk.columns.join(", ")) " will be set to NULL." },
+                            OnDelete::SetDefault => { "their " (effect.fk.columns.join(", ")) " will be set to the default." },
+                            OnDelete::NoAction | OnDelete::Restrict => "PostgreSQL will refuse the delete while they exist.",
+                        }
+                    }
+                }
+            }
+        }
+        @if blocked { p.error { "This delete will be refused by a foreign key; you can still try it, and nothing will change." } }
+        form method="post" action=(row_url(&table.name, "/delete", &[])) {
+            (submitted.hidden(&studio.form_token))
+            p { button.danger type="submit" { "Delete in one transaction" } " "
+                a href=(row_url(&table.name, "", &key)) { "cancel" } }
+        }
+    };
+    Ok(page(
+        &format!("Delete from {}", table.name),
+        Some(true),
+        body,
+    ))
+}
+
+pub async fn delete_submit(
+    State(studio): State<Arc<Studio>>,
+    Path(name): Path<String>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Result<Response, StudioError> {
+    require_write(&studio)?;
+    let catalog = studio.catalog();
+    let table = table(&catalog, &name)?;
+    let submitted = Submitted::parse(&studio, table, &pairs)?;
+    let txn = studio.db.begin().await?;
+    if find_row(&txn, table, &submitted.key).await?.is_none() {
+        return Err(gone(table, &submitted.key));
+    }
+    let mut sql = Sql::default();
+    sql.push(&format!("DELETE FROM {}", ident(&table.name)));
+    push_filters(&mut sql, table, &submitted.key)?;
+    push_version(&mut sql, &submitted.version);
+    if txn.execute_raw(sql.statement()).await?.rows_affected() != 1 {
+        return Err(changed_meanwhile(table));
+    }
+    txn.commit().await?;
+    tracing::info!(table = %table.name, key = %describe(&submitted.key), "row deleted");
+    Ok(Redirect::to(&table_url(
+        &table.name,
+        &[("notice".into(), "deleted".into())],
+    ))
+    .into_response())
+}
