@@ -1,0 +1,140 @@
+//! A studio over a fresh seeded database, spoken to over HTTP without a socket (the router
+//! itself), and the bits of HTML the tests read back.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+
+use axum::{
+    Router,
+    body::Body,
+    http::{Request, StatusCode, header},
+};
+use harness::{TestDb, fixtures::seed_everything};
+use http_body_util::BodyExt;
+use studio::{Options, Studio, loopback_hosts};
+use tower::ServiceExt;
+
+pub const HOST: &str = "127.0.0.1:4983";
+
+pub struct App {
+    pub db: TestDb,
+    pub router: Router,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: String,
+    pub location: Option<String>,
+}
+
+impl App {
+    /// A seeded database and a studio over it, read-only unless `write`.
+    pub async fn start(write: bool) -> Self {
+        let db = TestDb::migrated().await;
+        seed_everything(db.conn()).await.unwrap();
+        let studio = Studio::new(
+            db.new_pool(4).await,
+            Options {
+                write,
+                allowed_hosts: Some(loopback_hosts(HOST.parse::<SocketAddr>().unwrap())),
+            },
+        )
+        .await
+        .unwrap();
+        let router = studio.router();
+        Self { db, router }
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> Reply {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let location = response
+            .headers()
+            .get(header::LOCATION)
+            .map(|l| l.to_str().unwrap().to_owned());
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        Reply {
+            status,
+            body: String::from_utf8(bytes.to_vec()).unwrap(),
+            location,
+        }
+    }
+
+    pub async fn get(&self, uri: &str) -> Reply {
+        self.send(
+            Request::get(uri)
+                .header(header::HOST, HOST)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// GET that must answer 200; returns the page.
+    pub async fn page(&self, uri: &str) -> String {
+        let reply = self.get(uri).await;
+        assert_eq!(reply.status, StatusCode::OK, "GET {uri}:\n{}", reply.body);
+        reply.body
+    }
+
+    pub async fn post(&self, uri: &str, form: &[(&str, &str)]) -> Reply {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        self.send(
+            Request::post(uri)
+                .header(header::HOST, HOST)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await
+    }
+}
+
+/// HTML-unescapes what maud escapes.
+pub fn unescape(text: &str) -> String {
+    text.replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The value of attribute `attr` of the first element whose opening tag contains `marker`.
+pub fn attr(html: &str, marker: &str, attr: &str) -> Option<String> {
+    let at = html.find(marker)?;
+    let tag_start = html[..at].rfind('<')?;
+    let tag_end = at + html[at..].find('>')?;
+    let tag = &html[tag_start..tag_end];
+    let key = format!("{attr}=\"");
+    let from = tag.find(&key)? + key.len();
+    let to = from + tag[from..].find('"')?;
+    Some(unescape(&tag[from..to]))
+}
+
+/// The primary keys of the rows a grid lists, in order (from their "open" links).
+pub fn listed_ids(html: &str) -> Vec<String> {
+    html.split("<a class=\"open\" href=\"")
+        .skip(1)
+        .map(|rest| {
+            let href = unescape(&rest[..rest.find('"').unwrap()]);
+            let query = href.split_once('?').unwrap().1;
+            url::form_urlencoded::parse(query.as_bytes())
+                .next()
+                .unwrap()
+                .1
+                .into_owned()
+        })
+        .collect()
+}
+
+/// The text between `start` and the next `end` after it.
+pub fn between<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
+    let from = html
+        .find(start)
+        .unwrap_or_else(|| panic!("`{start}` not in page"))
+        + start.len();
+    let to = from + html[from..].find(end).unwrap();
+    &html[from..to]
+}

@@ -1,0 +1,918 @@
+//! Every page of the studio over HTTP, against a real seeded database: what it lists, how it
+//! pages, sorts and filters, what it never shows, and how `--write` edits and deletes.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use axum::http::StatusCode;
+use catalog::Catalog;
+use common::{App, attr, between, listed_ids, unescape};
+use harness::{fixtures::*, scalar, text_rows};
+use sea_orm::ConnectionTrait;
+use studio::secrets::is_secret;
+
+#[tokio::test]
+async fn the_index_lists_every_table_by_domain_with_its_row_count() {
+    let app = App::start(false).await;
+    let page = app.page("/").await;
+    let catalog = Catalog::load(app.db.conn()).await.unwrap();
+    for table in &catalog.tables {
+        let row = between(&page, &format!("data-table=\"{}\"", table.name), "</tr>");
+        let shown: i64 = between(row, "<span class=\"rows\">", "</span>")
+            .parse()
+            .unwrap();
+        let actual = scalar(
+            app.db.conn(),
+            &format!("SELECT count(*) FROM {}", table.name),
+        )
+        .await;
+        assert_eq!(shown, actual, "{}", table.name);
+    }
+    let organizations = between(&page, "data-domain=\"Organizations\"", "</section>");
+    for table in ["organizations", "members", "invitations"] {
+        assert!(
+            organizations.contains(&format!("data-table=\"{table}\"")),
+            "{table}"
+        );
+    }
+    assert!(!organizations.contains("data-table=\"users\""));
+    let agents = between(&page, "data-domain=\"Agents\"", "</section>");
+    assert!(
+        agents.contains("data-table=\"agent_runs\"")
+            && agents.contains("data-table=\"tool_calls\"")
+    );
+    assert!(page.contains("read-only"));
+}
+
+#[tokio::test]
+async fn a_table_created_after_start_appears_under_other() {
+    let app = App::start(false).await;
+    app.db
+        .conn()
+        .execute_unprepared(
+            "CREATE TABLE scratch (id int PRIMARY KEY); INSERT INTO scratch VALUES (1), (2)",
+        )
+        .await
+        .unwrap();
+    let page = app.page("/").await;
+    let other = between(&page, "data-domain=\"Other\"", "</section>");
+    assert!(other.contains("data-table=\"scratch\""), "{other}");
+    assert_eq!(listed_ids(&app.page("/tables/scratch").await), ["1", "2"]);
+}
+
+/// The columns the issue names as secrets, as the studio decides them from the live catalog.
+#[tokio::test]
+async fn the_masked_columns_are_exactly_the_secrets() {
+    let app = App::start(false).await;
+    let catalog = Catalog::load(app.db.conn()).await.unwrap();
+    let masked: BTreeSet<String> = catalog
+        .tables
+        .iter()
+        .flat_map(|t| t.columns.iter().map(move |c| (t, c)))
+        .filter(|(t, c)| is_secret(&t.name, &c.name))
+        .map(|(t, c)| format!("{}.{}", t.name, c.name))
+        .collect();
+    let expected: BTreeSet<String> = [
+        "accounts.access_token",
+        "accounts.id_token",
+        "accounts.password",
+        "accounts.refresh_token",
+        "linear_connections.access_token_encrypted",
+        "linear_connections.refresh_token_encrypted",
+        "sessions.token",
+        "slack_connections.access_token_encrypted",
+        "two_factors.backup_codes",
+        "two_factors.secret",
+        "verifications.value",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    assert_eq!(masked, expected);
+}
+
+/// Puts a recognisable value in every secret column and reads every page a person can open:
+/// the value appears on none of them, and each row page shows the mask instead.
+#[tokio::test]
+async fn no_page_shows_a_secret() {
+    let app = App::start(true).await;
+    let catalog = Catalog::load(app.db.conn()).await.unwrap();
+    let mut sentinels = Vec::new();
+    for table in &catalog.tables {
+        for column in table
+            .columns
+            .iter()
+            .filter(|c| is_secret(&table.name, &c.name))
+        {
+            let sentinel = format!("SENTINEL{}x{}", table.name, column.name).replace('_', "");
+            app.db
+                .conn()
+                .execute_unprepared(&format!(
+                    "UPDATE {} SET {} = '{sentinel}-' || md5(ctid::text)",
+                    table.name, column.name
+                ))
+                .await
+                .unwrap();
+            sentinels.push(sentinel);
+        }
+    }
+    let mut pages = vec![app.page("/").await, app.page("/erd").await];
+    for table in &catalog.tables {
+        let list = app.page(&format!("/tables/{}", table.name)).await;
+        for id in listed_ids(&list) {
+            let key = format!("{}={id}", table.primary_key[0]);
+            let row = app.page(&format!("/tables/{}/row?{key}", table.name)).await;
+            for column in table
+                .columns
+                .iter()
+                .filter(|c| is_secret(&table.name, &c.name))
+            {
+                let cell = between(&row, &format!("data-column=\"{}\"", column.name), "</tr>");
+                assert!(
+                    cell.contains("class=\"masked\"") || cell.contains("NULL"),
+                    "{}.{} not masked: {cell}",
+                    table.name,
+                    column.name
+                );
+            }
+            pages.push(row);
+            pages.push(
+                app.page(&format!("/tables/{}/row/edit?{key}", table.name))
+                    .await,
+            );
+            pages.push(
+                app.page(&format!("/tables/{}/row/delete?{key}", table.name))
+                    .await,
+            );
+        }
+        pages.push(list);
+    }
+    assert!(pages.len() > 60, "only {} pages read", pages.len());
+    for page in &pages {
+        for sentinel in &sentinels {
+            assert!(!page.contains(sentinel.as_str()), "{sentinel} shown");
+        }
+    }
+    // A secret cannot be found by guessing it in a filter either.
+    let reply = app
+        .get("/tables/sessions?eq.token=SENTINELsessionsxtoken")
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(
+        reply.body.contains("sessions.token holds secrets"),
+        "{}",
+        reply.body
+    );
+    let reply = app
+        .get("/tables/sessions/row?token=SENTINELsessionsxtoken")
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+}
+
+/// 57 events, a third without a connection and several sharing one `created_at`: walking the
+/// next links visits each exactly once in the order SQL gives, and walking back the previous
+/// links returns the same pages in reverse.
+#[tokio::test]
+async fn keyset_pages_walk_every_row_once_both_ways() {
+    let app = App::start(false).await;
+    app.db
+        .conn()
+        .execute_unprepared(&format!(
+            "INSERT INTO slack_events (slack_connection_id, event_id, event_type, team_id, payload, created_at)
+             SELECT CASE WHEN i % 3 = 0 THEN NULL ELSE '{SLACK_CONNECTION_ID}'::uuid END,
+                    'Ev-' || i, 'message', 'T1', '{{}}', timestamptz '2026-11-01' + (i / 4) * interval '1 minute'
+             FROM generate_series(1, 57) AS i"
+        ))
+        .await
+        .unwrap();
+    let cases = [
+        ("created_at", "desc", "created_at DESC, id DESC"),
+        ("created_at", "asc", "created_at ASC, id ASC"),
+        (
+            "slack_connection_id",
+            "asc",
+            "slack_connection_id ASC NULLS LAST, id ASC",
+        ),
+        (
+            "slack_connection_id",
+            "desc",
+            "slack_connection_id DESC NULLS FIRST, id DESC",
+        ),
+        ("id", "desc", "id DESC"),
+    ];
+    for (sort, dir, order) in cases {
+        let expected: Vec<String> = text_rows(
+            app.db.conn(),
+            &format!("SELECT id::text FROM slack_events ORDER BY {order}"),
+        )
+        .await
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect();
+        let mut pages = Vec::new();
+        let mut uri = format!("/tables/slack_events?sort={sort}&dir={dir}&limit=10");
+        loop {
+            let page = app.page(&uri).await;
+            pages.push(listed_ids(&page));
+            match attr(&page, "rel=\"next\"", "href") {
+                Some(next) => uri = next,
+                None => break,
+            }
+            assert!(pages.len() < 10, "{sort} {dir}: the pages do not end");
+        }
+        assert_eq!(pages.concat(), expected, "{sort} {dir}");
+        assert_eq!(pages.len(), 6);
+        // Back from the last page.
+        let mut page = app.page(&uri).await;
+        let mut back = vec![listed_ids(&page)];
+        while let Some(prev) = attr(&page, "rel=\"prev\"", "href") {
+            page = app.page(&prev).await;
+            back.push(listed_ids(&page));
+        }
+        back.reverse();
+        assert_eq!(back, pages, "{sort} {dir} backwards");
+    }
+}
+
+#[tokio::test]
+async fn sorting_needs_an_index_and_the_refusal_names_the_sortable_columns() {
+    let app = App::start(false).await;
+    let reply = app.get("/tables/slack_events?sort=team_id").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let body = unescape(&reply.body);
+    assert!(
+        body.contains("slack_events.team_id cannot be sorted by: it leads no index"),
+        "{body}"
+    );
+    assert!(
+        body.contains("created_at") && body.contains("slack_connection_id"),
+        "{body}"
+    );
+    let reply = app.get("/tables/slack_events?dir=sideways").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let reply = app.get("/tables/slack_events?limit=100000").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let reply = app
+        .get("/tables/slack_events?after=%5B%22x%22%5D&sort=created_at")
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(unescape(&reply.body).contains("does not fit this sort"));
+}
+
+#[tokio::test]
+async fn equality_filters_narrow_the_rows_and_bad_values_are_named() {
+    let app = App::start(false).await;
+    app.db
+        .conn()
+        .execute_unprepared(
+            "UPDATE agent_runs SET status = 'failed' WHERE id = '00000000-0000-4000-8000-00000000000a'",
+        )
+        .await
+        .unwrap();
+    let page = app.page("/tables/agent_runs?eq.status=failed").await;
+    assert_eq!(listed_ids(&page), [OTHER_ORG_RUN_ID]);
+    let page = app
+        .page(&format!(
+            "/tables/agent_runs?eq.status=queued&eq.organization_id={ORG_ID}"
+        ))
+        .await;
+    assert_eq!(listed_ids(&page), [AGENT_RUN_ID]);
+    // Empty boxes of the filter form are no filter.
+    let page = app.page("/tables/agent_runs?eq.status=&eq.model=").await;
+    assert_eq!(listed_ids(&page).len(), 2);
+    // Typed columns compare as their type: jsonb, arrays, booleans.
+    let page = app
+        .page("/tables/slack_connections?eq.scopes=%7B%7D&eq.is_active=true")
+        .await;
+    assert_eq!(listed_ids(&page), [SLACK_CONNECTION_ID]);
+
+    let reply = app.get("/tables/agent_runs?eq.id=not-a-uuid").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(
+        unescape(&reply.body).contains("invalid input syntax for type uuid: \"not-a-uuid\""),
+        "{}",
+        reply.body
+    );
+    let reply = app.get("/tables/agent_runs?eq.nope=1").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(unescape(&reply.body).contains("agent_runs has no column `nope`"));
+    let reply = app.get("/tables/agent_runs?color=red").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(unescape(&reply.body).contains("unknown parameter `color`"));
+}
+
+#[tokio::test]
+async fn values_are_shown_by_type() {
+    let app = App::start(false).await;
+    app.db
+        .conn()
+        .execute_unprepared(&format!(
+            "UPDATE agent_runs SET input = '{{\"prompt\": \"hi <b>\", \"steps\": [1, 2]}}' WHERE id = '{AGENT_RUN_ID}';
+             UPDATE slack_connections SET scopes = '{{chat:write,app_mentions:read}}';"
+        ))
+        .await
+        .unwrap();
+    let run = app
+        .page(&format!("/tables/agent_runs/row?id={AGENT_RUN_ID}"))
+        .await;
+    let input = between(&run, "data-column=\"input\"", "</tr>");
+    assert!(input.contains("<details class=\"json\" open>"), "{input}");
+    // Pretty-printed, and escaped: the markup in the value is text.
+    assert!(
+        input.contains("  &quot;prompt&quot;: &quot;hi &lt;b&gt;&quot;,\n"),
+        "{input}"
+    );
+    let list = app.page("/tables/agent_runs").await;
+    assert!(
+        list.contains("<details class=\"json\"><summary>"),
+        "collapsed in lists"
+    );
+
+    let expected = text_rows(
+        app.db.conn(),
+        &format!(
+            "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')
+             FROM agent_runs WHERE id = '{AGENT_RUN_ID}'"
+        ),
+    )
+    .await[0][0]
+        .clone()
+        .unwrap();
+    let created = between(&run, "data-column=\"created_at\"", "</tr>");
+    assert!(
+        created.contains(&format!("<td>{expected}</td>")),
+        "{created}"
+    );
+    chrono::DateTime::parse_from_rfc3339(&expected).expect("ISO 8601");
+    assert!(expected.ends_with('Z'));
+
+    let connection = app
+        .page(&format!(
+            "/tables/slack_connections/row?id={SLACK_CONNECTION_ID}"
+        ))
+        .await;
+    let scopes = between(&connection, "data-column=\"scopes\"", "</tr>");
+    assert!(
+        scopes.contains(
+            "<span class=\"chip\">chat:write</span><span class=\"chip\">app_mentions:read</span>"
+        ),
+        "{scopes}"
+    );
+    let prompt_tokens = between(&run, "data-column=\"prompt_tokens\"", "</tr>");
+    assert!(prompt_tokens.contains("<td>0</td>"), "{prompt_tokens}");
+    let output = between(&run, "data-column=\"output\"", "</tr>");
+    assert!(
+        output.contains("<span class=\"null\">NULL</span>"),
+        "{output}"
+    );
+}
+
+#[tokio::test]
+async fn foreign_keys_link_to_the_parent_and_rows_list_what_references_them() {
+    let app = App::start(false).await;
+    let member = app.page("/tables/members/row?id=mem_other").await;
+    assert!(member.contains(&format!("href=\"/tables/users/row?id={OTHER_USER_ID}\"")));
+    assert!(member.contains(&format!("href=\"/tables/organizations/row?id={ORG_ID}\"")));
+
+    let org = app
+        .page(&format!("/tables/organizations/row?id={ORG_ID}"))
+        .await;
+    let members = between(&org, "data-fk=\"fk_members_organization_id\"", "</section>");
+    assert!(members.contains("(2 rows, on delete CASCADE)"), "{members}");
+    assert_eq!(listed_ids(members), ["mem_other", "mem_owner"]);
+    let sessions = between(
+        &org,
+        "data-fk=\"fk_sessions_active_organization_id\"",
+        "</section>",
+    );
+    assert!(sessions.contains("on delete SET NULL"));
+
+    let run = app
+        .page(&format!("/tables/agent_runs/row?id={AGENT_RUN_ID}"))
+        .await;
+    let calls = between(&run, "data-fk=\"fk_tool_calls_agent_run_id\"", "</section>");
+    assert_eq!(listed_ids(calls), [TOOL_CALL_ID]);
+
+    // More referencing rows than a row page shows: a link to all of them, filtered.
+    app.db
+        .conn()
+        .execute_unprepared(&format!(
+            "INSERT INTO tool_calls (agent_run_id, tool_name, sequence)
+             SELECT '{AGENT_RUN_ID}', 'step', i FROM generate_series(1, 14) AS i"
+        ))
+        .await
+        .unwrap();
+    let run = app
+        .page(&format!("/tables/agent_runs/row?id={AGENT_RUN_ID}"))
+        .await;
+    let calls = between(&run, "data-fk=\"fk_tool_calls_agent_run_id\"", "</section>");
+    assert_eq!(listed_ids(calls).len(), 10);
+    let all = attr(calls, "All 15 rows", "href").expect("a link to all rows");
+    assert_eq!(
+        all,
+        format!("/tables/tool_calls?eq.agent_run_id={AGENT_RUN_ID}")
+    );
+    assert_eq!(listed_ids(&app.page(&all).await).len(), 15);
+}
+
+#[tokio::test]
+async fn the_erd_page_draws_the_live_schema() {
+    let app = App::start(false).await;
+    let page = app.page("/erd").await;
+    let catalog = Catalog::load(app.db.conn()).await.unwrap();
+    let source = unescape(between(&page, "<pre class=\"mermaid\">", "</pre>"));
+    assert_eq!(source, catalog::mermaid(&catalog));
+    assert!(page.contains("<script src=\"/assets/mermaid.min.js\">"));
+    let script = app.get("/assets/mermaid.min.js").await;
+    assert_eq!(script.status, StatusCode::OK);
+    assert!(script.body.len() > 1_000_000 && script.body.contains("erDiagram"));
+    assert_eq!(app.get("/assets/erd.js").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn unknown_tables_rows_and_pages_are_not_found() {
+    let app = App::start(false).await;
+    let reply = app.get("/tables/nope").await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert!(unescape(&reply.body).contains("there is no table `nope`"));
+    let reply = app.get("/tables/users/row?id=ghost").await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert!(reply.body.contains("users has no row where id = ghost"));
+    let reply = app.get("/tables/users/row?name=Owner").await;
+    assert_eq!(
+        reply.status,
+        StatusCode::BAD_REQUEST,
+        "name is not a unique key"
+    );
+    // A unique key other than the primary key names a row too.
+    let page = app.page("/tables/organizations/row?slug=acme").await;
+    assert!(page.contains(ORG_ID));
+    assert_eq!(app.get("/nowhere").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn requests_for_another_host_name_are_refused() {
+    let app = App::start(false).await;
+    let reply = app
+        .send(
+            axum::http::Request::get("/")
+                .header("host", "attacker.example:4983")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert!(reply.body.contains("attacker.example:4983"));
+}
+
+#[tokio::test]
+async fn read_only_refuses_every_write() {
+    let app = App::start(false).await;
+    let row = app
+        .page(&format!("/tables/organizations/row?id={ORG_ID}"))
+        .await;
+    assert!(!row.contains("/row/edit") && !row.contains("/row/delete"));
+    for uri in [
+        format!("/tables/organizations/row/edit?id={ORG_ID}"),
+        format!("/tables/organizations/row/delete?id={ORG_ID}"),
+    ] {
+        let reply = app.get(&uri).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{uri}");
+        assert!(reply.body.contains("--write"));
+    }
+    for uri in [
+        "/tables/organizations/row/edit",
+        "/tables/organizations/row/delete",
+    ] {
+        let reply = app
+            .post(
+                uri,
+                &[
+                    ("key.id", ORG_ID),
+                    ("set.name", "Hacked"),
+                    ("confirm", "yes"),
+                ],
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{uri}");
+    }
+    assert_eq!(organization_name(&app).await, "Acme");
+}
+
+async fn organization_name(app: &App) -> String {
+    text_rows(
+        app.db.conn(),
+        &format!("SELECT name FROM organizations WHERE id = '{ORG_ID}'"),
+    )
+    .await[0][0]
+        .clone()
+        .unwrap()
+}
+
+/// The hidden fields of the edit form at `uri`: token and row version.
+async fn form_fields(app: &App, uri: &str) -> (String, String) {
+    let form = app.page(uri).await;
+    (
+        attr(&form, "name=\"token\"", "value").unwrap(),
+        attr(&form, "name=\"version\"", "value").unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn an_edit_is_confirmed_first_then_committed() {
+    let app = App::start(true).await;
+    let edit = format!("/tables/organizations/row/edit?id={ORG_ID}");
+    let form = app.page(&edit).await;
+    assert!(form.contains("name=\"set.name\""));
+    assert!(
+        !form.contains("name=\"set.id\""),
+        "the primary key is not editable"
+    );
+    let (token, version) = form_fields(&app, &edit).await;
+    let fields = [
+        ("token", token.as_str()),
+        ("version", version.as_str()),
+        ("key.id", ORG_ID),
+        ("set.name", "Acme Inc"),
+        ("set.slug", "acme"),
+        ("set.logo", ""),
+        ("null.logo", "1"),
+    ];
+    let review = app.post("/tables/organizations/row/edit", &fields).await;
+    assert_eq!(review.status, StatusCode::OK, "{}", review.body);
+    let changes = between(&review.body, "<table class=\"grid changes\">", "</table>");
+    assert!(changes.contains("data-column=\"name\""), "{changes}");
+    assert!(
+        !changes.contains("data-column=\"slug\""),
+        "unchanged columns are not listed"
+    );
+    assert!(!changes.contains("data-column=\"logo\""), "NULL stays NULL");
+    assert_eq!(
+        organization_name(&app).await,
+        "Acme",
+        "nothing written before confirming"
+    );
+
+    let mut confirmed = fields.to_vec();
+    confirmed.push(("confirm", "yes"));
+    let saved = app.post("/tables/organizations/row/edit", &confirmed).await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    assert_eq!(organization_name(&app).await, "Acme Inc");
+    let location = saved.location.unwrap();
+    assert_eq!(
+        location,
+        format!("/tables/organizations/row?id={ORG_ID}&notice=saved")
+    );
+    assert!(app.page(&location).await.contains("Saved."));
+
+    // jsonb, arrays and NULL through the same form.
+    let edit = format!("/tables/tools/row/edit?id={TOOL_ID}");
+    let (token, version) = form_fields(&app, &edit).await;
+    let reply = app
+        .post(
+            "/tables/tools/row/edit",
+            &[
+                ("token", &token),
+                ("version", &version),
+                ("key.id", TOOL_ID),
+                ("set.input_schema", "{\"type\": \"object\"}"),
+                ("set.tags", "{search,code}"),
+                ("set.is_enabled", "false"),
+                ("confirm", "yes"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let row = text_rows(
+        app.db.conn(),
+        &format!("SELECT input_schema::text, tags::text, is_enabled::text FROM tools WHERE id = '{TOOL_ID}'"),
+    )
+    .await;
+    assert_eq!(
+        row[0],
+        [
+            Some("{\"type\": \"object\"}".into()),
+            Some("{search,code}".into()),
+            Some("false".into())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_edit_a_constraint_rejects_names_the_constraint_and_changes_nothing() {
+    let app = App::start(true).await;
+    let edit = format!("/tables/organizations/row/edit?id={ORG_ID}");
+    let (token, version) = form_fields(&app, &edit).await;
+    let submit = |column: &'static str, value: &'static str| {
+        let (token, version) = (token.clone(), version.clone());
+        let app = &app;
+        async move {
+            app.post(
+                "/tables/organizations/row/edit",
+                &[
+                    ("token", token.as_str()),
+                    ("version", version.as_str()),
+                    ("key.id", ORG_ID),
+                    (column, value),
+                    ("confirm", "yes"),
+                ],
+            )
+            .await
+        }
+    };
+    let reply = submit("set.slug", "other").await;
+    assert_eq!(reply.status, StatusCode::CONFLICT);
+    assert!(
+        reply
+            .body
+            .contains("Rejected by unique constraint uq_organizations_slug"),
+        "{}",
+        reply.body
+    );
+    let reply = submit("set.name", "").await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SEE_OTHER,
+        "an empty name is a value, not NULL"
+    );
+    let reply = submit("set.created_at", "yesterday-ish").await;
+    assert_eq!(
+        reply.status,
+        StatusCode::CONFLICT,
+        "the row changed: the version is old"
+    );
+
+    let run_edit = format!("/tables/agent_runs/row/edit?id={AGENT_RUN_ID}");
+    let (token, version) = form_fields(&app, &run_edit).await;
+    for ((column, value), (status, message)) in [
+        (
+            ("set.status", "exploded"),
+            (
+                StatusCode::CONFLICT,
+                "Rejected by check constraint ck_agent_runs_status on agent_runs.",
+            ),
+        ),
+        (
+            ("set.prompt_tokens", "many"),
+            (
+                StatusCode::BAD_REQUEST,
+                "Invalid value: invalid input syntax for type integer: \"many\".",
+            ),
+        ),
+        (
+            ("set.organization_id", "org_nowhere"),
+            (
+                StatusCode::CONFLICT,
+                "Rejected by foreign key fk_agent_runs_organization_id: the referenced row does not exist.",
+            ),
+        ),
+    ] {
+        let reply = app
+            .post(
+                "/tables/agent_runs/row/edit",
+                &[
+                    ("token", token.as_str()),
+                    ("version", version.as_str()),
+                    ("key.id", AGENT_RUN_ID),
+                    (column, value),
+                    ("confirm", "yes"),
+                ],
+            )
+            .await;
+        assert_eq!(reply.status, status, "{column}: {}", reply.body);
+        assert!(
+            unescape(&reply.body).contains(message),
+            "{column}: {}",
+            reply.body
+        );
+    }
+    let run = text_rows(
+        app.db.conn(),
+        &format!("SELECT status, prompt_tokens::text, organization_id FROM agent_runs WHERE id = '{AGENT_RUN_ID}'"),
+    )
+    .await;
+    assert_eq!(
+        run[0],
+        [Some("queued".into()), Some("0".into()), Some(ORG_ID.into())]
+    );
+}
+
+#[tokio::test]
+async fn an_edit_of_a_row_changed_meanwhile_is_refused() {
+    let app = App::start(true).await;
+    let (token, version) =
+        form_fields(&app, &format!("/tables/organizations/row/edit?id={ORG_ID}")).await;
+    app.db
+        .conn()
+        .execute_unprepared(&format!(
+            "UPDATE organizations SET logo = 'new.png' WHERE id = '{ORG_ID}'"
+        ))
+        .await
+        .unwrap();
+    let reply = app
+        .post(
+            "/tables/organizations/row/edit",
+            &[
+                ("token", token.as_str()),
+                ("version", version.as_str()),
+                ("key.id", ORG_ID),
+                ("set.name", "Mine"),
+                ("confirm", "yes"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CONFLICT);
+    assert!(
+        reply.body.contains("changed since you opened it"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(organization_name(&app).await, "Acme");
+}
+
+#[tokio::test]
+async fn write_forms_need_the_token_and_cannot_touch_secrets_or_keys() {
+    let app = App::start(true).await;
+    let (token, version) = form_fields(&app, "/tables/accounts/row/edit?id=acct_owner").await;
+    let reply = app
+        .post(
+            "/tables/accounts/row/edit",
+            &[
+                ("version", version.as_str()),
+                ("key.id", "acct_owner"),
+                ("set.scope", "x"),
+                ("confirm", "yes"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    let reply = app
+        .post(
+            "/tables/accounts/row/edit",
+            &[
+                ("token", "0000"),
+                ("version", version.as_str()),
+                ("key.id", "acct_owner"),
+                ("set.scope", "x"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    for field in ["set.password", "set.id", "set.nope"] {
+        let reply = app
+            .post(
+                "/tables/accounts/row/edit",
+                &[
+                    ("token", token.as_str()),
+                    ("version", version.as_str()),
+                    ("key.id", "acct_owner"),
+                    (field, "x"),
+                    ("confirm", "yes"),
+                ],
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{field}");
+        assert!(reply.body.contains("cannot be edited here"), "{field}");
+    }
+    let left = scalar(
+        app.db.conn(),
+        "SELECT count(*) FROM accounts WHERE password = 'scrypt:hash' AND scope IS NULL",
+    )
+    .await;
+    assert_eq!(left, 1);
+}
+
+#[tokio::test]
+async fn a_delete_shows_what_cascades_then_deletes_in_one_transaction() {
+    let app = App::start(true).await;
+    let confirm = app
+        .page(&format!("/tables/organizations/row/delete?id={ORG_ID}"))
+        .await;
+    let members = between(&confirm, "data-fk=\"fk_members_organization_id\"", "</li>");
+    assert!(
+        members.contains("2 rows of") && members.contains("deleted too"),
+        "{members}"
+    );
+    let sessions = between(
+        &confirm,
+        "data-fk=\"fk_sessions_active_organization_id\"",
+        "</li>",
+    );
+    assert!(
+        sessions.contains("active_organization_id will be set to NULL"),
+        "{sessions}"
+    );
+    assert_eq!(
+        scalar(app.db.conn(), "SELECT count(*) FROM organizations").await,
+        2
+    );
+
+    let token = attr(&confirm, "name=\"token\"", "value").unwrap();
+    let version = attr(&confirm, "name=\"version\"", "value").unwrap();
+    let reply = app
+        .post(
+            "/tables/organizations/row/delete",
+            &[
+                ("token", token.as_str()),
+                ("version", version.as_str()),
+                ("key.id", ORG_ID),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    assert_eq!(
+        reply.location.as_deref(),
+        Some("/tables/organizations?notice=deleted")
+    );
+    assert_eq!(
+        scalar(
+            app.db.conn(),
+            &format!("SELECT count(*) FROM organizations WHERE id = '{ORG_ID}'")
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar(
+            app.db.conn(),
+            &format!("SELECT count(*) FROM members WHERE organization_id = '{ORG_ID}'")
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar(
+            app.db.conn(),
+            "SELECT count(*) FROM sessions WHERE active_organization_id IS NULL"
+        )
+        .await,
+        2
+    );
+    // Again: the row is gone.
+    let reply = app
+        .post(
+            "/tables/organizations/row/delete",
+            &[
+                ("token", token.as_str()),
+                ("version", version.as_str()),
+                ("key.id", ORG_ID),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_delete_a_foreign_key_refuses_names_it_and_keeps_the_row() {
+    let app = App::start(true).await;
+    app.db
+        .conn()
+        .execute_unprepared(
+            "ALTER TABLE members DROP CONSTRAINT fk_members_user_id,
+             ADD CONSTRAINT fk_members_user_id FOREIGN KEY (user_id) REFERENCES users (id)",
+        )
+        .await
+        .unwrap();
+    let uri = format!("/tables/users/row/delete?id={OWNER_ID}");
+    let reply = app.get(&uri).await;
+    // The studio read its catalog before the ALTER; the confirmation still counts the rows.
+    assert_eq!(reply.status, StatusCode::OK);
+    let token = attr(&reply.body, "name=\"token\"", "value").unwrap();
+    let version = attr(&reply.body, "name=\"version\"", "value").unwrap();
+    let reply = app
+        .post(
+            "/tables/users/row/delete",
+            &[
+                ("token", token.as_str()),
+                ("version", version.as_str()),
+                ("key.id", OWNER_ID),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CONFLICT);
+    assert!(
+        reply.body.contains(
+            "Rejected by foreign key fk_members_user_id: rows of members still reference this row."
+        ),
+        "{}",
+        reply.body
+    );
+    assert_eq!(
+        scalar(
+            app.db.conn(),
+            &format!("SELECT count(*) FROM users WHERE id = '{OWNER_ID}'")
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        scalar(app.db.conn(), "SELECT count(*) FROM sessions").await,
+        2,
+        "no cascade ran"
+    );
+    // After the index page reloads the catalog, the confirmation warns before trying.
+    app.page("/").await;
+    let confirm = app.page(&uri).await;
+    assert!(confirm.contains("PostgreSQL will refuse the delete while they exist."));
+}
