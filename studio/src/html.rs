@@ -26,7 +26,8 @@ a { color:var(--accent); }
 table.grid { border-collapse:collapse; background:#fff; border:1px solid var(--line); }
 table.grid th, table.grid td { border-bottom:1px solid var(--line); padding:.3rem .55rem; text-align:left; vertical-align:top; }
 table.grid th { background:#eef0f6; font-weight:600; white-space:nowrap; }
-table.grid td { max-width:28rem; overflow-wrap:anywhere; }
+table.grid td { max-width:28rem; overflow-wrap:break-word; }
+table.grid td.nowrap, table.grid td:first-child { white-space:nowrap; }
 .scroll { overflow-x:auto; }
 .null { color:var(--muted); font-style:italic; }
 .masked { color:var(--muted); letter-spacing:.1em; }
@@ -186,6 +187,15 @@ pub fn cell(table: &Table, column: &Column, value: Option<&Json>, compact: bool)
             span title=(s) { (shorten(s, COMPACT_CHARS)) }
         },
         other => html! { (value_text(other)) },
+    }
+}
+
+/// "1 row", "2 rows".
+pub fn rows(n: i64) -> String {
+    if n == 1 {
+        "1 row".to_owned()
+    } else {
+        format!("{n} rows")
     }
 }
 

@@ -11,7 +11,7 @@ use super::{notice, table};
 use crate::{
     Studio, StudioError,
     browse::{Row, Sql, fetch_rows, find_row, ident, key_of, push_filters, select_rows},
-    html::{cell, page, row_url, rows_grid, table_url, value_text},
+    html::{self, cell, page, row_url, rows_grid, table_url, value_text},
     pages::table::relations,
     secrets::is_secret,
 };
@@ -131,7 +131,7 @@ pub async fn show(
             section.referencing data-fk=(reference.fk.name) {
                 h2 {
                     (reference.child.name) " · " (reference.fk.columns.join(", "))
-                    span.muted { " (" (reference.count) " rows, on delete " (reference.fk.on_delete.as_sql()) ")" }
+                    span.muted { " (" (html::rows(reference.count)) ", on delete " (reference.fk.on_delete.as_sql()) ")" }
                 }
                 @if rows.is_empty() {
                     p.muted { "None." }

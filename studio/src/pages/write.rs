@@ -20,7 +20,7 @@ use super::{
 use crate::{
     Studio, StudioError,
     browse::{Sql, edit_text_expr, find_row, ident, push_filters},
-    html::{page, row_url, table_url},
+    html::{page, row_url, rows, table_url},
     secrets::is_secret,
 };
 
@@ -366,7 +366,7 @@ pub async fn delete_confirm(
             ul.effects {
                 @for effect in effects.iter().filter(|e| e.count > 0) {
                     li data-fk=(effect.fk.name) {
-                        (effect.count) " rows of "
+                        (rows(effect.count)) " of "
                         a href=(table_url(&effect.child.name, &super::row::eq_filters(&effect.filters))) { (effect.child.name) }
                         " reference it through " code { (effect.fk.name) } ": "
                         @match effect.fk.on_delete {

@@ -1,0 +1,260 @@
+//! End to end: the real `studio` binary on a seeded database, driven by headless Chromium
+//! through WebDriver (Debian's `chromium` and `chromium-driver`, which `.ci/run` installs).
+//! A person's path: the table list, an organization, its members; an agent run, its tool calls;
+//! the ERD drawn by Mermaid. Screenshots go to `target/studio-e2e/`.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use harness::{TestDb, fixtures::*};
+use hyper_util::client::legacy::connect::HttpConnector;
+use secrecy::ExposeSecret;
+use serde_json::json;
+
+/// A child process killed when the test ends, however it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn program(env: &str, names: &[&str]) -> PathBuf {
+    if let Some(path) = std::env::var_os(env) {
+        return PathBuf::from(path);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .flat_map(|dir| names.iter().map(move |name| dir.join(name)))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "{} not found (set {env}); install Debian's `chromium` and `chromium-driver` \
+                 (`apt-get install chromium chromium-driver`), as .ci/run does",
+                names.join(" or ")
+            )
+        })
+}
+
+/// The studio binary on a free port over `db`; returns it and its address.
+fn start_studio(db: &TestDb) -> (Running, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_studio"))
+        .args(["--port", "0"])
+        // Through the environment, so the password is in no process listing.
+        .env("DATABASE_URL", db.url().expose().expose_secret())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the studio binary starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let address = line
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in the studio's first line: {line}"))
+        .trim_end_matches('/')
+        .to_owned();
+    assert!(address.starts_with("http://127.0.0.1:"), "{line}");
+    assert!(
+        line.contains("read-only") && line.contains("****"),
+        "{line}"
+    );
+    (Running(child), address)
+}
+
+fn start_driver() -> (Running, String) {
+    let port = db_support::cluster::free_port().unwrap();
+    let child = Command::new(program("CHROMEDRIVER", &["chromedriver"]))
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (Running(child), format!("http://127.0.0.1:{port}"))
+}
+
+async fn browser(driver: &str, profile: &Path) -> Client {
+    let chromium = program("CHROME", &["chromium", "chromium-browser", "google-chrome"]);
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium,
+            "args": [
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-background-networking",
+                "--disable-extensions",
+                "--disable-sync",
+                "--no-first-run",
+                "--window-size=1400,1000",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    ClientBuilder::new(HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(driver)
+        .await
+        .expect("a Chromium session")
+}
+
+fn screenshots_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/studio-e2e");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn screenshot(client: &Client, name: &str) -> PathBuf {
+    let png = client.screenshot().await.unwrap();
+    let path = screenshots_dir().join(name);
+    std::fs::write(&path, &png).unwrap();
+    let written = std::fs::read(&path).unwrap();
+    assert!(
+        written.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "{} is no PNG",
+        path.display()
+    );
+    assert!(written.len() > 10_000, "{} is nearly empty", path.display());
+    path
+}
+
+/// Clicks the element `css` and waits for the page that has `then`.
+async fn click(client: &Client, css: &str, then: &str) {
+    client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no `{css}` on the page: {e}"))
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(then))
+        .await
+        .unwrap_or_else(|e| panic!("`{then}` never appeared after clicking `{css}`: {e}"));
+}
+
+async fn texts(client: &Client, css: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for element in client.find_all(Locator::Css(css)).await.unwrap() {
+        out.push(element.text().await.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_person_clicks_from_an_organization_to_its_members_and_from_a_run_to_its_tool_calls() {
+    let db = TestDb::migrated().await;
+    seed_everything(db.conn()).await.unwrap();
+    let (_studio, address) = start_studio(&db);
+    let (_driver, driver_url) = start_driver();
+    let profile = tempfile::tempdir().unwrap();
+    let client = browser(&driver_url, profile.path()).await;
+
+    client.goto(&format!("{address}/")).await.unwrap();
+    assert_eq!(client.title().await.unwrap(), "Tables · studio");
+
+    // Organization -> its members -> one member -> the user.
+    click(&client, "a[href='/tables/organizations']", "table.grid").await;
+    click(
+        &client,
+        &format!("a.open[href='/tables/organizations/row?id={ORG_ID}']"),
+        "table.record",
+    )
+    .await;
+    let members = "section[data-fk='fk_members_organization_id']";
+    let mut member_ids = texts(&client, &format!("{members} tbody tr td:nth-child(2)")).await;
+    member_ids.sort();
+    assert_eq!(member_ids, ["mem_other", "mem_owner"]);
+    click(
+        &client,
+        &format!("{members} a.open[href='/tables/members/row?id=mem_owner']"),
+        "tr[data-column='role']",
+    )
+    .await;
+    assert_eq!(texts(&client, "tr[data-column='role'] td").await, ["owner"]);
+    click(
+        &client,
+        &format!("tr[data-column='user_id'] a[href='/tables/users/row?id={OWNER_ID}']"),
+        "tr[data-column='email']",
+    )
+    .await;
+    assert_eq!(
+        texts(&client, "tr[data-column='email'] td").await,
+        ["owner@example.com"]
+    );
+
+    // Agent run -> its tool calls -> one tool call.
+    click(&client, "header a[href='/']", "section.domain").await;
+    click(&client, "a[href='/tables/agent_runs']", "table.grid").await;
+    click(
+        &client,
+        &format!("a.open[href='/tables/agent_runs/row?id={AGENT_RUN_ID}']"),
+        "section[data-fk='fk_tool_calls_agent_run_id']",
+    )
+    .await;
+    let calls = "section[data-fk='fk_tool_calls_agent_run_id']";
+    assert_eq!(
+        texts(&client, &format!("{calls} tbody tr td:nth-child(2)")).await,
+        [TOOL_CALL_ID]
+    );
+    // Tall enough for the whole run and its tool calls in one picture.
+    client.set_window_size(1400, 1500).await.unwrap();
+    let run_page = screenshot(&client, "agent-run-with-tool-calls.png").await;
+    client.set_window_size(1400, 1000).await.unwrap();
+    click(
+        &client,
+        &format!("{calls} a.open[href='/tables/tool_calls/row?id={TOOL_CALL_ID}']"),
+        "tr[data-column='tool_name']",
+    )
+    .await;
+    assert_eq!(
+        texts(&client, "tr[data-column='tool_name'] td").await,
+        ["github_search"]
+    );
+
+    // The ERD, drawn by the vendored Mermaid into an SVG.
+    click(&client, "header a[href='/erd']", "pre.mermaid").await;
+    client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("body[data-erd='rendered'] pre.mermaid svg"))
+        .await
+        .unwrap_or_else(|_| {
+            panic!("the ERD was not drawn");
+        });
+    let labels = texts(
+        &client,
+        "pre.mermaid svg .entityLabel, pre.mermaid svg .nodeLabel",
+    )
+    .await;
+    assert!(
+        labels.iter().any(|l| l.contains("tool_calls"))
+            && labels.iter().any(|l| l.contains("organizations")),
+        "entity names missing from the SVG: {labels:?}"
+    );
+    let erd = screenshot(&client, "erd.png").await;
+    client.close().await.unwrap();
+    println!("screenshots: {} {}", run_page.display(), erd.display());
+}

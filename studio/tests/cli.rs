@@ -1,0 +1,70 @@
+//! The `studio` binary's own promises: where it listens, what it prints, and that a bad
+//! DATABASE_URL is named without its password.
+
+use std::{
+    io::{BufRead, BufReader, Read},
+    process::{Command, Stdio},
+};
+
+use harness::TestDb;
+use secrecy::ExposeSecret;
+
+/// Starts the binary with `args`, returns its first stdout line and, after stopping it, stderr.
+fn first_line(db: &TestDb, args: &[&str]) -> (String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_studio"))
+        .args(args)
+        .env("DATABASE_URL", db.url().expose().expose_secret())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (line, stderr)
+}
+
+#[tokio::test]
+async fn loopback_by_default_and_a_warning_for_any_other_host() {
+    let db = TestDb::migrated().await;
+    let (line, stderr) = first_line(&db, &["--port", "0"]);
+    assert!(line.contains("http://127.0.0.1:"), "{line}");
+    assert!(line.contains("(read-only)"), "{line}");
+    assert!(!stderr.contains("WARNING"), "{stderr}");
+
+    let (line, stderr) = first_line(&db, &["--port", "0", "--host", "0.0.0.0", "--write"]);
+    assert!(line.contains("http://0.0.0.0:"), "{line}");
+    assert!(line.contains("write mode"), "{line}");
+    assert!(
+        stderr.contains("WARNING: the studio listens on 0.0.0.0:")
+            && stderr.contains("reachable from other machines")
+            && stderr.contains("change or delete them"),
+        "{stderr}"
+    );
+    let password = db.url().password().expose_secret().to_owned();
+    assert!(!line.contains(&password) && !stderr.contains(&password));
+}
+
+#[test]
+fn a_malformed_database_url_is_named_without_its_password() {
+    let output = Command::new(env!("CARGO_BIN_EXE_studio"))
+        .args(["--database-url", "postgres://app:hunter2@db:notaport/app"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--database-url is invalid"), "{stderr}");
+    assert!(stderr.contains("port"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
