@@ -143,6 +143,8 @@ pub fn value_text(value: &Json) -> String {
 }
 
 const COMPACT_CHARS: usize = 80;
+/// How much of a JSON value a list shows.
+const LIST_JSON_CHARS: usize = 2_000;
 
 fn shorten(text: &str, limit: usize) -> String {
     match text.char_indices().nth(limit) {
@@ -176,10 +178,13 @@ pub fn cell(table: &Table, column: &Column, value: Option<&Json>, compact: bool)
         Json::Object(_) | Json::Array(_) => {
             let pretty = serde_json::to_string_pretty(value).expect("JSON serializes");
             let preview = shorten(&value.to_string(), if compact { 48 } else { 120 });
+            // A list of fifty webhook payloads must not become a page of megabytes.
+            let cut = compact && pretty.len() > LIST_JSON_CHARS;
             html! {
                 details.json open[!compact] {
                     summary { (preview) }
-                    pre { (pretty) }
+                    pre { (if cut { shorten(&pretty, LIST_JSON_CHARS) } else { pretty.clone() }) }
+                    @if cut { p.muted { "(" (pretty.len() / 1024) " KiB: the row's page shows all of it)" } }
                 }
             }
         }

@@ -916,3 +916,72 @@ async fn a_delete_a_foreign_key_refuses_names_it_and_keeps_the_row() {
     let confirm = app.page(&uri).await;
     assert!(confirm.contains("PostgreSQL will refuse the delete while they exist."));
 }
+
+#[tokio::test]
+async fn large_tables_show_the_planners_estimate_instead_of_counting() {
+    let app = App::start(false).await;
+    app.db
+        .conn()
+        .execute_unprepared("UPDATE pg_class SET reltuples = 250000 WHERE relname = 'slack_events'")
+        .await
+        .unwrap();
+    let page = app.page("/").await;
+    let row = between(&page, "data-table=\"slack_events\"", "</tr>");
+    assert!(row.contains("≈250000"), "{row}");
+    let row = between(&page, "data-table=\"linear_events\"", "</tr>");
+    assert!(row.contains("<span class=\"rows\">1</span>"), "{row}");
+}
+
+#[tokio::test]
+async fn lists_cut_large_json_and_the_row_page_shows_all_of_it() {
+    let app = App::start(false).await;
+    app.db
+        .conn()
+        .execute_unprepared(&format!(
+            "UPDATE slack_events SET payload = jsonb_build_object('text', repeat('x', 20000), 'the_last_key', 'END-OF-PAYLOAD')
+             WHERE id = '{SLACK_EVENT_ID}'"
+        ))
+        .await
+        .unwrap();
+    let list = app.page("/tables/slack_events").await;
+    assert!(!list.contains("END-OF-PAYLOAD"));
+    assert!(list.contains("KiB: the row's page shows all of it"));
+    let row = app
+        .page(&format!("/tables/slack_events/row?id={SLACK_EVENT_ID}"))
+        .await;
+    assert!(row.contains("END-OF-PAYLOAD"));
+}
+
+#[tokio::test]
+async fn an_untouched_multi_line_value_is_not_rewritten_with_the_browsers_line_breaks() {
+    let app = App::start(true).await;
+    app.db
+        .conn()
+        .execute_unprepared(&format!(
+            "UPDATE organizations SET metadata = E'line one\\nline two' WHERE id = '{ORG_ID}'"
+        ))
+        .await
+        .unwrap();
+    let (token, version) =
+        form_fields(&app, &format!("/tables/organizations/row/edit?id={ORG_ID}")).await;
+    let reply = app
+        .post(
+            "/tables/organizations/row/edit",
+            &[
+                ("token", token.as_str()),
+                ("version", version.as_str()),
+                ("key.id", ORG_ID),
+                ("set.metadata", "line one\r\nline two"),
+                ("confirm", "yes"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.body.contains("Nothing changed"), "{}", reply.body);
+    let stored = scalar(
+        app.db.conn(),
+        &format!("SELECT count(*) FROM organizations WHERE metadata = E'line one\\nline two' AND id = '{ORG_ID}'"),
+    )
+    .await;
+    assert_eq!(stored, 1);
+}

@@ -234,7 +234,7 @@ pub async fn edit_submit(
     require_write(&studio)?;
     let catalog = studio.catalog();
     let table = table(&catalog, &name)?;
-    let submitted = Submitted::parse(&studio, table, &pairs)?;
+    let mut submitted = Submitted::parse(&studio, table, &pairs)?;
     let (version, values) = current(&studio.db, table, &submitted.key)
         .await?
         .ok_or_else(|| gone(table, &submitted.key))?;
@@ -242,6 +242,12 @@ pub async fn edit_submit(
         return Err(changed_meanwhile(table));
     }
     let columns: Vec<&Column> = editable(table).collect();
+    for (name, new) in &mut submitted.values {
+        let at = columns.iter().position(|c| &c.name == name);
+        if let (Some(at), Some(text)) = (at, new.as_mut()) {
+            *text = line_endings_like(values[at].as_deref(), text);
+        }
+    }
     let changes: Vec<(&Column, Option<&str>, Option<&str>)> = submitted
         .values
         .iter()
@@ -296,6 +302,16 @@ pub async fn edit_submit(
     let mut back = submitted.key.clone();
     back.push(("notice".into(), "saved".into()));
     Ok(Redirect::to(&row_url(&table.name, "", &back)).into_response())
+}
+
+/// Browsers send every line break of a form field as CRLF; an untouched multi-line value must
+/// not come back rewritten, so the row's own line endings win.
+fn line_endings_like(old: Option<&str>, new: &str) -> String {
+    if old.is_some_and(|o| o.contains("\r\n")) {
+        new.to_owned()
+    } else {
+        new.replace("\r\n", "\n")
+    }
 }
 
 fn shown(value: Option<&str>) -> Markup {
