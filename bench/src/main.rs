@@ -7,6 +7,7 @@ mod overhead;
 mod scale;
 mod seed;
 mod stats;
+mod studio_pages;
 mod throughput;
 
 use std::{fmt::Write as _, path::Path};
@@ -152,7 +153,7 @@ async fn bench(args: &Args, plan: &Plan, url: &DatabaseUrl) -> Result<()> {
     )?;
 
     eprintln!(
-        "1/4 helpers against hand-written sqlx ({} calls each)...",
+        "1/5 helpers against hand-written sqlx ({} calls each)...",
         plan.iterations
     );
     let comparisons = overhead::run(&db, &pool, plan.iterations).await?;
@@ -177,7 +178,7 @@ async fn bench(args: &Args, plan: &Plan, url: &DatabaseUrl) -> Result<()> {
         )?;
     }
 
-    eprintln!("2/4 ingest throughput ({} rows)...", plan.ingest_rows);
+    eprintln!("2/5 ingest throughput ({} rows)...", plan.ingest_rows);
     let t = throughput::run(&db, &pool, plan.ingest_rows).await?;
     writeln!(
         report,
@@ -197,7 +198,7 @@ async fn bench(args: &Args, plan: &Plan, url: &DatabaseUrl) -> Result<()> {
     )?;
 
     if !args.no_drizzle {
-        eprintln!("3/4 Drizzle ORM on node-postgres...");
+        eprintln!("3/5 Drizzle ORM on node-postgres...");
         let d = drizzle::run(url, plan.ingest_rows, plan.iterations)?;
         let ours_claim = drizzle::our_claim(&db, plan.iterations).await?;
         let lookup = &comparisons[0].helper;
@@ -232,7 +233,7 @@ async fn bench(args: &Args, plan: &Plan, url: &DatabaseUrl) -> Result<()> {
         )?;
     }
 
-    eprintln!("4/4 scale: {:?} events...", plan.sizes);
+    eprintln!("4/5 scale: {:?} events...", plan.sizes);
     let mut points = Vec::new();
     for &rows in &plan.sizes {
         points.push(scale::measure(&db, rows, plan.iterations.min(500)).await?);
@@ -268,6 +269,39 @@ async fn bench(args: &Args, plan: &Plan, url: &DatabaseUrl) -> Result<()> {
     writeln!(
         report,
         "`EXPLAIN (ANALYZE, BUFFERS)` at {largest} events, claim:\n\n```\n{claim_plan}\n```\n\npage:\n\n```\n{page_plan}\n```"
+    )?;
+
+    eprintln!("5/5 studio table page at {largest} events...");
+    let pages = studio_pages::measure(&db, url, largest, plan.iterations.min(200)).await?;
+    writeln!(
+        report,
+        "\n## 5. Studio table page at {} events (goal: half-way page p50 <= 1.5x the first page)\n",
+        pages.rows
+    )?;
+    writeln!(
+        report,
+        "| page (50 rows, rendered HTML) | p50 | p99 |\n| --- | --- | --- |"
+    )?;
+    for (name, samples) in [
+        ("first page", &pages.first),
+        ("half-way, keyset cursor", &pages.deep),
+        (
+            "baseline: the half-way rows by OFFSET, query only",
+            &pages.offset,
+        ),
+    ] {
+        writeln!(
+            report,
+            "| {name} | {} | {} |",
+            micros(samples.p50()),
+            micros(samples.p99())
+        )?;
+    }
+    writeln!(
+        report,
+        "\nhalf-way / first p50: {:.2}; OFFSET query alone / whole keyset page p50: {:.2}",
+        ratio(pages.deep.p50(), pages.first.p50()),
+        ratio(pages.offset.p50(), pages.deep.p50())
     )?;
     println!("{report}");
     if largest >= 100_000 {
