@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use axum::http::StatusCode;
 use catalog::Catalog;
-use common::{App, attr, between, listed_ids, unescape};
+use common::{App, Reply, attr, between, listed_ids, unescape};
 use harness::{fixtures::*, scalar, text_rows};
 use sea_orm::ConnectionTrait;
 use studio::secrets::is_secret;
@@ -510,36 +510,65 @@ async fn organization_name(app: &App) -> String {
         .unwrap()
 }
 
-/// The hidden fields of the edit form at `uri`: token and row version.
-async fn form_fields(app: &App, uri: &str) -> (String, String) {
-    let form = app.page(uri).await;
-    (
-        attr(&form, "name=\"token\"", "value").unwrap(),
-        attr(&form, "name=\"version\"", "value").unwrap(),
-    )
+/// A write form as the browser got it: its token and the row version it was opened on.
+struct OpenForm {
+    token: String,
+    version: String,
+}
+
+impl OpenForm {
+    /// Opens the edit form (`/edit`) or delete confirmation (`/delete`) of `table`'s row `id`.
+    async fn open(app: &App, table: &str, action: &str, id: &str) -> Self {
+        let page = app
+            .page(&format!("/tables/{table}/row/{action}?id={id}"))
+            .await;
+        Self {
+            token: attr(&page, "name=\"token\"", "value").unwrap(),
+            version: attr(&page, "name=\"version\"", "value").unwrap(),
+        }
+    }
+
+    /// Submits it for row `id` with `fields` added.
+    async fn submit(
+        &self,
+        app: &App,
+        table: &str,
+        action: &str,
+        id: &str,
+        fields: &[(&str, &str)],
+    ) -> Reply {
+        let mut form = vec![
+            ("token", self.token.as_str()),
+            ("version", self.version.as_str()),
+            ("key.id", id),
+        ];
+        form.extend_from_slice(fields);
+        app.post(&format!("/tables/{table}/row/{action}"), &form)
+            .await
+    }
 }
 
 #[tokio::test]
 async fn an_edit_is_confirmed_first_then_committed() {
     let app = App::start(true).await;
-    let edit = format!("/tables/organizations/row/edit?id={ORG_ID}");
-    let form = app.page(&edit).await;
+    let form = app
+        .page(&format!("/tables/organizations/row/edit?id={ORG_ID}"))
+        .await;
     assert!(form.contains("name=\"set.name\""));
     assert!(
         !form.contains("name=\"set.id\""),
         "the primary key is not editable"
     );
-    let (token, version) = form_fields(&app, &edit).await;
+    let open = OpenForm::open(&app, "organizations", "edit", ORG_ID).await;
     let fields = [
-        ("token", token.as_str()),
-        ("version", version.as_str()),
-        ("key.id", ORG_ID),
         ("set.name", "Acme Inc"),
         ("set.slug", "acme"),
         ("set.logo", ""),
         ("null.logo", "1"),
     ];
-    let review = app.post("/tables/organizations/row/edit", &fields).await;
+    let review = open
+        .submit(&app, "organizations", "edit", ORG_ID, &fields)
+        .await;
     assert_eq!(review.status, StatusCode::OK, "{}", review.body);
     let changes = between(&review.body, "<table class=\"grid changes\">", "</table>");
     assert!(changes.contains("data-column=\"name\""), "{changes}");
@@ -556,7 +585,9 @@ async fn an_edit_is_confirmed_first_then_committed() {
 
     let mut confirmed = fields.to_vec();
     confirmed.push(("confirm", "yes"));
-    let saved = app.post("/tables/organizations/row/edit", &confirmed).await;
+    let saved = open
+        .submit(&app, "organizations", "edit", ORG_ID, &confirmed)
+        .await;
     assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
     assert_eq!(organization_name(&app).await, "Acme Inc");
     let location = saved.location.unwrap();
@@ -566,23 +597,15 @@ async fn an_edit_is_confirmed_first_then_committed() {
     );
     assert!(app.page(&location).await.contains("Saved."));
 
-    // jsonb, arrays and NULL through the same form.
-    let edit = format!("/tables/tools/row/edit?id={TOOL_ID}");
-    let (token, version) = form_fields(&app, &edit).await;
-    let reply = app
-        .post(
-            "/tables/tools/row/edit",
-            &[
-                ("token", &token),
-                ("version", &version),
-                ("key.id", TOOL_ID),
-                ("set.input_schema", "{\"type\": \"object\"}"),
-                ("set.tags", "{search,code}"),
-                ("set.is_enabled", "false"),
-                ("confirm", "yes"),
-            ],
-        )
-        .await;
+    // jsonb, arrays and booleans through the same form.
+    let open = OpenForm::open(&app, "tools", "edit", TOOL_ID).await;
+    let fields = [
+        ("set.input_schema", "{\"type\": \"object\"}"),
+        ("set.tags", "{search,code}"),
+        ("set.is_enabled", "false"),
+        ("confirm", "yes"),
+    ];
+    let reply = open.submit(&app, "tools", "edit", TOOL_ID, &fields).await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
     let row = text_rows(
         app.db.conn(),
@@ -602,26 +625,16 @@ async fn an_edit_is_confirmed_first_then_committed() {
 #[tokio::test]
 async fn an_edit_a_constraint_rejects_names_the_constraint_and_changes_nothing() {
     let app = App::start(true).await;
-    let edit = format!("/tables/organizations/row/edit?id={ORG_ID}");
-    let (token, version) = form_fields(&app, &edit).await;
-    let submit = |column: &'static str, value: &'static str| {
-        let (token, version) = (token.clone(), version.clone());
-        let app = &app;
-        async move {
-            app.post(
-                "/tables/organizations/row/edit",
-                &[
-                    ("token", token.as_str()),
-                    ("version", version.as_str()),
-                    ("key.id", ORG_ID),
-                    (column, value),
-                    ("confirm", "yes"),
-                ],
-            )
-            .await
-        }
-    };
-    let reply = submit("set.slug", "other").await;
+    let open = OpenForm::open(&app, "organizations", "edit", ORG_ID).await;
+    let reply = open
+        .submit(
+            &app,
+            "organizations",
+            "edit",
+            ORG_ID,
+            &[("set.slug", "other"), ("confirm", "yes")],
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::CONFLICT);
     assert!(
         reply
@@ -630,54 +643,35 @@ async fn an_edit_a_constraint_rejects_names_the_constraint_and_changes_nothing()
         "{}",
         reply.body
     );
-    let reply = submit("set.name", "").await;
-    assert_eq!(
-        reply.status,
-        StatusCode::SEE_OTHER,
-        "an empty name is a value, not NULL"
-    );
-    let reply = submit("set.created_at", "yesterday-ish").await;
-    assert_eq!(
-        reply.status,
-        StatusCode::CONFLICT,
-        "the row changed: the version is old"
-    );
 
-    let run_edit = format!("/tables/agent_runs/row/edit?id={AGENT_RUN_ID}");
-    let (token, version) = form_fields(&app, &run_edit).await;
-    for ((column, value), (status, message)) in [
+    let open = OpenForm::open(&app, "agent_runs", "edit", AGENT_RUN_ID).await;
+    for (column, value, status, message) in [
         (
-            ("set.status", "exploded"),
-            (
-                StatusCode::CONFLICT,
-                "Rejected by check constraint ck_agent_runs_status on agent_runs.",
-            ),
+            "set.status",
+            "exploded",
+            StatusCode::CONFLICT,
+            "Rejected by check constraint ck_agent_runs_status on agent_runs.",
         ),
         (
-            ("set.prompt_tokens", "many"),
-            (
-                StatusCode::BAD_REQUEST,
-                "Invalid value: invalid input syntax for type integer: \"many\".",
-            ),
+            "set.prompt_tokens",
+            "many",
+            StatusCode::BAD_REQUEST,
+            "Invalid value: invalid input syntax for type integer: \"many\".",
         ),
         (
-            ("set.organization_id", "org_nowhere"),
-            (
-                StatusCode::CONFLICT,
-                "Rejected by foreign key fk_agent_runs_organization_id: the referenced row does not exist.",
-            ),
+            "set.organization_id",
+            "org_nowhere",
+            StatusCode::CONFLICT,
+            "Rejected by foreign key fk_agent_runs_organization_id: the referenced row does not exist.",
         ),
     ] {
-        let reply = app
-            .post(
-                "/tables/agent_runs/row/edit",
-                &[
-                    ("token", token.as_str()),
-                    ("version", version.as_str()),
-                    ("key.id", AGENT_RUN_ID),
-                    (column, value),
-                    ("confirm", "yes"),
-                ],
+        let reply = open
+            .submit(
+                &app,
+                "agent_runs",
+                "edit",
+                AGENT_RUN_ID,
+                &[(column, value), ("confirm", "yes")],
             )
             .await;
         assert_eq!(reply.status, status, "{column}: {}", reply.body);
@@ -696,13 +690,13 @@ async fn an_edit_a_constraint_rejects_names_the_constraint_and_changes_nothing()
         run[0],
         [Some("queued".into()), Some("0".into()), Some(ORG_ID.into())]
     );
+    assert_eq!(organization_name(&app).await, "Acme");
 }
 
 #[tokio::test]
 async fn an_edit_of_a_row_changed_meanwhile_is_refused() {
     let app = App::start(true).await;
-    let (token, version) =
-        form_fields(&app, &format!("/tables/organizations/row/edit?id={ORG_ID}")).await;
+    let open = OpenForm::open(&app, "organizations", "edit", ORG_ID).await;
     app.db
         .conn()
         .execute_unprepared(&format!(
@@ -710,66 +704,50 @@ async fn an_edit_of_a_row_changed_meanwhile_is_refused() {
         ))
         .await
         .unwrap();
-    let reply = app
-        .post(
-            "/tables/organizations/row/edit",
-            &[
-                ("token", token.as_str()),
-                ("version", version.as_str()),
-                ("key.id", ORG_ID),
-                ("set.name", "Mine"),
-                ("confirm", "yes"),
-            ],
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::CONFLICT);
-    assert!(
-        reply.body.contains("changed since you opened it"),
-        "{}",
-        reply.body
-    );
+    for fields in [
+        &[("set.name", "Mine")][..],
+        &[("set.name", "Mine"), ("confirm", "yes")],
+    ] {
+        let reply = open
+            .submit(&app, "organizations", "edit", ORG_ID, fields)
+            .await;
+        assert_eq!(reply.status, StatusCode::CONFLICT);
+        assert!(
+            reply.body.contains("changed since you opened it"),
+            "{}",
+            reply.body
+        );
+    }
     assert_eq!(organization_name(&app).await, "Acme");
 }
 
 #[tokio::test]
 async fn write_forms_need_the_token_and_cannot_touch_secrets_or_keys() {
     let app = App::start(true).await;
-    let (token, version) = form_fields(&app, "/tables/accounts/row/edit?id=acct_owner").await;
-    let reply = app
-        .post(
-            "/tables/accounts/row/edit",
-            &[
-                ("version", version.as_str()),
-                ("key.id", "acct_owner"),
-                ("set.scope", "x"),
-                ("confirm", "yes"),
-            ],
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::FORBIDDEN);
-    let reply = app
-        .post(
-            "/tables/accounts/row/edit",
-            &[
-                ("token", "0000"),
-                ("version", version.as_str()),
-                ("key.id", "acct_owner"),
-                ("set.scope", "x"),
-            ],
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    let open = OpenForm::open(&app, "accounts", "edit", "acct_owner").await;
+    let change = [("set.scope", "x"), ("confirm", "yes")];
+    for token in ["", "0000"] {
+        let forged = OpenForm {
+            token: token.to_owned(),
+            version: open.version.clone(),
+        };
+        let reply = forged
+            .submit(&app, "accounts", "edit", "acct_owner", &change)
+            .await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "token `{token}`");
+        let reply = forged
+            .submit(&app, "accounts", "delete", "acct_owner", &[])
+            .await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "token `{token}`");
+    }
     for field in ["set.password", "set.id", "set.nope"] {
-        let reply = app
-            .post(
-                "/tables/accounts/row/edit",
-                &[
-                    ("token", token.as_str()),
-                    ("version", version.as_str()),
-                    ("key.id", "acct_owner"),
-                    (field, "x"),
-                    ("confirm", "yes"),
-                ],
+        let reply = open
+            .submit(
+                &app,
+                "accounts",
+                "edit",
+                "acct_owner",
+                &[(field, "x"), ("confirm", "yes")],
             )
             .await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{field}");
@@ -808,57 +786,38 @@ async fn a_delete_shows_what_cascades_then_deletes_in_one_transaction() {
         2
     );
 
-    let token = attr(&confirm, "name=\"token\"", "value").unwrap();
-    let version = attr(&confirm, "name=\"version\"", "value").unwrap();
-    let reply = app
-        .post(
-            "/tables/organizations/row/delete",
-            &[
-                ("token", token.as_str()),
-                ("version", version.as_str()),
-                ("key.id", ORG_ID),
-            ],
-        )
+    let open = OpenForm::open(&app, "organizations", "delete", ORG_ID).await;
+    let reply = open
+        .submit(&app, "organizations", "delete", ORG_ID, &[])
         .await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
     assert_eq!(
         reply.location.as_deref(),
         Some("/tables/organizations?notice=deleted")
     );
+    let db = app.db.conn();
+    let count = |sql: String| async move { scalar(db, &sql).await };
     assert_eq!(
-        scalar(
-            app.db.conn(),
-            &format!("SELECT count(*) FROM organizations WHERE id = '{ORG_ID}'")
-        )
+        count(format!(
+            "SELECT count(*) FROM organizations WHERE id = '{ORG_ID}'"
+        ))
         .await,
         0
     );
     assert_eq!(
-        scalar(
-            app.db.conn(),
-            &format!("SELECT count(*) FROM members WHERE organization_id = '{ORG_ID}'")
-        )
+        count(format!(
+            "SELECT count(*) FROM members WHERE organization_id = '{ORG_ID}'"
+        ))
         .await,
         0
     );
     assert_eq!(
-        scalar(
-            app.db.conn(),
-            "SELECT count(*) FROM sessions WHERE active_organization_id IS NULL"
-        )
-        .await,
+        count("SELECT count(*) FROM sessions WHERE active_organization_id IS NULL".into()).await,
         2
     );
     // Again: the row is gone.
-    let reply = app
-        .post(
-            "/tables/organizations/row/delete",
-            &[
-                ("token", token.as_str()),
-                ("version", version.as_str()),
-                ("key.id", ORG_ID),
-            ],
-        )
+    let reply = open
+        .submit(&app, "organizations", "delete", ORG_ID, &[])
         .await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
 }
@@ -874,22 +833,9 @@ async fn a_delete_a_foreign_key_refuses_names_it_and_keeps_the_row() {
         )
         .await
         .unwrap();
-    let uri = format!("/tables/users/row/delete?id={OWNER_ID}");
-    let reply = app.get(&uri).await;
-    // The studio read its catalog before the ALTER; the confirmation still counts the rows.
-    assert_eq!(reply.status, StatusCode::OK);
-    let token = attr(&reply.body, "name=\"token\"", "value").unwrap();
-    let version = attr(&reply.body, "name=\"version\"", "value").unwrap();
-    let reply = app
-        .post(
-            "/tables/users/row/delete",
-            &[
-                ("token", token.as_str()),
-                ("version", version.as_str()),
-                ("key.id", OWNER_ID),
-            ],
-        )
-        .await;
+    // The studio read its catalog before the ALTER; the confirmation still opens.
+    let open = OpenForm::open(&app, "users", "delete", OWNER_ID).await;
+    let reply = open.submit(&app, "users", "delete", OWNER_ID, &[]).await;
     assert_eq!(reply.status, StatusCode::CONFLICT);
     assert!(
         reply.body.contains(
@@ -913,7 +859,9 @@ async fn a_delete_a_foreign_key_refuses_names_it_and_keeps_the_row() {
     );
     // After the index page reloads the catalog, the confirmation warns before trying.
     app.page("/").await;
-    let confirm = app.page(&uri).await;
+    let confirm = app
+        .page(&format!("/tables/users/row/delete?id={OWNER_ID}"))
+        .await;
     assert!(confirm.contains("PostgreSQL will refuse the delete while they exist."));
 }
 
@@ -962,19 +910,10 @@ async fn an_untouched_multi_line_value_is_not_rewritten_with_the_browsers_line_b
         ))
         .await
         .unwrap();
-    let (token, version) =
-        form_fields(&app, &format!("/tables/organizations/row/edit?id={ORG_ID}")).await;
-    let reply = app
-        .post(
-            "/tables/organizations/row/edit",
-            &[
-                ("token", token.as_str()),
-                ("version", version.as_str()),
-                ("key.id", ORG_ID),
-                ("set.metadata", "line one\r\nline two"),
-                ("confirm", "yes"),
-            ],
-        )
+    let open = OpenForm::open(&app, "organizations", "edit", ORG_ID).await;
+    let fields = [("set.metadata", "line one\r\nline two"), ("confirm", "yes")];
+    let reply = open
+        .submit(&app, "organizations", "edit", ORG_ID, &fields)
         .await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(reply.body.contains("Nothing changed"), "{}", reply.body);

@@ -7,8 +7,12 @@ pub mod table;
 pub mod write;
 
 use catalog::{Catalog, Table};
+use sea_orm::ConnectionTrait;
 
-use crate::StudioError;
+use crate::{
+    StudioError,
+    browse::{Row, find_row},
+};
 
 /// The table named in a URL, from the catalog only: nothing else reaches SQL as a name.
 fn table<'a>(catalog: &'a Catalog, name: &str) -> Result<&'a Table, StudioError> {
@@ -25,4 +29,27 @@ fn notice(pairs: &[(String, String)]) -> Option<&'static str> {
         "deleted" => Some("Deleted. The row (and whatever its foreign keys cascade to) is gone."),
         _ => None,
     }
+}
+
+/// The row `key` (a primary or unique key) names.
+async fn require_row(
+    db: &impl ConnectionTrait,
+    table: &Table,
+    key: &[(String, String)],
+) -> Result<Row, StudioError> {
+    find_row(db, table, key)
+        .await?
+        .ok_or_else(|| no_row(table, key))
+}
+
+fn no_row(table: &Table, key: &[(String, String)]) -> StudioError {
+    StudioError::NotFound(format!("{} has no row where {}", table.name, describe(key)))
+}
+
+/// `id = org_acme, ...`
+fn describe(key: &[(String, String)]) -> String {
+    key.iter()
+        .map(|(c, v)| format!("{c} = {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -7,10 +7,10 @@ use catalog::{Catalog, ForeignKey, Table};
 use maud::{Markup, html};
 use sea_orm::ConnectionTrait;
 
-use super::{notice, table};
+use super::{describe, notice, require_row, table};
 use crate::{
     Studio, StudioError,
-    browse::{Row, Sql, fetch_rows, find_row, ident, key_of, push_filters, select_rows},
+    browse::{Row, Sql, fetch_rows, ident, key_of, push_filters, select_rows},
     html::{self, cell, page, row_url, rows_grid, table_url, value_text},
     pages::table::relations,
     secrets::is_secret,
@@ -84,13 +84,7 @@ pub async fn show(
     let catalog = studio.catalog();
     let table = table(&catalog, &name)?;
     let key = key_from_query(&pairs);
-    let row = find_row(&studio.db, table, &key).await?.ok_or_else(|| {
-        StudioError::NotFound(format!(
-            "{} has no row where {}",
-            table.name,
-            describe(&key)
-        ))
-    })?;
+    let row = require_row(&studio.db, table, &key).await?;
     let mut sections = Vec::new();
     for reference in referencing(&studio.db, &catalog, table, &row).await? {
         let mut sql = select_rows(reference.child, None);
@@ -155,11 +149,4 @@ pub fn eq_filters(filters: &[(String, String)]) -> Vec<(String, String)> {
         .iter()
         .map(|(c, v)| (format!("eq.{c}"), v.clone()))
         .collect()
-}
-
-pub fn describe(key: &[(String, String)]) -> String {
-    key.iter()
-        .map(|(c, v)| format!("{c} = {v}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

@@ -13,10 +13,7 @@ use catalog::{Column, OnDelete, Table};
 use maud::{Markup, html};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
 
-use super::{
-    row::{describe, referencing},
-    table,
-};
+use super::{describe, no_row, require_row, row::referencing, table};
 use crate::{
     Studio, StudioError,
     browse::{Sql, edit_text_expr, find_row, ident, push_filters},
@@ -143,10 +140,6 @@ async fn current(
     Ok(Some((version, values)))
 }
 
-fn gone(table: &Table, key: &[(String, String)]) -> StudioError {
-    StudioError::NotFound(format!("{} has no row where {}", table.name, describe(key)))
-}
-
 fn changed_meanwhile(table: &Table) -> StudioError {
     StudioError::Conflict(format!(
         "This row of {} changed since you opened it; nothing was written. Reload it and make \
@@ -165,7 +158,7 @@ pub async fn edit_form(
     let table = table(&catalog, &name)?;
     let (version, values) = current(&studio.db, table, &key)
         .await?
-        .ok_or_else(|| gone(table, &key))?;
+        .ok_or_else(|| no_row(table, &key))?;
     let submitted = Submitted {
         key,
         version,
@@ -237,7 +230,7 @@ pub async fn edit_submit(
     let mut submitted = Submitted::parse(&studio, table, &pairs)?;
     let (version, values) = current(&studio.db, table, &submitted.key)
         .await?
-        .ok_or_else(|| gone(table, &submitted.key))?;
+        .ok_or_else(|| no_row(table, &submitted.key))?;
     if version != submitted.version {
         return Err(changed_meanwhile(table));
     }
@@ -362,9 +355,7 @@ pub async fn delete_confirm(
     require_write(&studio)?;
     let catalog = studio.catalog();
     let table = table(&catalog, &name)?;
-    let row = find_row(&studio.db, table, &key)
-        .await?
-        .ok_or_else(|| gone(table, &key))?;
+    let row = require_row(&studio.db, table, &key).await?;
     let effects = referencing(&studio.db, &catalog, table, &row).await?;
     let submitted = Submitted {
         key: key.clone(),
@@ -419,9 +410,7 @@ pub async fn delete_submit(
     let table = table(&catalog, &name)?;
     let submitted = Submitted::parse(&studio, table, &pairs)?;
     let txn = studio.db.begin().await?;
-    if find_row(&txn, table, &submitted.key).await?.is_none() {
-        return Err(gone(table, &submitted.key));
-    }
+    require_row(&txn, table, &submitted.key).await?;
     let mut sql = Sql::default();
     sql.push(&format!("DELETE FROM {}", ident(&table.name)));
     push_filters(&mut sql, table, &submitted.key)?;
