@@ -27,9 +27,9 @@ pub fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// A value of `column` written by a person, as SQL that casts the bound text to its type.
-fn cast(param: usize, column: &Column) -> String {
-    format!("${param}::{}", column.sql_type)
+/// `"table"."column"`: always the table's column, never a select-list alias of the same name.
+pub fn qualified(table: &Table, column: &str) -> String {
+    format!("{}.{}", ident(&table.name), ident(column))
 }
 
 /// The column as the page shows it: timestamps in ISO 8601 UTC, numbers that JSON cannot hold
@@ -76,20 +76,29 @@ impl Sql {
         self
     }
 
-    /// Appends `column = $n::type` for a value typed by a person.
-    pub fn push_eq(&mut self, column: &Column, value: &str) -> &mut Self {
+    /// Binds `value` and returns its placeholder number.
+    fn bind(&mut self, value: &str) -> usize {
         self.values.push(Value::from(value.to_owned()));
-        let cast = cast(self.values.len(), column);
-        self.text
-            .push_str(&format!("{} = {cast}", ident(&column.name)));
+        self.values.len()
+    }
+
+    /// Appends `$n::type`: a value typed by a person, cast to `column`'s type.
+    pub fn push_value(&mut self, column: &Column, value: &str) -> &mut Self {
+        let n = self.bind(value);
+        self.text.push_str(&format!("${n}::{}", column.sql_type));
         self
     }
 
-    /// Appends a bound value cast to `column`'s type and returns nothing else.
-    pub fn push_value(&mut self, column: &Column, value: &str) -> &mut Self {
-        self.values.push(Value::from(value.to_owned()));
-        let cast = cast(self.values.len(), column);
-        self.text.push_str(&cast);
+    /// Appends `column = $n::type`.
+    pub fn push_eq(&mut self, column: &Column, value: &str) -> &mut Self {
+        self.text.push_str(&format!("{} = ", ident(&column.name)));
+        self.push_value(column, value)
+    }
+
+    /// Appends `$n` bound to `value` as text.
+    pub fn push_text(&mut self, value: &str) -> &mut Self {
+        let n = self.bind(value);
+        self.text.push_str(&format!("${n}"));
         self
     }
 

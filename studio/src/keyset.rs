@@ -9,7 +9,7 @@ use sea_orm::ConnectionTrait;
 
 use crate::{
     StudioError,
-    browse::{Row, Sql, fetch_rows, ident, push_filters, select_rows},
+    browse::{Row, Sql, fetch_rows, ident, push_filters, qualified, select_rows},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,13 +152,23 @@ pub async fn fetch_page(
     Ok(Page { rows, prev, next })
 }
 
-fn key_tuple(table: &Table) -> String {
+/// `"id"` or `"a", "b"`: the primary key's columns, for row comparisons.
+fn key_columns(table: &Table) -> String {
     let names: Vec<String> = table.primary_key.iter().map(|k| ident(k)).collect();
-    format!("({})", names.join(", "))
+    names.join(", ")
 }
 
-fn push_key_tuple_value(sql: &mut Sql, table: &Table, cursor: &Cursor) {
+/// `($1, $2)`: the cursor's key, led by its sort value when given.
+fn push_key_tuple_value(
+    sql: &mut Sql,
+    table: &Table,
+    cursor: &Cursor,
+    sort: Option<(&Column, &String)>,
+) {
     sql.push("(");
+    if let Some((column, value)) = sort {
+        sql.push_value(column, value).push(", ");
+    }
     for (i, (name, value)) in table.primary_key.iter().zip(&cursor.key).enumerate() {
         if i > 0 {
             sql.push(", ");
@@ -169,43 +179,46 @@ fn push_key_tuple_value(sql: &mut Sql, table: &Table, cursor: &Cursor) {
     sql.push(")");
 }
 
-/// The condition "comes after `cursor` in `dir`".
+/// The condition "comes after `cursor` in `dir`". Row comparisons (`(s, id) > ($1, $2)`) let
+/// PostgreSQL start the index scan at the cursor instead of filtering its way there; only NULL
+/// sort values need spelling out, since a comparison with NULL is never true.
 fn push_after(sql: &mut Sql, table: &Table, sort: Option<&Column>, dir: Dir, cursor: &Cursor) {
-    let (op, key) = (if dir == Dir::Asc { ">" } else { "<" }, key_tuple(table));
+    let op = if dir == Dir::Asc { ">" } else { "<" };
+    let key = key_columns(table);
     let Some(sort) = sort else {
-        sql.push(&format!("{key} {op} "));
-        push_key_tuple_value(sql, table, cursor);
+        sql.push(&format!("({key}) {op} "));
+        push_key_tuple_value(sql, table, cursor, None);
         return;
     };
     let s = ident(&sort.name);
     match (dir, &cursor.sort_value) {
+        // Ascending, NULLs last: after a value come the greater ones, then every NULL.
+        (Dir::Asc, Some(v)) if sort.nullable => {
+            sql.push(&format!("(({s}, {key}) > "));
+            push_key_tuple_value(sql, table, cursor, Some((sort, v)));
+            sql.push(&format!(" OR {s} IS NULL)"));
+        }
+        // Descending, NULLs first: they are all behind a value already.
         (_, Some(v)) => {
-            sql.push(&format!("({s} {op} "));
-            sql.push_value(sort, v);
-            sql.push(&format!(" OR ({s} = "));
-            sql.push_value(sort, v);
-            sql.push(&format!(" AND {key} {op} "));
-            push_key_tuple_value(sql, table, cursor);
-            sql.push(")");
-            if dir == Dir::Asc {
-                sql.push(&format!(" OR {s} IS NULL"));
-            }
-            sql.push(")");
+            sql.push(&format!("({s}, {key}) {op} "));
+            push_key_tuple_value(sql, table, cursor, Some((sort, v)));
         }
         (Dir::Asc, None) => {
-            sql.push(&format!("({s} IS NULL AND {key} > "));
-            push_key_tuple_value(sql, table, cursor);
+            sql.push(&format!("({s} IS NULL AND ({key}) > "));
+            push_key_tuple_value(sql, table, cursor, None);
             sql.push(")");
         }
         (Dir::Desc, None) => {
-            sql.push(&format!("({s} IS NOT NULL OR {key} < "));
-            push_key_tuple_value(sql, table, cursor);
+            sql.push(&format!("({s} IS NOT NULL OR ({key}) < "));
+            push_key_tuple_value(sql, table, cursor, None);
             sql.push(")");
         }
     }
 }
 
-fn push_order(sql: &mut Sql, table: &Table, sort: Option<&Column>, dir: Dir) {
+/// `ORDER BY` the sort column (if any), then the primary key. Columns are qualified with the
+/// table: a bare name in ORDER BY would mean the select list's `id::text`, sorting as text.
+pub fn push_order(sql: &mut Sql, table: &Table, sort: Option<&Column>, dir: Dir) {
     let plain = if dir == Dir::Asc { "ASC" } else { "DESC" };
     let mut terms = Vec::new();
     if let Some(sort) = sort {
@@ -214,13 +227,13 @@ fn push_order(sql: &mut Sql, table: &Table, sort: Option<&Column>, dir: Dir) {
         } else {
             "NULLS FIRST"
         };
-        terms.push(format!("{} {plain} {nulls}", ident(&sort.name)));
+        terms.push(format!("{} {plain} {nulls}", qualified(table, &sort.name)));
     }
     terms.extend(
         table
             .primary_key
             .iter()
-            .map(|k| format!("{} {plain}", ident(k))),
+            .map(|k| format!("{} {plain}", qualified(table, k))),
     );
     sql.push(&format!(" ORDER BY {}", terms.join(", ")));
 }

@@ -74,6 +74,27 @@ async fn a_table_created_after_start_appears_under_other_whatever_its_name() {
     assert_eq!(listed_ids(&filtered), ["2"]);
     let row = app.page(&format!("{base}/row?from=3")).await;
     assert!(row.contains("data-column=\"select\""), "{row}");
+
+    // Integer keys page as integers (10 after 9), not as their text.
+    app.db
+        .conn()
+        .execute_unprepared(
+            r#"INSERT INTO "odd ""table" SELECT i, 'z' FROM generate_series(4, 12) AS i"#,
+        )
+        .await
+        .unwrap();
+    let mut pages = Vec::new();
+    let mut uri = format!("{base}?limit=5");
+    loop {
+        let page = app.page(&uri).await;
+        pages.push(listed_ids(&page));
+        let Some(next) = attr(&page, "rel=\"next\"", "href") else {
+            break;
+        };
+        uri = next;
+    }
+    let numbers = |r: std::ops::RangeInclusive<i32>| r.map(|i| i.to_string()).collect::<Vec<_>>();
+    assert_eq!(pages, [numbers(1..=5), numbers(6..=10), numbers(11..=12)]);
 }
 
 /// The columns the issue names as secrets, as the studio decides them from the live catalog.

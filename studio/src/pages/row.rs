@@ -12,6 +12,7 @@ use crate::{
     Studio, StudioError,
     browse::{Row, Sql, fetch_rows, ident, key_of, push_filters, select_rows},
     html::{self, cell, page, row_url, rows_grid, table_url, value_text},
+    keyset::{Dir, push_order},
     pages::table::relations,
     secrets::is_secret,
 };
@@ -89,14 +90,8 @@ pub async fn show(
     for reference in referencing(&studio.db, &catalog, table, &row).await? {
         let mut sql = select_rows(reference.child, None);
         push_filters(&mut sql, reference.child, &reference.filters)?;
-        let order: Vec<String> = reference
-            .child
-            .primary_key
-            .iter()
-            .map(|k| ident(k))
-            .collect();
-        if !order.is_empty() {
-            sql.push(&format!(" ORDER BY {}", order.join(", ")));
+        if !reference.child.primary_key.is_empty() {
+            push_order(&mut sql, reference.child, None, Dir::Asc);
         }
         sql.push(&format!(" LIMIT {REFERENCING_SHOWN}"));
         let rows = fetch_rows(&studio.db, reference.child, &sql, false).await?;

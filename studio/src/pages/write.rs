@@ -342,9 +342,7 @@ async fn apply_update(
 }
 
 fn push_version(sql: &mut Sql, version: &str) {
-    sql.values.push(version.to_owned().into());
-    let n = sql.values.len();
-    sql.push(&format!(" AND xmin::text = ${n}"));
+    sql.push(" AND xmin::text = ").push_text(version);
 }
 
 pub async fn delete_confirm(
