@@ -204,12 +204,8 @@ fn decode_row(
     })
 }
 
-/// The row whose columns `key` (a primary or unique key, as `(column, text)`) name, if any.
-pub async fn find_row(
-    db: &impl ConnectionTrait,
-    table: &Table,
-    key: &[(String, String)],
-) -> Result<Option<Row>, StudioError> {
+/// Refuses a `key` that is not a primary or unique key of `table`, so it names one row at most.
+pub fn check_row_key(table: &Table, key: &[(String, String)]) -> Result<(), StudioError> {
     let names: Vec<String> = key.iter().map(|(c, _)| c.clone()).collect();
     if key.is_empty() || !table.is_unique(&names) {
         return Err(StudioError::BadRequest(format!(
@@ -219,6 +215,16 @@ pub async fn find_row(
             names.join(", ")
         )));
     }
+    Ok(())
+}
+
+/// The row whose columns `key` (a primary or unique key, as `(column, text)`) name, if any.
+pub async fn find_row(
+    db: &impl ConnectionTrait,
+    table: &Table,
+    key: &[(String, String)],
+) -> Result<Option<Row>, StudioError> {
+    check_row_key(table, key)?;
     let mut sql = select_rows(table, None);
     push_filters(&mut sql, table, key)?;
     Ok(fetch_rows(db, table, &sql, false).await?.into_iter().next())

@@ -16,7 +16,7 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
 use super::{describe, no_row, require_row, row::referencing, table};
 use crate::{
     Studio, StudioError,
-    browse::{Sql, edit_text_expr, find_row, ident, push_filters},
+    browse::{Sql, check_row_key, edit_text_expr, ident, push_filters},
     html::{page, row_url, rows, table_url},
     secrets::is_secret,
 };
@@ -115,10 +115,7 @@ async fn current(
     table: &Table,
     key: &[(String, String)],
 ) -> Result<Option<(String, Vec<Option<String>>)>, StudioError> {
-    // find_row checks that `key` is a unique key and refuses secret columns.
-    if find_row(db, table, key).await?.is_none() {
-        return Ok(None);
-    }
+    check_row_key(table, key)?;
     let columns: Vec<&Column> = editable(table).collect();
     let mut sql = Sql::default();
     let mut select = vec!["xmin::text".to_owned()];
@@ -178,11 +175,7 @@ fn edit_page(
         h1 { "Edit " a href=(row_url(&table.name, "", &submitted.key)) { (table.name) " › " (describe(&submitted.key)) } }
         p.muted { "Values are typed as PostgreSQL reads them (JSON for jsonb, {a,b} for arrays, ISO 8601 for timestamps). Secret and primary-key columns are not editable. The next page shows the change before anything is written." }
         form.edit method="post" action=(action) {
-            input type="hidden" name="token" value=(studio.form_token);
-            input type="hidden" name="version" value=(submitted.version);
-            @for (column, value) in &submitted.key {
-                input type="hidden" name={ "key." (column) } value=(value);
-            }
+            (submitted.hidden(&studio.form_token))
             table.grid {
                 @for (column, value) in editable(table).zip(values) {
                     tr data-column=(column.name) {
