@@ -154,14 +154,7 @@ pub fn diff_dirs(committed: &Path, fresh: &Path) -> Result<Option<String>> {
         let read = |dir: &Path| fs::read_to_string(dir.join(&name)).unwrap_or_default();
         let (old, new) = (read(committed), read(fresh));
         if old != new {
-            let diff = similar::TextDiff::from_lines(&old, &new);
-            out.push_str(
-                &diff
-                    .unified_diff()
-                    .context_radius(3)
-                    .header(&format!("committed/{name}"), &format!("regenerated/{name}"))
-                    .to_string(),
-            );
+            out.push_str(&unified_diff(&old, &new, &name));
         }
     }
     Ok((!out.is_empty()).then_some(out))
@@ -183,13 +176,16 @@ pub async fn erd(url: &DatabaseUrl) -> Result<String> {
 /// A unified diff from the committed ERD to `fresh`, or `None` when they agree.
 pub fn diff_erd(fresh: &str) -> Option<String> {
     let committed = fs::read_to_string(erd_path()).unwrap_or_default();
-    (committed != fresh).then(|| {
-        similar::TextDiff::from_lines(committed.as_str(), fresh)
-            .unified_diff()
-            .context_radius(3)
-            .header("committed/docs/erd.md", "regenerated/docs/erd.md")
-            .to_string()
-    })
+    (committed != fresh).then(|| unified_diff(&committed, fresh, "docs/erd.md"))
+}
+
+/// A unified diff of one file, headed `committed/<name>` and `regenerated/<name>`.
+fn unified_diff(committed: &str, regenerated: &str, name: &str) -> String {
+    similar::TextDiff::from_lines(committed, regenerated)
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("committed/{name}"), &format!("regenerated/{name}"))
+        .to_string()
 }
 
 /// A throwaway cluster with a database named `entities` that has every migration applied.
