@@ -32,6 +32,11 @@ pub fn qualified(table: &Table, column: &str) -> String {
     format!("{}.{}", ident(&table.name), ident(column))
 }
 
+/// `column` as ISO 8601 text in UTC, e.g. `2026-11-30T00:47:46.299096Z`.
+fn iso_utc(column: &str) -> String {
+    format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+}
+
 /// The column as the page shows it: timestamps in ISO 8601 UTC, numbers that JSON cannot hold
 /// exactly as text, secrets as "is set".
 fn display_expr(table: &Table, column: &Column) -> String {
@@ -40,9 +45,7 @@ fn display_expr(table: &Table, column: &Column) -> String {
         return format!("to_json({c} IS NOT NULL)");
     }
     match (column.type_name.as_str(), column.is_array) {
-        ("timestamptz", false) => {
-            format!("to_json(to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))")
-        }
+        ("timestamptz", false) => format!("to_json({})", iso_utc(&c)),
         ("timestamp", false) => {
             format!("to_json(to_char({c}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US'))")
         }
@@ -55,9 +58,7 @@ fn display_expr(table: &Table, column: &Column) -> String {
 pub fn edit_text_expr(column: &Column) -> String {
     let c = ident(&column.name);
     match (column.type_name.as_str(), column.is_array) {
-        ("timestamptz", false) => {
-            format!("to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
-        }
+        ("timestamptz", false) => iso_utc(&c),
         ("jsonb" | "json", false) => format!("jsonb_pretty({c}::jsonb)"),
         _ => format!("{c}::text"),
     }

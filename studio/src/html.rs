@@ -7,7 +7,10 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use serde_json::Value as Json;
 
-use crate::{browse::Row, secrets::is_secret};
+use crate::{
+    browse::{Row, key_of},
+    secrets::is_secret,
+};
 
 const CSS: &str = r#"
 :root { --fg:#1d2230; --muted:#6b7285; --line:#e3e6ee; --bg:#f7f8fb; --accent:#3451b2; --warn:#b4231f; }
@@ -129,6 +132,14 @@ pub fn table_url(table: &str, pairs: &[(String, String)]) -> String {
     }
 }
 
+/// `column = value` pairs as the table page's filter parameters (`eq.column=value`).
+pub fn filter_params(filters: &[(String, String)]) -> Vec<(String, String)> {
+    filters
+        .iter()
+        .map(|(c, v)| (format!("eq.{c}"), v.clone()))
+        .collect()
+}
+
 /// `/tables/{table}/row{suffix}?col=value...`
 pub fn row_url(table: &str, suffix: &str, key: &[(String, String)]) -> String {
     format!("/tables/{}/row{suffix}?{}", encode(table), query(key))
@@ -206,13 +217,7 @@ pub fn rows(n: i64) -> String {
 
 /// The link to a row's own page.
 pub fn open_link(table: &Table, row: &Row) -> Markup {
-    let key: Vec<(String, String)> = table
-        .primary_key
-        .iter()
-        .cloned()
-        .zip(row.key.iter().cloned())
-        .collect();
-    html! { a.open href=(row_url(&table.name, "", &key)) { "open" } }
+    html! { a.open href=(row_url(&table.name, "", &key_of(table, row))) { "open" } }
 }
 
 /// Rows as a grid, with `header` drawing each column's heading.

@@ -11,7 +11,7 @@ use super::{describe, notice, require_row, table};
 use crate::{
     Studio, StudioError,
     browse::{Row, Sql, fetch_rows, ident, key_of, push_filters, select_rows},
-    html::{self, cell, page, row_url, rows_grid, table_url, value_text},
+    html::{self, cell, filter_params, page, row_url, rows_grid, table_url, value_text},
     keyset::{Dir, push_order},
     pages::table::relations,
     secrets::is_secret,
@@ -127,7 +127,7 @@ pub async fn show(
                 } @else {
                     (rows_grid(reference.child, rows, |c| html! { (c.name) }))
                     @if reference.count > rows.len() as i64 {
-                        p { a href=(table_url(&reference.child.name, &eq_filters(&reference.filters))) {
+                        p { a href=(table_url(&reference.child.name, &filter_params(&reference.filters))) {
                             "All " (reference.count) " rows of " (reference.child.name) " →"
                         } }
                     }
@@ -136,12 +136,4 @@ pub async fn show(
         }
     };
     Ok(page(&table.name, Some(studio.write), body))
-}
-
-/// `column = value` pairs as the table page's filter parameters.
-pub fn eq_filters(filters: &[(String, String)]) -> Vec<(String, String)> {
-    filters
-        .iter()
-        .map(|(c, v)| (format!("eq.{c}"), v.clone()))
-        .collect()
 }

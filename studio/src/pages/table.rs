@@ -11,7 +11,7 @@ use super::{notice, table};
 use crate::{
     Studio, StudioError,
     browse::{DEFAULT_PAGE, MAX_PAGE, filterable},
-    html::{page, rows_grid, table_url},
+    html::{filter_params, page, rows_grid, table_url},
     keyset::{Cursor, Dir, PageRequest, fetch_page},
     secrets::is_secret,
 };
@@ -135,11 +135,7 @@ impl<'a> View<'a> {
         if self.limit != DEFAULT_PAGE {
             pairs.push(("limit".to_owned(), self.limit.to_string()));
         }
-        pairs.extend(
-            self.filters
-                .iter()
-                .map(|(c, v)| (format!("eq.{c}"), v.clone())),
-        );
+        pairs.extend(filter_params(&self.filters));
         if let Some((k, v)) = extra {
             pairs.push((k.to_owned(), v));
         }

@@ -17,7 +17,7 @@ use super::{describe, no_row, require_row, row::referencing, table};
 use crate::{
     Studio, StudioError,
     browse::{Sql, check_row_key, edit_text_expr, ident, push_filters},
-    html::{page, row_url, rows, table_url},
+    html::{filter_params, page, row_url, rows, table_url},
     secrets::is_secret,
 };
 
@@ -365,7 +365,7 @@ pub async fn delete_confirm(
                 @for effect in effects.iter().filter(|e| e.count > 0) {
                     li data-fk=(effect.fk.name) {
                         (rows(effect.count)) " of "
-                        a href=(table_url(&effect.child.name, &super::row::eq_filters(&effect.filters))) { (effect.child.name) }
+                        a href=(table_url(&effect.child.name, &filter_params(&effect.filters))) { (effect.child.name) }
                         " reference it through " code { (effect.fk.name) } ": "
                         @match effect.fk.on_delete {
                             OnDelete::Cascade => "they will be deleted too (and whatever references them, by the same rules).",
