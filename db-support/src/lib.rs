@@ -5,9 +5,11 @@
 pub mod cluster;
 pub mod config;
 pub mod connect;
+pub mod topology;
 
 pub use cluster::{
     ClusterError, LocalCluster, PgBinaries, ThrowawayCluster, database_url_or_local,
 };
 pub use config::{ConfigError, DatabaseUrl, PoolSettings};
 pub use connect::{connect, connect_options};
+pub use topology::{NeedsDirectUrl, Pooler, Topology};
