@@ -161,7 +161,8 @@ fn words(name: &str) -> Vec<String> {
         let next = chars.get(i + 1);
         let boundary = c.is_uppercase()
             && (prev.is_some_and(|p| p.is_lowercase() || p.is_ascii_digit())
-                || (prev.is_some_and(char::is_uppercase) && next.is_some_and(|n| n.is_lowercase())));
+                || (prev.is_some_and(char::is_uppercase)
+                    && next.is_some_and(|n| n.is_lowercase())));
         if boundary && !current.is_empty() {
             words.push(std::mem::take(&mut current));
         }
@@ -307,9 +308,15 @@ mod tests {
             Some(SecretColumn::Masked)
         );
         assert_eq!(secret_column("user_tools", "value"), None);
-        assert_eq!(shown_prefix("reset-password:abc:def"), Some("reset-password:"));
+        assert_eq!(
+            shown_prefix("reset-password:abc:def"),
+            Some("reset-password:")
+        );
         assert_eq!(shown_prefix("owner@example.com"), None);
-        assert_eq!(masked_with_prefix("reset-password:abc"), "reset-password:****");
+        assert_eq!(
+            masked_with_prefix("reset-password:abc"),
+            "reset-password:****"
+        );
         assert_eq!(masked_with_prefix("sign-in-otp-a@b.c"), "****");
     }
 

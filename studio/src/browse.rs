@@ -90,7 +90,9 @@ fn is_text(column: &Column) -> bool {
 fn display_expr(table: &Table, column: &Column, fit: Fit) -> String {
     let c = ident(&column.name);
     match secret_column(&table.name, &column.name) {
-        Some(SecretColumn::Masked) => return format!("to_json(CASE WHEN {c} IS NOT NULL THEN '' END)"),
+        Some(SecretColumn::Masked) => {
+            return format!("to_json(CASE WHEN {c} IS NOT NULL THEN '' END)");
+        }
         Some(SecretColumn::PrefixShown) => {
             return format!(
                 "to_json(CASE WHEN {c} IS NULL THEN NULL WHEN strpos({c}::text, ':') > 0 \
@@ -361,7 +363,9 @@ pub enum RowCount {
     Exact(i64),
     Estimate(i64),
     /// Never analysed and too large to count: its heap's size in bytes.
-    Unknown { bytes: i64 },
+    Unknown {
+        bytes: i64,
+    },
 }
 
 pub async fn row_counts(
@@ -386,12 +390,13 @@ pub async fn row_counts(
     }
     let row = match terms.is_empty() {
         true => None,
-        false => db
-            .query_one_raw(Statement::from_string(
+        false => {
+            db.query_one_raw(Statement::from_string(
                 DbBackend::Postgres,
                 format!("SELECT {}", terms.join(", ")),
             ))
-            .await?,
+            .await?
+        }
     };
     let mut at = 0;
     let mut next = |row: &QueryResult| -> Result<Option<i64>, StudioError> {
@@ -415,4 +420,62 @@ pub async fn row_counts(
         counts.push(count);
     }
     Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use catalog::Table;
+    use serde_json::json;
+
+    use super::{Fit, select_rows};
+
+    fn events_table() -> Table {
+        let column = |name: &str, type_name: &str| {
+            json!({ "name": name, "sql_type": type_name, "type_name": type_name, "is_array": false,
+                    "nullable": true, "has_default": false, "generated": false })
+        };
+        serde_json::from_value(json!({
+            "name": "events",
+            "columns": [column("id", "uuid"), column("connection_id", "text"),
+                        column("last_error", "text"), column("payload", "jsonb"),
+                        column("api_key", "text")],
+            "primary_key": ["id"],
+            "foreign_keys": [{ "name": "fk", "columns": ["connection_id"], "references": "c",
+                               "referenced_columns": ["id"], "on_delete": "c" }],
+            "unique_keys": [["id"]],
+            "index_leading_columns": ["id"],
+            "row_estimate": 0.0,
+        }))
+        .unwrap()
+    }
+
+    /// A list never fetches a long value whole: PostgreSQL cuts text with `left()` and keeps
+    /// JSON over the list's size; a row's own page asks for every value whole. Secrets are
+    /// never selected, only whether they are set; foreign keys stay whole (they are links).
+    #[test]
+    fn lists_cut_long_values_in_sql_and_never_select_a_secret() {
+        let table = events_table();
+        let list = select_rows(&table, None, Fit::List).text;
+        assert!(
+            list.contains(r#"to_json(left("last_error", 81))"#),
+            "{list}"
+        );
+        assert!(
+            list.contains(r#"CASE WHEN octet_length("payload"::text) <= 2000"#),
+            "{list}"
+        );
+        assert!(list.contains(r#"to_json("connection_id")"#), "{list}");
+        let whole = select_rows(&table, None, Fit::Whole).text;
+        assert!(
+            !whole.contains("left(") && !whole.contains("octet_length"),
+            "{whole}"
+        );
+        for sql in [list, whole] {
+            assert!(
+                sql.contains(r#"to_json(CASE WHEN "api_key" IS NOT NULL THEN '' END)"#)
+                    && !sql.contains(r#"to_json("api_key")"#),
+                "{sql}"
+            );
+        }
+    }
 }

@@ -37,7 +37,9 @@ fn require_write(studio: &Studio) -> Result<(), StudioError> {
 /// follow it), not generated.
 fn editable(table: &Table) -> impl Iterator<Item = &Column> {
     table.columns.iter().filter(|c| {
-        !is_secret_column(&table.name, &c.name) && !table.primary_key.contains(&c.name) && !c.generated
+        !is_secret_column(&table.name, &c.name)
+            && !table.primary_key.contains(&c.name)
+            && !c.generated
     })
 }
 
