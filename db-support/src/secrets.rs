@@ -25,6 +25,8 @@
 //! ([`looks_like_provider_token`]: `xoxb-`, `lin_api_`, `ghp_`, ...) is redacted whatever its
 //! key.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 /// What stands in for a redacted JSON value.
@@ -218,11 +220,35 @@ pub fn redact_json(value: &mut Value) -> bool {
     redacted
 }
 
-/// `value` with [`redact_json`] applied.
-pub fn redacted_json(value: &Value) -> Value {
+/// `value` with [`redact_json`] applied; borrowed, not copied, when nothing in it is secret.
+pub fn redacted_json(value: &Value) -> Cow<'_, Value> {
+    if !holds_secret(value) {
+        return Cow::Borrowed(value);
+    }
     let mut copy = value.clone();
     redact_json(&mut copy);
-    copy
+    Cow::Owned(copy)
+}
+
+/// Whether [`redact_json`] would replace anything in `value`.
+pub fn holds_secret(value: &Value) -> bool {
+    let mut stack = vec![value];
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    if is_secret_name(key) && !is_redacted(child) {
+                        return true;
+                    }
+                    stack.push(child);
+                }
+            }
+            Value::Array(items) => stack.extend(items),
+            Value::String(text) if looks_like_provider_token(text) => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Null and an already redacted value reveal nothing, so replacing them would only make a
@@ -349,7 +375,11 @@ mod tests {
             "config": { "apiKey": { "nested": "object" }, "prompt_tokens": 12 },
             "none": { "password": null },
         });
+        assert!(holds_secret(&payload));
+        assert!(matches!(redacted_json(&payload), Cow::Owned(_)));
         assert!(redact_json(&mut payload));
+        assert!(!holds_secret(&payload));
+        assert!(matches!(redacted_json(&payload), Cow::Borrowed(_)));
         assert_eq!(
             payload,
             json!({

@@ -6,7 +6,7 @@
 //! redacted by [`db_support::secrets::redact_json`] before anything renders it.
 
 use catalog::{Column, Table};
-use db_support::secrets::{SecretColumn, redact_json, secret_column};
+use db_support::secrets::{SecretColumn, holds_secret, redact_json, secret_column};
 use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement, Value};
 use serde_json::Value as Json;
 
@@ -234,10 +234,10 @@ pub fn filterable<'a>(table: &'a Table, name: &str) -> Result<&'a Column, Studio
 /// Refuses a JSON filter value that names a secret key: rows holding that key match only a
 /// filter that names it too, so such a filter would confirm a guessed secret.
 pub fn check_filter_value(table: &Table, column: &Column, value: &str) -> Result<(), StudioError> {
-    let Ok(mut json) = serde_json::from_str::<Json>(value) else {
+    let Ok(json) = serde_json::from_str::<Json>(value) else {
         return Ok(()); // Not JSON: PostgreSQL names the problem, or it is not a JSON column.
     };
-    if is_json(column) && redact_json(&mut json) {
+    if is_json(column) && holds_secret(&json) {
         return Err(StudioError::BadRequest(format!(
             "a filter on {}.{} cannot name a secret key or hold a token: it would confirm a guess",
             table.name, column.name
