@@ -174,3 +174,32 @@ async fn no_model_serialises_or_debug_prints_a_secret() {
         "what a verification is for stays readable: {verification}"
     );
 }
+
+/// Better Auth's reset tokens live in `verifications.identifier`: neither the `NotFound` of a
+/// wrong one nor a consumed verification's `Debug` or JSON may echo it.
+#[tokio::test]
+async fn service_auth_never_echoes_a_verification_identifier() {
+    let db = TestDb::migrated().await;
+    seed_everything(db.conn()).await.unwrap();
+    let err = service::auth::consume_verification(db.conn(), "reset-password:TOKEN5e1a", "x")
+        .await
+        .unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains("TOKEN5e1a"), "{shown}");
+    assert!(shown.contains("reset-password:"), "it still says which kind: {shown}");
+    db.conn()
+        .execute_unprepared(&format!(
+            "INSERT INTO verifications (id, identifier, value, expires_at) VALUES
+             ('reset', 'reset-password:TOKEN7c2b', '{OWNER_ID}', now() + interval '1 h')"
+        ))
+        .await
+        .unwrap();
+    let consumed =
+        service::auth::consume_verification(db.conn(), "reset-password:TOKEN7c2b", OWNER_ID)
+            .await
+            .unwrap();
+    assert_eq!(consumed.identifier, "reset-password:TOKEN7c2b", "the caller's own value");
+    let shown = format!("{consumed:?} {}", serde_json::to_string(&consumed).unwrap());
+    assert!(!shown.contains("TOKEN7c2b"), "{shown}");
+    assert!(shown.contains("reset-password:****"), "{shown}");
+}
