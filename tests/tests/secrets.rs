@@ -186,7 +186,10 @@ async fn service_auth_never_echoes_a_verification_identifier() {
         .unwrap_err();
     let shown = format!("{err} {err:?}");
     assert!(!shown.contains("TOKEN5e1a"), "{shown}");
-    assert!(shown.contains("reset-password:"), "it still says which kind: {shown}");
+    assert!(
+        shown.contains("reset-password:"),
+        "it still says which kind: {shown}"
+    );
     db.conn()
         .execute_unprepared(&format!(
             "INSERT INTO verifications (id, identifier, value, expires_at) VALUES
@@ -198,7 +201,10 @@ async fn service_auth_never_echoes_a_verification_identifier() {
         service::auth::consume_verification(db.conn(), "reset-password:TOKEN7c2b", OWNER_ID)
             .await
             .unwrap();
-    assert_eq!(consumed.identifier, "reset-password:TOKEN7c2b", "the caller's own value");
+    assert_eq!(
+        consumed.identifier, "reset-password:TOKEN7c2b",
+        "the caller's own value"
+    );
     let shown = format!("{consumed:?} {}", serde_json::to_string(&consumed).unwrap());
     assert!(!shown.contains("TOKEN7c2b"), "{shown}");
     assert!(shown.contains("reset-password:****"), "{shown}");
