@@ -3,14 +3,14 @@
 
 use std::{
     io::{BufRead, BufReader, Read},
-    process::{Command, Stdio},
+    process::{Child, Command, Stdio},
 };
 
 use harness::TestDb;
 use secrecy::ExposeSecret;
 
-/// Starts the binary with `args`, returns its first stdout line and, after stopping it, stderr.
-fn first_line(db: &TestDb, args: &[&str]) -> (String, String) {
+/// The binary started with `args` on `db`, and the first line it prints.
+fn spawn(db: &TestDb, args: &[&str]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_studio"))
         .args(args)
         .env("DATABASE_URL", db.url().expose().expose_secret())
@@ -23,6 +23,12 @@ fn first_line(db: &TestDb, args: &[&str]) -> (String, String) {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
+    (child, line)
+}
+
+/// Starts the binary with `args`, returns its first stdout line and, after stopping it, stderr.
+fn first_line(db: &TestDb, args: &[&str]) -> (String, String) {
+    let (mut child, line) = spawn(db, args);
     child.kill().unwrap();
     child.wait().unwrap();
     let mut stderr = String::new();
@@ -93,25 +99,15 @@ fn status_for_host(addr: &str, host: &str) -> u16 {
 #[tokio::test]
 async fn beyond_loopback_only_the_allowed_host_names_are_answered() {
     let db = TestDb::migrated().await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_studio"))
-        .args([
-            "--port",
-            "0",
-            "--host",
-            "0.0.0.0",
-            "--allowed-host",
-            "studio.internal",
-        ])
-        .env("DATABASE_URL", db.url().expose().expose_secret())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let args = [
+        "--port",
+        "0",
+        "--host",
+        "0.0.0.0",
+        "--allowed-host",
+        "studio.internal",
+    ];
+    let (mut child, line) = spawn(&db, &args);
     let port = line
         .split("http://0.0.0.0:")
         .nth(1)

@@ -80,15 +80,7 @@ impl RunAs {
     /// Hands a file this process just created to the user that runs the server, through the
     /// open file, so a link swapped in at `path` meanwhile is never followed.
     pub(crate) fn give_file(&self, file: &File, path: &Path) -> Result<(), ClusterError> {
-        match self {
-            Self::Me => Ok(()),
-            Self::ServerUser { uid, gid } => {
-                std::os::unix::fs::fchown(file, Some(*uid), Some(*gid)).map_err(io_err(format!(
-                    "handing {} to {SERVER_OS_USER}",
-                    path.display()
-                )))
-            }
-        }
+        self.hand_over(path, |uid, gid| std::os::unix::fs::fchown(file, uid, gid))
     }
 
     /// Makes `dir` (which holds this process's files: password, port, lock, markers) this
@@ -109,14 +101,19 @@ impl RunAs {
     /// Hands a path this process created to the user that runs the server (the link itself,
     /// were it one).
     pub(crate) fn give(&self, path: &Path) -> Result<(), ClusterError> {
+        self.hand_over(path, |uid, gid| std::os::unix::fs::lchown(path, uid, gid))
+    }
+
+    fn hand_over(
+        &self,
+        path: &Path,
+        chown: impl FnOnce(Option<u32>, Option<u32>) -> std::io::Result<()>,
+    ) -> Result<(), ClusterError> {
         match self {
             Self::Me => Ok(()),
-            Self::ServerUser { uid, gid } => {
-                std::os::unix::fs::lchown(path, Some(*uid), Some(*gid)).map_err(io_err(format!(
-                    "handing {} to {SERVER_OS_USER}",
-                    path.display()
-                )))
-            }
+            Self::ServerUser { uid, gid } => chown(Some(*uid), Some(*gid)).map_err(io_err(
+                format!("handing {} to {SERVER_OS_USER}", path.display()),
+            )),
         }
     }
 }
