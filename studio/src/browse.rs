@@ -372,54 +372,52 @@ pub async fn row_counts(
     db: &impl ConnectionTrait,
     tables: &[&Table],
 ) -> Result<Vec<RowCount>, StudioError> {
-    // One statement: a count per small table, and for a never-analysed one its size and a
-    // count that the `CASE` runs only when the size is small (an uncorrelated subquery is an
-    // InitPlan, evaluated when first needed).
+    // One statement, two columns per table that is not estimated: its heap's size (when never
+    // analysed) and its count, which for a never-analysed table the `CASE` runs only when the
+    // heap is small (an uncorrelated subquery is an InitPlan: "never executed" otherwise).
+    let counted: Vec<&&Table> = tables
+        .iter()
+        .filter(|t| t.row_estimate < ESTIMATE_FROM)
+        .collect();
     let mut terms = Vec::new();
-    for table in tables.iter().filter(|t| t.row_estimate < ESTIMATE_FROM) {
+    for table in &counted {
         let name = ident(&table.name);
+        let count = format!("(SELECT count(*) FROM {name})");
         if table.row_estimate < 0.0 {
             let size = format!("pg_relation_size('{}'::regclass)", name.replace('\'', "''"));
-            terms.push(size.clone());
             terms.push(format!(
-                "CASE WHEN {size} <= {COUNT_UNANALYSED_UP_TO_BYTES} THEN (SELECT count(*) FROM {name}) END"
+                "{size}, CASE WHEN {size} <= {COUNT_UNANALYSED_UP_TO_BYTES} THEN {count} END"
             ));
         } else {
-            terms.push(format!("(SELECT count(*) FROM {name})"));
+            terms.push(format!("NULL::bigint, {count}"));
         }
     }
-    let row = match terms.is_empty() {
-        true => None,
-        false => {
-            db.query_one_raw(Statement::from_string(
-                DbBackend::Postgres,
-                format!("SELECT {}", terms.join(", ")),
-            ))
+    let mut found = Vec::with_capacity(counted.len());
+    if !terms.is_empty() {
+        let sql = format!("SELECT {}", terms.join(", "));
+        let row = db
+            .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
             .await?
+            .expect("SELECT without FROM returns one row");
+        for i in 0..counted.len() {
+            let bytes = row.try_get_by_index::<Option<i64>>(2 * i)?;
+            let count = row.try_get_by_index::<Option<i64>>(2 * i + 1)?;
+            found.push(match count {
+                Some(n) => RowCount::Exact(n),
+                None => RowCount::Unknown {
+                    bytes: bytes.unwrap_or_default(),
+                },
+            });
         }
-    };
-    let mut at = 0;
-    let mut next = |row: &QueryResult| -> Result<Option<i64>, StudioError> {
-        at += 1;
-        Ok(row.try_get_by_index::<Option<i64>>(at - 1)?)
-    };
-    let mut counts = Vec::with_capacity(tables.len());
-    for table in tables {
-        let count = match (&row, table.row_estimate) {
-            (_, estimate) if estimate >= ESTIMATE_FROM => RowCount::Estimate(estimate as i64),
-            (Some(row), estimate) if estimate < 0.0 => {
-                let bytes = next(row)?.unwrap_or_default();
-                match next(row)? {
-                    Some(n) => RowCount::Exact(n),
-                    None => RowCount::Unknown { bytes },
-                }
-            }
-            (Some(row), _) => RowCount::Exact(next(row)?.unwrap_or_default()),
-            (None, _) => unreachable!("a table below the estimate limit has a term"),
-        };
-        counts.push(count);
     }
-    Ok(counts)
+    let mut found = found.into_iter();
+    Ok(tables
+        .iter()
+        .map(|t| match t.row_estimate < ESTIMATE_FROM {
+            true => found.next().expect("one count per counted table"),
+            false => RowCount::Estimate(t.row_estimate as i64),
+        })
+        .collect())
 }
 
 #[cfg(test)]
