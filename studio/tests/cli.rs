@@ -124,3 +124,22 @@ async fn beyond_loopback_only_the_allowed_host_names_are_answered() {
     child.wait().unwrap();
     assert_eq!(statuses, [403, 200, 200]);
 }
+
+/// A URL on the command line is in every user's `ps`: `--help` says so and points at
+/// DATABASE_URL.
+#[test]
+fn the_help_says_a_database_url_flag_shows_in_the_process_list() {
+    let output = Command::new(env!("CARGO_BIN_EXE_studio"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    let flag = help
+        .split("--database-url <URL>")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no --database-url in {help}"));
+    assert!(
+        flag.contains("(`ps`)") && flag.contains("prefer DATABASE_URL"),
+        "{help}"
+    );
+}
