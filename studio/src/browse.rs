@@ -109,7 +109,8 @@ fn display_expr(table: &Table, column: &Column, fit: Fit) -> String {
         }
         ("numeric" | "money", _) => format!("to_json({c}::text)"),
         _ if list && is_json(column) => format!(
-            "CASE WHEN octet_length({c}::text) <= {LIST_JSON_BYTES} THEN json_build_object('v', {c}) \
+            "CASE WHEN {c} IS NULL THEN NULL \
+             WHEN octet_length({c}::text) <= {LIST_JSON_BYTES} THEN json_build_object('v', {c}) \
              ELSE json_build_object('bytes', octet_length({c}::text)) END"
         ),
         // A foreign key's value is a link to its row, so it is never cut.
@@ -459,7 +460,7 @@ mod tests {
             "{list}"
         );
         assert!(
-            list.contains(r#"CASE WHEN octet_length("payload"::text) <= 2000"#),
+            list.contains(r#"WHEN octet_length("payload"::text) <= 2000"#),
             "{list}"
         );
         assert!(list.contains(r#"to_json("connection_id")"#), "{list}");

@@ -1021,6 +1021,19 @@ async fn secrets_inside_json_are_redacted_on_every_page() {
             "a secret inside JSON is shown:\n{page}"
         );
     }
+    // A NULL JSON value is NULL in a list too, not the wrapper a list fetches JSON in.
+    app.db
+        .conn()
+        .execute_unprepared(&format!(
+            "UPDATE tool_calls SET output = NULL WHERE id = '{TOOL_CALL_ID}'"
+        ))
+        .await
+        .unwrap();
+    let list = app.page("/tables/tool_calls").await;
+    assert!(
+        !list.contains("bytes") && list.contains("class=\"null\""),
+        "{list}"
+    );
     let row = app
         .page(&format!("/tables/slack_events/row?id={SLACK_EVENT_ID}"))
         .await;
