@@ -56,8 +56,9 @@ pub struct Row {
 }
 
 /// Whether a page shows every value whole (a row's page) or cut to fit a list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Fit {
+    #[default]
     Whole,
     List,
 }
@@ -136,6 +137,9 @@ pub fn edit_text_expr(column: &Column) -> String {
 pub struct Sql {
     pub text: String,
     pub values: Vec<Value>,
+    /// How a `SELECT` of rows ([`select_rows`]) fetches its values, so they are read back the
+    /// same way.
+    pub fit: Fit,
 }
 
 impl Sql {
@@ -193,7 +197,10 @@ pub fn select_rows(table: &Table, sort: Option<&Column>, fit: Fit) -> Sql {
     if let Some(sort) = sort {
         columns.push(format!("{}::text", ident(&sort.name)));
     }
-    let mut sql = Sql::default();
+    let mut sql = Sql {
+        fit,
+        ..Sql::default()
+    };
     sql.push(&format!(
         "SELECT {} FROM {}",
         columns.join(", "),
@@ -248,7 +255,7 @@ pub fn check_filter_value(table: &Table, column: &Column, value: &str) -> Result
 }
 
 /// What `display_expr` selected, as the page shows it.
-fn shown(table: &Table, column: &Column, value: Option<Json>) -> Shown {
+fn shown(table: &Table, column: &Column, value: Option<Json>, fit: Fit) -> Shown {
     let Some(mut value) = value else {
         return Shown::Null;
     };
@@ -261,7 +268,7 @@ fn shown(table: &Table, column: &Column, value: Option<Json>) -> Shown {
     }
     // A list's JSON comes wrapped: `{"v": value}`, or `{"bytes": size}` when left out.
     if let Json::Object(wrapper) = &mut value
-        && wrapper.len() == 1
+        && fit == Fit::List
     {
         if let Some(bytes) = wrapper.get("bytes").and_then(Json::as_i64) {
             return Shown::Cut { bytes };
@@ -283,20 +290,21 @@ pub async fn fetch_rows(
     let results = db.query_all_raw(sql.statement()).await?;
     results
         .iter()
-        .map(|r| decode_row(table, r, with_sort_value))
+        .map(|r| decode_row(table, r, sql.fit, with_sort_value))
         .collect()
 }
 
 fn decode_row(
     table: &Table,
     result: &QueryResult,
+    fit: Fit,
     with_sort_value: bool,
 ) -> Result<Row, StudioError> {
     let n = table.columns.len();
     let mut values = Vec::with_capacity(n);
     for (i, column) in table.columns.iter().enumerate() {
         let value = result.try_get_by_index::<Option<Json>>(i)?;
-        values.push(shown(table, column, value));
+        values.push(shown(table, column, value, fit));
     }
     let version = result.try_get_by_index::<String>(n)?;
     let mut key = Vec::with_capacity(table.primary_key.len());

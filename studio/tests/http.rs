@@ -1034,6 +1034,24 @@ async fn secrets_inside_json_are_redacted_on_every_page() {
         !list.contains("bytes") && list.contains("class=\"null\""),
         "{list}"
     );
+    // A value shaped like that wrapper is shown as it is, on both pages.
+    app.db
+        .conn()
+        .execute_unprepared(&format!(
+            r#"UPDATE linear_events SET payload = '{{"bytes": 5}}' WHERE id = '{LINEAR_EVENT_ID}'"#
+        ))
+        .await
+        .unwrap();
+    for uri in [
+        "/tables/linear_events".to_owned(),
+        format!("/tables/linear_events/row?id={LINEAR_EVENT_ID}"),
+    ] {
+        let page = unescape(&app.page(&uri).await);
+        assert!(
+            page.contains(r#"{"bytes":5}"#) && !page.contains("KiB"),
+            "{uri}: {page}"
+        );
+    }
     let row = app
         .page(&format!("/tables/slack_events/row?id={SLACK_EVENT_ID}"))
         .await;
