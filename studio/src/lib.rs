@@ -227,3 +227,42 @@ async fn guard(State(studio): State<Arc<Studio>>, request: Request, next: Next) 
     );
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::allowed_hosts;
+
+    #[test]
+    fn allowed_hosts_are_the_loopback_names_the_address_and_each_extra_name() {
+        let on = |addr: &str, extra: &[&str]| {
+            let extra: Vec<String> = extra.iter().map(|e| e.to_string()).collect();
+            allowed_hosts(addr.parse().unwrap(), &extra)
+        };
+        assert_eq!(
+            on("127.0.0.1:4983", &[]),
+            ["127.0.0.1:4983", "[::1]:4983", "localhost:4983"]
+        );
+        assert_eq!(
+            on("0.0.0.0:4983", &["Dev.Internal", "proxy:443", "[fd00::1]"]),
+            [
+                "127.0.0.1:4983",
+                "[::1]:4983",
+                "[fd00::1]:4983",
+                "dev.internal:4983",
+                "localhost:4983",
+                "proxy:443"
+            ]
+        );
+        assert!(on("192.168.1.5:4983", &[]).contains(&"192.168.1.5:4983".to_owned()));
+        assert!(on("[fd00::2]:4983", &[]).contains(&"[fd00::2]:4983".to_owned()));
+        let default_port = on("0.0.0.0:80", &["dev.internal"]);
+        assert!(
+            default_port.contains(&"dev.internal".to_owned()),
+            "{default_port:?}"
+        );
+        assert!(
+            default_port.contains(&"localhost".to_owned()),
+            "{default_port:?}"
+        );
+    }
+}
