@@ -18,7 +18,9 @@ use tracing_subscriber::EnvFilter;
 #[derive(Parser)]
 #[command(version, about = "Apply, roll back and inspect the database schema")]
 struct Cli {
-    /// Connect here instead of DATABASE_URL (or the local cluster when neither is given).
+    /// Connect here instead of DATABASE_URL (or the local cluster when neither is given). A URL
+    /// given here, password included, is visible to every user of this machine in the process
+    /// list (`ps`): prefer DATABASE_URL.
     #[arg(long, global = true, value_name = "URL")]
     database_url: Option<String>,
     #[command(subcommand)]

@@ -1,6 +1,9 @@
 //! Project tooling. `entities` regenerates `entity/src/generated` from the migrated schema with
-//! a pinned `sea-orm-cli`, and `docs/erd.md` from the same schema's catalog; `entities --check`
+//! a pinned `sea-orm-cli` (then keeps secret columns out of each model's `Serialize` and
+//! `Debug`: [`redact`]), and `docs/erd.md` from the same schema's catalog; `entities --check`
 //! regenerates both elsewhere and fails, showing the diff, when the committed files differ.
+
+pub mod redact;
 
 use std::{
     collections::BTreeSet,
@@ -91,8 +94,9 @@ pub fn sea_orm_cli() -> Result<PathBuf> {
     Ok(local)
 }
 
-/// Runs `sea-orm-cli generate entity` against `url` into `out_dir` (emptied first), then
-/// formats the output with rustfmt so it is what `cargo fmt` would leave.
+/// Runs `sea-orm-cli generate entity` against `url` into `out_dir` (emptied first), makes each
+/// model secret-safe ([`redact::redact_model`]), and formats the output with rustfmt so it is
+/// what `cargo fmt` would leave.
 pub fn generate(cli: &Path, url: &DatabaseUrl, out_dir: &Path) -> Result<()> {
     if out_dir.exists() {
         fs::remove_dir_all(out_dir).with_context(|| format!("emptying {}", out_dir.display()))?;
@@ -118,9 +122,29 @@ pub fn generate(cli: &Path, url: &DatabaseUrl, out_dir: &Path) -> Result<()> {
         "sea-orm-cli wrote no entity into {}",
         out_dir.display()
     );
+    // Formatted first, so the redaction step reads the shape `cargo fmt` gives.
+    rustfmt(&files)?;
+    for file in &files {
+        let source = fs::read_to_string(file)?;
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if !source.contains("pub struct Model {") {
+            continue; // mod.rs, prelude.rs
+        }
+        let redacted = redact::redact_model(name, &source)?;
+        if redacted != source {
+            fs::write(file, redacted)?;
+        }
+    }
+    rustfmt(&files)
+}
+
+fn rustfmt(files: &[PathBuf]) -> Result<()> {
     let status = Command::new("rustfmt")
         .args(["--edition", "2024"])
-        .args(&files)
+        .args(files)
         .status()
         .context("running rustfmt")?;
     ensure!(status.success(), "rustfmt failed on the generated entities");
