@@ -1,5 +1,6 @@
-//! `cargo run -p migration -- <command>`: applies the schema to `DATABASE_URL`, or to the
-//! workspace's local PostgreSQL cluster when `DATABASE_URL` is not set.
+//! `cargo run -p migration -- <command>`: applies the schema to the database of
+//! `MIGRATION_DATABASE_URL` / `DATABASE_DIRECT_URL` / `DATABASE_URL`, or to the workspace's local
+//! PostgreSQL cluster when none is set.
 
 use std::{
     path::{Path, PathBuf},
@@ -8,17 +9,22 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use db_support::{DatabaseUrl, LocalCluster};
+use db_support::{
+    DatabaseUrl, LocalCluster, Topology,
+    config::DATABASE_URL_VAR,
+    topology::{DIRECT_URL_VAR, MIGRATION_URL_VAR},
+};
 use migration::{
     Migrator,
-    runner::{self, Action, Progress},
+    runner::{self, Action, Progress, RunOptions, blockers},
 };
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(version, about = "Apply, roll back and inspect the database schema")]
 struct Cli {
-    /// Connect here instead of DATABASE_URL (or the local cluster when neither is given).
+    /// Connect here instead of MIGRATION_DATABASE_URL, DATABASE_DIRECT_URL or DATABASE_URL
+    /// (or the local cluster when none is given).
     #[arg(long, global = true, value_name = "URL")]
     database_url: Option<String>,
     #[command(subcommand)]
@@ -81,14 +87,34 @@ fn local_cluster() -> Result<LocalCluster> {
     )?)
 }
 
-/// `--database-url`, else `DATABASE_URL` (environment or `.env`), else the local cluster.
+/// `--database-url`, else `MIGRATION_DATABASE_URL`, else `DATABASE_DIRECT_URL`, else
+/// `DATABASE_URL` unless it goes through a transaction-mode pooler (refused at once, naming the
+/// variable to set), else the local cluster. Prints which one, masked.
 fn resolve_url(flag: Option<&str>) -> Result<DatabaseUrl> {
     if let Some(raw) = flag {
-        return DatabaseUrl::parse(raw).context("--database-url is invalid");
-    }
-    if let Some(url) = DatabaseUrl::from_env().context("DATABASE_URL is invalid")? {
-        println!("Using DATABASE_URL {url}");
+        let url = DatabaseUrl::parse(raw).context("--database-url is invalid")?;
+        println!("Using --database-url {url}");
         return Ok(url);
+    }
+    if let Some(topology) = Topology::from_env()? {
+        let url = topology.migration_url()?.clone();
+        let var = if topology.migration.is_some() {
+            MIGRATION_URL_VAR
+        } else if topology.direct.is_some() {
+            DIRECT_URL_VAR
+        } else {
+            DATABASE_URL_VAR
+        };
+        println!("Using {var} {url}");
+        return Ok(url);
+    }
+    // Without DATABASE_URL, a migration-only URL still counts.
+    for var in [MIGRATION_URL_VAR, DIRECT_URL_VAR] {
+        if let Some(raw) = std::env::var(var).ok().filter(|v| !v.trim().is_empty()) {
+            let url = DatabaseUrl::parse(&raw).with_context(|| format!("{var} is invalid"))?;
+            println!("Using {var} {url}");
+            return Ok(url);
+        }
     }
     let cluster = local_cluster()?;
     let start = cluster
@@ -100,7 +126,7 @@ fn resolve_url(flag: Option<&str>) -> Result<DatabaseUrl> {
         (false, false) => "already running, reused",
     };
     println!(
-        "DATABASE_URL is not set: using the local PostgreSQL cluster in {} ({what})",
+        "No database URL is set: using the local PostgreSQL cluster in {} ({what})",
         cluster.dir().display()
     );
     println!("  URL:      {}", start.url);
@@ -130,6 +156,17 @@ fn print_progress(step: Progress) {
         Progress::RolledBack { name, took } => {
             println!("Rolled back  {name}  ({})", millis(took))
         }
+        Progress::LockRetry {
+            name,
+            attempt,
+            attempts,
+            blockers,
+            retry_in,
+        } => println!(
+            "Lock timeout in {name} (attempt {attempt} of {attempts}), rolled back; blocked by: {}. Retrying in {:.1} s",
+            blockers::describe(&blockers),
+            retry_in.as_secs_f64()
+        ),
         Progress::NothingToDo => println!("Nothing to do: the schema is up to date"),
         Progress::Uninstalled => println!("Removed the migration table"),
     }
@@ -209,6 +246,7 @@ async fn main() -> Result<()> {
         Command::Reset => Action::Reset,
     };
     let url = resolve_url(cli.database_url.as_deref())?;
-    runner::run::<Migrator>(&url, action, print_progress).await?;
+    let options = RunOptions::from_env()?;
+    runner::run_with::<Migrator>(&url, action, &options, print_progress).await?;
     Ok(())
 }
