@@ -3,7 +3,7 @@
 
 pub use sea_orm_migration::prelude::*;
 
-mod conventions;
+pub mod conventions;
 pub mod runner;
 
 mod m20261129_000001_foundation;
