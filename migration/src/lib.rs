@@ -4,6 +4,7 @@
 pub use sea_orm_migration::prelude::*;
 
 pub mod conventions;
+pub mod lint;
 pub mod runner;
 
 mod m20261129_000001_foundation;

@@ -53,6 +53,9 @@ enum Command {
     Refresh,
     /// Roll back every applied migration and remove the migration table.
     Reset,
+    /// Check the SQL of every migration with squawk (on a throwaway database); fails on any
+    /// finding that migration/lint/exceptions.toml does not let through.
+    Lint,
     /// Create a new, empty migration file and register it in the migrator.
     Generate {
         /// What the migration does, in snake_case (e.g. add_agent_run_cost).
@@ -204,6 +207,58 @@ async fn local(action: LocalAction) -> Result<()> {
     Ok(())
 }
 
+async fn lint() -> Result<()> {
+    let squawk = migration::lint::squawk::install()?;
+    let exceptions = migration::lint::Exceptions::load(&migration::lint::exceptions_path())?;
+    let cluster = db_support::ThrowawayCluster::start().context(
+        "the lint applies the migrations to a throwaway PostgreSQL, which did not start",
+    )?;
+    let scratch = cluster.url("postgres")?;
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let workdir = manifest
+        .parent()
+        .unwrap_or(manifest)
+        .join("target/migration-lint");
+    std::fs::create_dir_all(&workdir)?;
+    let report =
+        migration::lint::lint::<Migrator>(&scratch, &squawk, &exceptions, &workdir).await?;
+    for (violation, exception) in &report.excepted {
+        println!(
+            "allowed  {} {} (exception: {})",
+            violation.migration, violation.rule, exception.reason
+        );
+    }
+    for violation in &report.violations {
+        println!("FAILED   {violation}");
+    }
+    for exception in &report.unused {
+        println!(
+            "STALE    exception for {} / {} matches nothing: remove it from {}",
+            exception.migration,
+            exception.rule,
+            migration::lint::exceptions_path().display()
+        );
+    }
+    println!(
+        "{} migrations linted (SQL in {}); {} findings allowed by exceptions, {} rules off for all ({}); {} violations",
+        report.files.len(),
+        workdir.display(),
+        report.excepted.len(),
+        exceptions.rules.len(),
+        exceptions
+            .rules
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", "),
+        report.violations.len() + report.unused.len()
+    );
+    if !report.passed() {
+        bail!("the migration lint failed");
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     tracing_subscriber::fmt()
@@ -228,6 +283,7 @@ async fn main() -> Result<()> {
             return Ok(());
         }
         Command::Local { action } => return local(action).await,
+        Command::Lint => return lint().await,
         Command::Status => {
             let url = resolve_url(cli.database_url.as_deref())?;
             let states = runner::status::<Migrator>(&url).await?;

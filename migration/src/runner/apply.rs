@@ -131,12 +131,12 @@ async fn run_migration(
     manager: &SchemaManager<'_>,
     direction: Direction,
 ) -> Result<(), DbErr> {
-    tracing::trace!(target: "migration::capture", migration = migration.name(), "begin");
+    tracing::trace!(target: CAPTURE_TARGET, migration = migration.name(), "begin");
     let result = match direction {
         Direction::Up => migration.up(manager).await,
         Direction::Down => migration.down(manager).await,
     };
-    tracing::trace!(target: "migration::capture", migration = migration.name(), "end");
+    tracing::trace!(target: CAPTURE_TARGET, migration = migration.name(), "end");
     result
 }
 

@@ -63,7 +63,7 @@ pub(crate) fn options(url: &DatabaseUrl, role: Role) -> Result<PgConnectOptions,
     Ok(match role {
         Role::Apply | Role::Session => options
             .log_statements(log::LevelFilter::Trace)
-            .log_slow_statements(log::LevelFilter::Off, Duration::ZERO),
+            .log_slow_statements(log::LevelFilter::Off, Duration::MAX),
         Role::Lock | Role::Watch => options.disable_statement_logging(),
     })
 }
