@@ -294,3 +294,45 @@ pub async fn drop_index_concurrently(
         .await
         .map(drop)
 }
+
+/// Sets `set` (e.g. `priority = 0`) on every row of `table` matching `filter` (e.g.
+/// `priority IS NULL`), `batch` rows per statement, walking the primary key `id` in order: each
+/// batch is its own short transaction in a migration whose `use_transaction()` is
+/// `Some(false)`, so row locks are held briefly and no statement scans the whole table.
+/// Rows inserted meanwhile behind the cursor are not visited: deploy the code that writes the
+/// column for new rows first (expand), then backfill. Returns how many rows were updated.
+pub async fn backfill_in_batches(
+    manager: &SchemaManager<'_>,
+    table: &str,
+    set: &str,
+    filter: &str,
+    batch: u32,
+) -> Result<u64, DbErr> {
+    let conn = manager.get_connection();
+    let table = quoted(table);
+    let mut after: Option<String> = None;
+    let mut total = 0u64;
+    loop {
+        // The cursor is an id this table returned, written as a literal so that PostgreSQL
+        // types it as the column's own type.
+        let from = after.as_ref().map_or(String::new(), |id| {
+            format!("AND id > '{}'", id.replace('\'', "''"))
+        });
+        let sql = format!(
+            "WITH batch AS (SELECT id FROM {table} WHERE ({filter}) {from} ORDER BY id LIMIT {batch}),
+                  done AS (UPDATE {table} t SET {set} FROM batch WHERE t.id = batch.id RETURNING t.id)
+             SELECT (SELECT id::text FROM done ORDER BY id DESC LIMIT 1), (SELECT count(*) FROM done)"
+        );
+        let row = conn
+            .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+            .await?
+            .ok_or_else(|| DbErr::Custom("the backfill batch returned no row".to_owned()))?;
+        let last: Option<String> = row.try_get_by_index(0)?;
+        let updated: i64 = row.try_get_by_index(1)?;
+        total += updated as u64;
+        match last {
+            Some(id) => after = Some(id),
+            None => return Ok(total),
+        }
+    }
+}

@@ -31,7 +31,7 @@ pub enum LintError {
     #[error("{path} is invalid: {reason}")]
     Exceptions { path: PathBuf, reason: String },
     #[error("applying the migrations to the scratch database failed: {0}")]
-    Run(#[from] RunError),
+    Run(#[from] Box<RunError>),
     #[error("writing the captured SQL failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -116,7 +116,8 @@ pub async fn lint<M: MigratorTrait>(
     let recorder = capture::Recorder::default();
     runner::run_with::<M>(scratch, Action::Up(None), &options, |_| {})
         .with_subscriber(recorder.dispatch())
-        .await?;
+        .await
+        .map_err(Box::new)?;
     let captured = recorder.take();
 
     let mut report = LintReport::default();
