@@ -74,14 +74,10 @@ impl Plan {
 
 /// (a) `CREATE INDEX CONCURRENTLY`, through the conventions helper.
 struct IndexConcurrently;
-/// (b) the column, in a transaction.
-struct AddPriority;
 /// (b) its backfill, outside a transaction, one short transaction per batch.
 struct BackfillPriority(u32);
-/// (c) the same index, the plain way.
-struct IndexPlainly;
-/// (d) a column added while an idle transaction holds a lock on the table.
-struct AddArchivedAt;
+/// A migration in a transaction that runs one statement.
+struct Sql(&'static str, &'static str);
 
 macro_rules! named {
     ($($ty:ty => $name:literal),* $(,)?) => {$(
@@ -95,10 +91,24 @@ macro_rules! named {
 
 named! {
     IndexConcurrently => "m29990101_000001_index_team_created_concurrently",
-    AddPriority => "m29990101_000002_add_priority",
     BackfillPriority => "m29990101_000003_backfill_priority",
-    IndexPlainly => "m29990101_000004_index_team_created_plainly",
-    AddArchivedAt => "m29990101_000005_add_archived_at",
+}
+
+impl MigrationName for Sql {
+    fn name(&self) -> &str {
+        self.0
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Sql {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(self.1)
+            .await
+            .map(drop)
+    }
 }
 
 #[async_trait::async_trait]
@@ -110,17 +120,6 @@ impl MigrationTrait for IndexConcurrently {
 
     fn use_transaction(&self) -> Option<bool> {
         Some(false)
-    }
-}
-
-#[async_trait::async_trait]
-impl MigrationTrait for AddPriority {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .get_connection()
-            .execute_unprepared("ALTER TABLE slack_events ADD COLUMN priority smallint")
-            .await
-            .map(drop)
     }
 }
 
@@ -143,30 +142,6 @@ impl MigrationTrait for BackfillPriority {
     }
 }
 
-#[async_trait::async_trait]
-impl MigrationTrait for IndexPlainly {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .get_connection()
-            .execute_unprepared(
-                "CREATE INDEX idx_slack_events_plain_team_id_created_at ON slack_events (team_id, created_at)",
-            )
-            .await
-            .map(drop)
-    }
-}
-
-#[async_trait::async_trait]
-impl MigrationTrait for AddArchivedAt {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .get_connection()
-            .execute_unprepared("ALTER TABLE slack_events ADD COLUMN archived_at timestamptz")
-            .await
-            .map(drop)
-    }
-}
-
 /// The batch size of (b)'s backfill, set once per run before the migrators are read.
 static BACKFILL_BATCH: AtomicUsize = AtomicUsize::new(2_000);
 
@@ -175,10 +150,21 @@ fn with_steps(steps: usize) -> Vec<Box<dyn MigrationTrait>> {
     let batch = BACKFILL_BATCH.load(Ordering::Relaxed) as u32;
     let extra: Vec<Box<dyn MigrationTrait>> = vec![
         Box::new(IndexConcurrently),
-        Box::new(AddPriority),
+        Box::new(Sql(
+            "m29990101_000002_add_priority",
+            "ALTER TABLE slack_events ADD COLUMN priority smallint",
+        )),
         Box::new(BackfillPriority(batch)),
-        Box::new(IndexPlainly),
-        Box::new(AddArchivedAt),
+        // (c) the same index as (a), the plain way.
+        Box::new(Sql(
+            "m29990101_000004_index_team_created_plainly",
+            "CREATE INDEX idx_slack_events_plain_team_id_created_at ON slack_events (team_id, created_at)",
+        )),
+        // (d) a column added while an idle transaction holds a lock on the table.
+        Box::new(Sql(
+            "m29990101_000005_add_archived_at",
+            "ALTER TABLE slack_events ADD COLUMN archived_at timestamptz",
+        )),
     ];
     let mut all = Migrator::migrations();
     all.extend(extra.into_iter().take(steps));

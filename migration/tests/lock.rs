@@ -75,12 +75,13 @@ fn spawn_run<M: MigratorTrait + 'static>(
 #[tokio::test]
 async fn the_lock_outlives_idle_timeouts_during_a_long_migration_and_a_second_run_waits() {
     let db = TestDb::empty().await;
-    // The server closes any session idle longer than this, in a transaction or not: what a
-    // pool's idle timeout does to a connection it holds.
+    // The server closes a session idle longer than this (in a transaction: longer than 1 s, which
+    // the runner's own migration transactions never are between two statements): what a pool's
+    // idle timeout does to a connection it holds.
     db.conn()
         .execute_unprepared(&format!(
             "ALTER DATABASE \"{}\" SET idle_session_timeout = '200ms';
-             ALTER DATABASE \"{0}\" SET idle_in_transaction_session_timeout = '200ms'",
+             ALTER DATABASE \"{0}\" SET idle_in_transaction_session_timeout = '1s'",
             db.name()
         ))
         .await
@@ -98,8 +99,8 @@ async fn the_lock_outlives_idle_timeouts_during_a_long_migration_and_a_second_ru
         advisory_locks(&db, false).await == 1
     })
     .await;
-    // Five times the idle timeouts: a lock on an idle session would be gone by now.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Longer than both idle timeouts: a lock on an idle session would be gone by now.
+    tokio::time::sleep(Duration::from_secs(2)).await;
 
     let (second, mut steps) = spawn_run::<SlowMigrator>(&db);
     let first_step = tokio::time::timeout(Duration::from_secs(30), steps.recv())

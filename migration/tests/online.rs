@@ -313,6 +313,17 @@ async fn waiting_index_build(db: &TestDb) -> i64 {
     panic!("the concurrent index build never waited");
 }
 
+async fn assert_index_is_valid(db: &TestDb) {
+    assert_eq!(
+        index_validity(db).await,
+        [vec![
+            Some("idx_items_team_id".to_owned()),
+            Some("true".to_owned())
+        ]]
+    );
+    assert_eq!(versions(db).await.len(), 2);
+}
+
 async fn index_validity(db: &TestDb) -> Vec<Vec<Option<String>>> {
     text_rows(
         db.conn(),
@@ -364,14 +375,7 @@ async fn a_concurrent_index_build_cancelled_half_way_is_rebuilt_by_the_next_run(
         .await
         .0
         .expect("the next run repairs it");
-    assert_eq!(
-        index_validity(&db).await,
-        [vec![
-            Some("idx_items_team_id".to_owned()),
-            Some("true".to_owned())
-        ]]
-    );
-    assert_eq!(versions(&db).await.len(), 2);
+    assert_index_is_valid(&db).await;
 
     let (rolled_back, _) = run::<IndexConcurrently>(&db, Action::Down(1), &patient).await;
     rolled_back.unwrap();
@@ -416,12 +420,5 @@ async fn a_concurrent_index_build_that_times_out_is_retried_from_scratch_and_the
     }
     blocker.execute_unprepared("ROLLBACK").await.unwrap();
     running.await.unwrap().expect("a later attempt builds it");
-    assert_eq!(
-        index_validity(&db).await,
-        [vec![
-            Some("idx_items_team_id".to_owned()),
-            Some("true".to_owned())
-        ]]
-    );
-    assert_eq!(versions(&db).await.len(), 2);
+    assert_index_is_valid(&db).await;
 }

@@ -5,7 +5,10 @@ use std::{fmt, future::Future, time::Duration};
 
 use sea_orm::sqlx::{self, AssertSqlSafe, Connection, PgConnection, Row};
 
-use super::connection::{self, Role};
+use super::{
+    connection::{self, Role},
+    lock::is_connection_lost,
+};
 use db_support::DatabaseUrl;
 
 /// How much of a blocker's query is shown: enough to recognise it, little enough that a value
@@ -55,6 +58,7 @@ pub fn describe(blockers: &[Blocker]) -> String {
 /// A connection of its own that samples the blockers of a backend.
 pub(crate) struct Watcher {
     conn: PgConnection,
+    url: DatabaseUrl,
     interval: Duration,
 }
 
@@ -64,7 +68,11 @@ impl Watcher {
         let conn = connection::dedicated(url, Role::Watch).await.ok()?;
         let interval =
             (lock_timeout / 5).clamp(Duration::from_millis(10), Duration::from_millis(200));
-        Some(Self { conn, interval })
+        Some(Self {
+            conn,
+            url: url.clone(),
+            interval,
+        })
     }
 
     async fn blockers_of(&mut self, pid: i32) -> Result<Vec<Blocker>, sqlx::Error> {
@@ -118,10 +126,16 @@ pub(crate) async fn watching<F: Future>(
             biased;
             out = &mut work => return out,
             () = tokio::time::sleep(watcher.interval) => {
-                if let Ok(blockers) = watcher.blockers_of(pid).await
-                    && !blockers.is_empty()
-                {
-                    *seen = blockers;
+                match watcher.blockers_of(pid).await {
+                    Ok(blockers) if !blockers.is_empty() => *seen = blockers,
+                    Ok(_) => {}
+                    // Idle between samples, its session may be ended by an idle timeout.
+                    Err(err) if is_connection_lost(&err) => {
+                        if let Ok(conn) = connection::dedicated(&watcher.url, Role::Watch).await {
+                            watcher.conn = conn;
+                        }
+                    }
+                    Err(_) => {}
                 }
             }
         }

@@ -33,6 +33,18 @@ pub(crate) struct MigrationLock {
     pid: i32,
 }
 
+/// The session is gone (closed by the server, the network or a pooler), as opposed to a query
+/// that failed on a live one. `57P01`: terminated by an administrator command or a timeout.
+pub(crate) fn is_connection_lost(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("57P") || c.starts_with("08")),
+        _ => false,
+    }
+}
+
 fn db(err: sqlx::Error) -> DbErr {
     DbErr::Exec(RuntimeErr::SqlxError(err.into()))
 }
@@ -56,10 +68,21 @@ impl MigrationLock {
              SELECT pg_try_advisory_xact_lock({MIGRATION_LOCK_KEY}), pg_backend_pid()"
         );
         loop {
-            let row = sqlx::raw_sql(AssertSqlSafe(attempt.clone()))
+            let tried = sqlx::raw_sql(AssertSqlSafe(attempt.clone()))
                 .fetch_one(&mut conn)
-                .await
-                .map_err(|e| RunError::Lock(db(e)))?;
+                .await;
+            let row = match tried {
+                Ok(row) => row,
+                // Between tries the connection sits idle, which a server or pooler may end
+                // (`idle_session_timeout`); nothing is held yet, so a new one does.
+                Err(err) if is_connection_lost(&err) => {
+                    conn = connection::dedicated(url, Role::Lock)
+                        .await
+                        .map_err(|source| connection::connect_error(url, source))?;
+                    continue;
+                }
+                Err(err) => return Err(RunError::Lock(db(err))),
+            };
             let held: bool = row.try_get(0).map_err(|e| RunError::Lock(db(e)))?;
             if held {
                 let pid = row.try_get(1).map_err(|e| RunError::Lock(db(e)))?;

@@ -221,25 +221,7 @@ async fn up<M: MigratorTrait>(
     limit: Option<u32>,
     progress: &mut impl FnMut(Progress),
 ) -> Result<(), RunError> {
-    let applied = applied_names::<M>(applier).await?;
-    let pending: Vec<Box<dyn MigrationTrait>> = M::migrations()
-        .into_iter()
-        .filter(|m| !applied.contains(m.name()))
-        .take(limit.map_or(usize::MAX, |n| n as usize))
-        .collect();
-    if pending.is_empty() {
-        progress(Progress::NothingToDo);
-    }
-    for migration in pending {
-        let took = applier
-            .step(migration.as_ref(), Direction::Up, progress)
-            .await?;
-        progress(Progress::Applied {
-            name: migration.name().to_owned(),
-            took,
-        });
-    }
-    Ok(())
+    steps::<M>(applier, Direction::Up, limit, progress).await
 }
 
 async fn down<M: MigratorTrait>(
@@ -247,23 +229,37 @@ async fn down<M: MigratorTrait>(
     limit: Option<u32>,
     progress: &mut impl FnMut(Progress),
 ) -> Result<(), RunError> {
+    steps::<M>(applier, Direction::Down, limit, progress).await
+}
+
+/// Applies the pending migrations in order, or rolls back the applied ones newest first.
+async fn steps<M: MigratorTrait>(
+    applier: &mut Applier<'_>,
+    direction: Direction,
+    limit: Option<u32>,
+    progress: &mut impl FnMut(Progress),
+) -> Result<(), RunError> {
     let applied = applied_names::<M>(applier).await?;
-    let newest_first: Vec<Box<dyn MigrationTrait>> = M::migrations()
+    let mut all = M::migrations();
+    if direction == Direction::Down {
+        all.reverse();
+    }
+    let todo: Vec<Box<dyn MigrationTrait>> = all
         .into_iter()
-        .rev()
-        .filter(|m| applied.contains(m.name()))
+        .filter(|m| applied.contains(m.name()) == (direction == Direction::Down))
         .take(limit.map_or(usize::MAX, |n| n as usize))
         .collect();
-    if newest_first.is_empty() {
+    if todo.is_empty() {
         progress(Progress::NothingToDo);
     }
-    for migration in newest_first {
+    for migration in todo {
         let took = applier
-            .step(migration.as_ref(), Direction::Down, progress)
+            .step(migration.as_ref(), direction, progress)
             .await?;
-        progress(Progress::RolledBack {
-            name: migration.name().to_owned(),
-            took,
+        let name = migration.name().to_owned();
+        progress(match direction {
+            Direction::Up => Progress::Applied { name, took },
+            Direction::Down => Progress::RolledBack { name, took },
         });
     }
     Ok(())
