@@ -31,6 +31,14 @@ pub enum Pooler {
 }
 
 impl Pooler {
+    /// What the URL's own `pgbouncer=` flag says (Prisma's spelling); `None` when it says nothing.
+    pub fn of_url(url: &DatabaseUrl) -> Self {
+        match url.pooler_flag() {
+            Some(true) => Self::Transaction,
+            _ => Self::None,
+        }
+    }
+
     /// `DB_POOLER` and the URL's `pgbouncer=` flag together; either may say `transaction`, and
     /// both saying different things is an error.
     fn resolve(setting: Option<&str>, url: &DatabaseUrl) -> Result<Self, ConfigError> {
@@ -158,8 +166,17 @@ impl Topology {
     /// A topology of one directly reached database.
     pub fn direct(url: DatabaseUrl) -> Self {
         Self {
-            application: url,
             pooler: Pooler::None,
+            ..Self::for_url(url)
+        }
+    }
+
+    /// A topology of one database, through a transaction-mode pooler when the URL says
+    /// `pgbouncer=true`.
+    pub fn for_url(url: DatabaseUrl) -> Self {
+        Self {
+            pooler: Pooler::of_url(&url),
+            application: url,
             direct: None,
             migration: None,
             replica: None,
@@ -190,6 +207,16 @@ impl Topology {
                 purpose: "migrations (their lock and their non-transactional steps need a session)",
                 var: MIGRATION_URL_VAR,
             })
+    }
+
+    /// What the replica's URL goes through: a transaction-mode pooler when its own
+    /// `pgbouncer=true` says so or the application's does (replicas usually sit behind the
+    /// same kind of pooler; the pooler-safe protocol also works directly, at little cost).
+    pub fn replica_pooler(&self) -> Pooler {
+        match (self.pooler, self.replica.as_ref().map(Pooler::of_url)) {
+            (Pooler::Transaction, _) | (_, Some(Pooler::Transaction)) => Pooler::Transaction,
+            _ => Pooler::None,
+        }
     }
 
     fn unpooled_application(&self) -> Option<&DatabaseUrl> {
