@@ -34,7 +34,7 @@ impl App {
         let db = TestDb::migrated().await;
         seed_everything(db.conn()).await.unwrap();
         let studio = Studio::new(
-            db.new_pool(4).await,
+            db.new_direct_pool(4).await,
             Options {
                 write,
                 allowed_hosts: Some(loopback_hosts(HOST.parse::<SocketAddr>().unwrap())),
