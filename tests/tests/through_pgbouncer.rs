@@ -288,6 +288,149 @@ mod pooler {
         txn.commit().await.unwrap();
     }
 
+    /// Values of every type the helpers bind, with what could end a literal early.
+    fn awkward_values() -> Vec<sea_orm::Value> {
+        use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+        use sea_orm::{Value, sea_query::ArrayType};
+        let instant: DateTime<Utc> = "2026-03-04T05:06:07.123456789Z".parse().unwrap();
+        let offset: DateTime<FixedOffset> = "1999-12-31T23:59:59.5-07:30".parse().unwrap();
+        let day = NaiveDate::from_ymd_opt(1, 1, 1).unwrap();
+        let text = |s: &str| Value::String(Some(s.to_owned()));
+        vec![
+            text(""),
+            text("it's"),
+            text("back\\slash \\' and '' and $1 and $$ and -- and /*"),
+            text("line\nbreak\ttab \u{e9}\u{1F600}"),
+            Value::Char(Some('\'')),
+            Value::Bool(Some(true)),
+            Value::Bool(None),
+            Value::SmallInt(Some(i16::MIN)),
+            Value::Int(Some(i32::MIN)),
+            Value::BigInt(Some(i64::MIN)),
+            Value::BigInt(Some(i64::MAX)),
+            Value::Unsigned(Some(u32::MAX)),
+            Value::Float(Some(0.1)),
+            Value::Double(Some(-0.0)),
+            Value::Double(Some(1e-300)),
+            Value::Double(Some(f64::NAN)),
+            Value::Double(Some(f64::NEG_INFINITY)),
+            Value::Bytes(Some((0..=255).collect())),
+            Value::Json(Some(Box::new(serde_json::json!({
+                "quote": "'", "backslash": "\\", "nested": [1, 2.5, null, {"é": true}]
+            })))),
+            Value::Uuid(Some(uuid::Uuid::new_v4())),
+            Value::Uuid(None),
+            Value::ChronoDate(Some(day)),
+            Value::ChronoTime(Some(instant.time())),
+            Value::ChronoDateTime(Some(instant.naive_utc())),
+            Value::ChronoDateTimeUtc(Some(instant)),
+            Value::ChronoDateTimeWithTimeZone(Some(offset)),
+            Value::ChronoDateTimeUtc(None),
+            Value::Array(
+                ArrayType::String,
+                Some(Box::new(vec![text("a'b"), text("c\\d"), text("")])),
+            ),
+            Value::Array(ArrayType::Uuid, Some(Box::new(vec![]))),
+            Value::Array(ArrayType::BigInt, None),
+            Value::Array(
+                ArrayType::Json,
+                Some(Box::new(vec![Value::Json(Some(Box::new(
+                    serde_json::json!([]),
+                )))])),
+            ),
+        ]
+    }
+
+    /// `$1` as the server sees it: its type and its text. The statement names the value's
+    /// position: sqlx caches a statement with the parameter types of its first use.
+    async fn as_the_server_sees_it(
+        db: &impl ConnectionTrait,
+        position: usize,
+        value: sea_orm::Value,
+    ) -> Result<Vec<Option<String>>, Option<String>> {
+        db.query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            format!("SELECT pg_typeof($1)::text, $1::text -- value {position}"),
+            [value],
+        ))
+        .await
+        .map(|row| {
+            let row = row.unwrap();
+            (0..2)
+                .map(|i| row.try_get_by_index::<Option<String>>(i).unwrap())
+                .collect()
+        })
+        .map_err(|err| service::sqlstate(&err))
+    }
+
+    #[tokio::test]
+    async fn every_value_reaches_the_server_as_it_does_bound_as_a_parameter() {
+        let db = TestDb::migrated().await;
+        let direct = harness::connect(db.direct_url(), 1).await;
+        assert_eq!(direct.pooler(), Pooler::None);
+        assert_eq!(db.conn().pooler(), Pooler::Transaction);
+        let mut values = awkward_values();
+        values.push(sea_orm::Value::String(Some("nul \0 byte".to_owned())));
+        for (position, value) in values.into_iter().enumerate() {
+            let bound = as_the_server_sees_it(&direct, position, value.clone()).await;
+            let inlined = as_the_server_sees_it(db.conn(), position, value.clone()).await;
+            assert_eq!(inlined, bound, "{value:?}");
+        }
+        // Rows come back as text through the pooler and in binary directly: decoded the same.
+        let row = |db: &Pool| {
+            let db = db.clone();
+            async move {
+                db.query_one_raw(Statement::from_string(
+                    DbBackend::Postgres,
+                    "SELECT now()::timestamptz AS t, '{\"a\": [1]}'::jsonb AS j,
+                            ARRAY['x', 'y''z']::text[] AS a, 2.5::float8 AS f, true AS b,
+                            gen_random_uuid() AS u, 9007199254740993::int8 AS i",
+                ))
+                .await
+                .unwrap()
+                .unwrap()
+            }
+        };
+        let (text, binary) = (row(db.conn()).await, row(&direct).await);
+        type Row = (
+            chrono::DateTime<chrono::FixedOffset>,
+            serde_json::Value,
+            Vec<String>,
+            f64,
+            bool,
+            uuid::Uuid,
+            i64,
+        );
+        let decode = |r: &sea_orm::QueryResult| -> Row {
+            (
+                r.try_get("", "t").unwrap(),
+                r.try_get("", "j").unwrap(),
+                r.try_get("", "a").unwrap(),
+                r.try_get("", "f").unwrap(),
+                r.try_get("", "b").unwrap(),
+                r.try_get("", "u").unwrap(),
+                r.try_get("", "i").unwrap(),
+            )
+        };
+        let (from_text, from_binary) = (decode(&text), decode(&binary));
+        assert_eq!(
+            (
+                &from_text.1,
+                &from_text.2,
+                from_text.3,
+                from_text.4,
+                from_text.6
+            ),
+            (
+                &from_binary.1,
+                &from_binary.2,
+                from_binary.3,
+                from_binary.4,
+                from_binary.6
+            )
+        );
+    }
+
     /// Server connections of `database` as PostgreSQL counts them.
     async fn server_sessions(database: &str) -> i64 {
         let admin = harness::connect(harness::server().admin_url(), 1).await;
