@@ -10,8 +10,8 @@ pub mod pool;
 pub mod topology;
 
 pub use cluster::{
-    ClusterError, LocalCluster, PgBinaries, PgBouncer, PgBouncerSettings, ThrowawayCluster,
-    database_url_or_local,
+    ClusterError, LocalCluster, PgBinaries, PgBouncer, PgBouncerSettings, Replica,
+    ThrowawayCluster, database_url_or_local,
 };
 pub use config::{ConfigError, DatabaseUrl, PoolSettings};
 pub use connect::{connect, connect_options};

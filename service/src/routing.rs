@@ -19,7 +19,7 @@ use std::{
 use db_support::{Pool, PoolSettings, PoolTransaction, Pooler, Topology};
 use sea_orm::{
     AccessMode, ConnectionTrait, DbBackend, DbErr, ExecResult, IsolationLevel, QueryResult,
-    Statement, TransactionError, TransactionOptions, TransactionTrait,
+    RuntimeErr, Statement, TransactionError, TransactionOptions, TransactionTrait, sqlx,
 };
 
 /// How long a verdict on the replica's freshness is trusted before it is checked again.
@@ -55,10 +55,12 @@ struct Replica {
     verdict: Mutex<Option<(Instant, ReplicaState)>>,
 }
 
-/// `true` when the replica has replayed everything it received, or trails by at most the limit.
-/// The replay timestamp alone grows on an idle primary, so it counts only when WAL is waiting.
+/// Whether the replica has replayed everything it received (`caught_up`; unknown until it
+/// streams again after a restart, and after one the received position starts at the segment
+/// boundary, behind the replayed one), and how old its last replayed commit is. The age alone
+/// grows on an idle primary, so it counts only when WAL is waiting.
 const FRESHNESS: &str = "SELECT pg_is_in_recovery() AS in_recovery,
-        COALESCE(pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn(), false) AS caught_up,
+        COALESCE(pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn(), false) AS caught_up,
         pg_is_wal_replay_paused() AS paused,
         (EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) * 1000)::float8 AS lag_ms";
 
@@ -169,13 +171,25 @@ impl Replica {
 /// A failure of the replica itself rather than of the statement: the read is retried on the
 /// primary.
 fn replica_unavailable(err: &DbErr) -> bool {
-    matches!(err, DbErr::Conn(_) | DbErr::ConnectionAcquire(_))
-        || matches!(
-            crate::sqlstate(err).as_deref(),
-            // connection exceptions, shutdown, and a standby cancelling a query that conflicts
-            // with replay.
-            Some(code) if code.starts_with("08") || code.starts_with("57P") || code == "40001"
-        )
+    let sqlx_error = match err {
+        DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => return true,
+        DbErr::Query(RuntimeErr::SqlxError(e)) | DbErr::Exec(RuntimeErr::SqlxError(e)) => e,
+        _ => return false,
+    };
+    match &**sqlx_error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // Connection exceptions, shutdown, and a standby cancelling a query that conflicts
+        // with replay.
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || code.starts_with("57P") || code == "40001"
+        }),
+        _ => false,
+    }
 }
 
 /// The read side of a [`Db`]; see [`Db::reads`]. Statements that return rows go to the replica

@@ -1,13 +1,17 @@
 //! The production topology in the tests: a real PgBouncer in transaction mode in front of the
-//! test server, started once per test process on first use and removed when the process ends.
+//! test server, started once per test process on first use and removed when the process ends,
+//! and streaming replicas of the test server on request.
 //!
 //! A test binary whose name starts with `through_pgbouncer` (or any test process with
 //! `TEST_THROUGH_PGBOUNCER=1`) gives every test database's [`crate::TestDb::url`] and
 //! [`crate::TestDb::conn`] through PgBouncer, so the same test files run both ways.
 
-use std::sync::OnceLock;
+use std::{
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
 
-use db_support::{PgBinaries, PgBouncer, PgBouncerSettings};
+use db_support::{PgBinaries, PgBouncer, PgBouncerSettings, Replica};
 
 use crate::server;
 
@@ -47,4 +51,44 @@ fn client_binaries() -> PgBinaries {
 pub fn pgbouncer() -> &'static PgBouncer {
     static PGBOUNCER: OnceLock<PgBouncer> = OnceLock::new();
     PGBOUNCER.get_or_init(|| start_pgbouncer(PgBouncerSettings::default()))
+}
+
+/// A streaming replica of this process's throwaway cluster (hot standby), stopped and removed
+/// when dropped. Needs the throwaway cluster: a `TEST_DATABASE_URL` server cannot be copied.
+pub fn start_replica() -> Replica {
+    let cluster = server()
+        .cluster()
+        .expect("a replica is copied from the throwaway cluster; unset TEST_DATABASE_URL");
+    Replica::start(cluster).unwrap_or_else(|err| panic!("could not start a replica: {err}"))
+}
+
+/// Waits until `replica` streams from the primary and has replayed everything the primary has
+/// written so far.
+pub async fn wait_until_replayed(replica: &Replica) {
+    let primary = crate::connect(server().admin_url(), 1).await;
+    let written = crate::text_rows(&primary, "SELECT pg_current_wal_lsn()::text").await;
+    primary.close().await.ok();
+    let lsn = written[0][0].clone().expect("an LSN");
+    let standby = crate::connect(&replica.url("postgres").expect("valid name"), 1).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let replayed = crate::text_rows(
+            &standby,
+            &format!(
+                "SELECT (pg_last_wal_receive_lsn() IS NOT NULL
+                         AND pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn)::text"
+            ),
+        )
+        .await;
+        if replayed[0][0].as_deref() == Some("true") {
+            standby.close().await.ok();
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replica did not replay {lsn} within a minute; its log:\n{}",
+            replica.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

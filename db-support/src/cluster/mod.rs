@@ -8,6 +8,7 @@
 mod binaries;
 mod local;
 mod pgbouncer;
+mod replica;
 mod run_as;
 mod server;
 mod throwaway;
@@ -27,6 +28,7 @@ use secrecy::SecretString;
 pub use binaries::PgBinaries;
 pub use local::{LocalCluster, LocalClusterStart};
 pub use pgbouncer::{PGBOUNCER_VAR, PgBouncer, PgBouncerSettings};
+pub use replica::Replica;
 pub use throwaway::ThrowawayCluster;
 
 use crate::config::{ConfigError, DatabaseUrl};

@@ -1,0 +1,165 @@
+//! A streaming replica of a throwaway cluster, for tests and the bench: `pg_basebackup -R` into a
+//! temporary folder, a hot standby on a free port, removed with its folder when this process ends.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Child, Command},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use secrecy::ExposeSecret;
+
+use super::{
+    ClusterError, PgBinaries, ThrowawayCluster, free_port, io_err, log_tail, run,
+    run_as::RunAs,
+    run_ok,
+    server::{Server, UNDURABLE},
+};
+use crate::config::DatabaseUrl;
+
+/// A hot standby streaming from a [`ThrowawayCluster`], reached with the primary's superuser.
+/// A replication slot on the primary keeps the WAL it has not received yet, so it catches up
+/// after being stopped for a while; the slot is dropped with it.
+#[derive(Debug)]
+pub struct Replica {
+    dir: PathBuf,
+    server: Server,
+    url: DatabaseUrl,
+    primary: DatabaseUrl,
+    slot: String,
+    watchdog: Child,
+}
+
+impl Replica {
+    /// Copies `primary` with `pg_basebackup -R` (which writes the standby's connection settings)
+    /// and starts it as a hot standby. Databases created on the primary later stream over.
+    pub fn start(primary: &ThrowawayCluster) -> Result<Self, ClusterError> {
+        static REPLICAS: AtomicU32 = AtomicU32::new(0);
+        let source = primary.url("postgres")?;
+        let slot = format!(
+            "replica_{}_{}",
+            std::process::id(),
+            REPLICAS.fetch_add(1, Ordering::Relaxed)
+        );
+        let run_as = RunAs::detect()?;
+        let dir = tempfile::Builder::new()
+            .prefix("pg-replica-")
+            .tempdir()
+            .map_err(io_err("creating a temporary directory"))?
+            .keep();
+        run_as.give(&dir)?;
+        let server = Server {
+            bins: primary.binaries().clone(),
+            run_as,
+            data: dir.join("data"),
+            log: dir.join("postgres.log"),
+        };
+        let watchdog = ThrowawayCluster::spawn_watchdog(&server, &dir)?;
+        let mut backup = server.run_as.command(server.bins.tool("pg_basebackup"));
+        backup
+            .args([
+                "--host",
+                source.host(),
+                "--port",
+                &source.port().to_string(),
+            ])
+            .args(["--username", source.user(), "--pgdata"])
+            .arg(&server.data)
+            .args([
+                "--write-recovery-conf",
+                "--wal-method=stream",
+                "--checkpoint=fast",
+            ])
+            .args(["--create-slot", "--slot", &slot])
+            .arg("--no-sync")
+            .env("PGPASSWORD", source.password().expose_secret());
+        run_ok(backup)?;
+        let mut port = free_port()?;
+        server.set_port(port, UNDURABLE)?;
+        let mut attempts = 0;
+        while let Err(err) = server.start() {
+            attempts += 1;
+            if attempts == 3 {
+                return Err(err);
+            }
+            port = free_port()?;
+            server.set_port(port, UNDURABLE)?;
+        }
+        Ok(Self {
+            url: source.with_host_port("127.0.0.1", port),
+            primary: source,
+            slot,
+            dir,
+            server,
+            watchdog,
+        })
+    }
+
+    /// The URL of `database` on the replica.
+    pub fn url(&self, database: &str) -> Result<DatabaseUrl, ClusterError> {
+        Ok(self.url.with_database(database)?)
+    }
+
+    pub fn binaries(&self) -> &PgBinaries {
+        &self.server.bins
+    }
+
+    /// The temporary folder holding the replica's data directory and log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The last lines of the replica's server log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        log_tail(&self.server.log)
+    }
+
+    /// Stops the replica (fast shutdown), as an operator or a failing host would.
+    pub fn stop(&self) -> Result<(), ClusterError> {
+        self.server.stop("fast")
+    }
+
+    /// Starts it again after [`Replica::stop`]; it resumes streaming where it stopped.
+    pub fn restart(&self) -> Result<(), ClusterError> {
+        self.server.start()
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.server.stop("immediate");
+        // The primary's walsender for it may linger a moment; the slot can go once it has.
+        let mut psql = Command::new(self.server.bins.tool("psql"));
+        psql.args(["-X", "-q", "--host", self.primary.host()])
+            .args(["--port", &self.primary.port().to_string()])
+            .args([
+                "--username",
+                self.primary.user(),
+                "--dbname",
+                self.primary.database(),
+            ])
+            .args([
+                "--command",
+                &format!(
+                    "DO $$ BEGIN
+                         FOR i IN 1..50 LOOP
+                             IF NOT EXISTS (SELECT FROM pg_replication_slots
+                                            WHERE slot_name = '{0}' AND active) THEN
+                                 PERFORM pg_drop_replication_slot(slot_name)
+                                    FROM pg_replication_slots WHERE slot_name = '{0}';
+                                 RETURN;
+                             END IF;
+                             PERFORM pg_sleep(0.1);
+                         END LOOP;
+                     END $$",
+                    self.slot
+                ),
+            ])
+            .env("PGPASSWORD", self.primary.password().expose_secret());
+        let _ = run(psql);
+        let _ = fs::remove_dir_all(&self.dir);
+        let _ = self.watchdog.kill();
+        let _ = self.watchdog.wait();
+    }
+}
