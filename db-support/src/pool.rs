@@ -67,9 +67,8 @@ impl Pool {
         let mut options = connect_options(url, settings);
         options.connect_lazy(lazy);
         if pooler == Pooler::Transaction {
-            // PgBouncer refuses startup parameters it does not know (`extra_float_digits`, which
-            // sqlx sends; PostgreSQL 12+ prints exact floats without it), and no statement is
-            // ever prepared by name, so there is nothing to cache.
+            // No statement is ever prepared by name, so there is nothing to cache. (This map
+            // replaces the one of `connect_options`, so it leaves `extra_float_digits` out too.)
             options.map_sqlx_postgres_opts(|options| {
                 options.extra_float_digits(None).statement_cache_capacity(0)
             });

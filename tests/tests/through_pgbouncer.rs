@@ -114,19 +114,22 @@ mod pooler {
     #[tokio::test]
     async fn seaorm_as_configured_by_default_is_refused_for_extra_float_digits() {
         let db = TestDb::migrated().await;
-        let err = db_support::connect(through_pgbouncer(&db), &PoolSettings::default())
-            .await
-            .unwrap_err();
+        let defaults = ConnectOptions::new(through_pgbouncer(&db).expose().expose_secret());
+        let err = Database::connect(defaults).await.unwrap_err();
         assert!(
             err.to_string()
                 .contains("unsupported startup parameter: extra_float_digits"),
             "{err}"
         );
-        // This workspace's pool leaves the parameter out.
+        // This workspace's connections leave the parameter out.
         let pool = Pool::connect(db.url(), Pooler::Transaction, &PoolSettings::default())
             .await
             .unwrap();
         assert_eq!(scalar(&pool, "SELECT 1::bigint").await, 1);
+        let plain = db_support::connect(db.url(), &PoolSettings::default())
+            .await
+            .unwrap();
+        plain.execute_unprepared("SELECT 1").await.unwrap();
     }
 
     #[tokio::test]
