@@ -6,10 +6,7 @@
 //! `TEST_THROUGH_PGBOUNCER=1`) gives every test database's [`crate::TestDb::url`] and
 //! [`crate::TestDb::conn`] through PgBouncer, so the same test files run both ways.
 
-use std::{
-    sync::OnceLock,
-    time::{Duration, Instant},
-};
+use std::sync::OnceLock;
 
 use db_support::{PgBinaries, PgBouncer, PgBouncerSettings, Replica};
 
@@ -65,30 +62,8 @@ pub fn start_replica() -> Replica {
 /// Waits until `replica` streams from the primary and has replayed everything the primary has
 /// written so far.
 pub async fn wait_until_replayed(replica: &Replica) {
-    let primary = crate::connect(server().admin_url(), 1).await;
-    let written = crate::text_rows(&primary, "SELECT pg_current_wal_lsn()::text").await;
-    primary.close().await.ok();
-    let lsn = written[0][0].clone().expect("an LSN");
-    let standby = crate::connect(&replica.url("postgres").expect("valid name"), 1).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let replayed = crate::text_rows(
-            &standby,
-            &format!(
-                "SELECT (pg_last_wal_receive_lsn() IS NOT NULL
-                         AND pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn)::text"
-            ),
-        )
-        .await;
-        if replayed[0][0].as_deref() == Some("true") {
-            standby.close().await.ok();
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the replica did not replay {lsn} within a minute; its log:\n{}",
-            replica.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    replica
+        .wait_until_caught_up()
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
 }

@@ -6,8 +6,10 @@ use std::{
     path::{Path, PathBuf},
     process::{Child, Command},
     sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
 };
 
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
 use secrecy::ExposeSecret;
 
 use super::{
@@ -16,7 +18,7 @@ use super::{
     run_ok,
     server::{Server, UNDURABLE},
 };
-use crate::config::DatabaseUrl;
+use crate::config::{DatabaseUrl, PoolSettings};
 
 /// A hot standby streaming from a [`ThrowawayCluster`], reached with the primary's superuser.
 /// A replication slot on the primary keeps the WAL it has not received yet, so it catches up
@@ -108,6 +110,52 @@ impl Replica {
     /// The temporary folder holding the replica's data directory and log.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Waits until the replica streams from the primary and has replayed everything the
+    /// primary had written when this was called (at most a minute).
+    pub async fn wait_until_caught_up(&self) -> Result<(), DbErr> {
+        let settings = PoolSettings {
+            max_connections: 1,
+            ..PoolSettings::default()
+        };
+        let primary = crate::connect(&self.primary, &settings).await?;
+        let written = primary
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT pg_current_wal_lsn()::text",
+            ))
+            .await?
+            .ok_or_else(|| DbErr::Custom("pg_current_wal_lsn() returned no row".into()))?
+            .try_get_by_index::<String>(0)?;
+        primary.close().await?;
+        let standby = crate::connect(
+            &self
+                .url("postgres")
+                .map_err(|e| DbErr::Custom(e.to_string()))?,
+            &settings,
+        )
+        .await?;
+        let caught_up = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_last_wal_receive_lsn() IS NOT NULL
+                    AND pg_last_wal_replay_lsn() >= $1::text::pg_lsn",
+            [written.clone().into()],
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let row = standby.query_one_raw(caught_up.clone()).await?;
+            if row.map(|r| r.try_get_by_index::<bool>(0)).transpose()? == Some(true) {
+                return standby.close().await;
+            }
+            if Instant::now() > deadline {
+                return Err(DbErr::Custom(format!(
+                    "the replica did not replay {written} within a minute; its log:\n{}",
+                    self.log_tail()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The last lines of the replica's server log, for failure messages.
