@@ -243,6 +243,25 @@ mod pooler {
     async fn session_state_and_session_locks_do_not_stay_with_the_client() {
         let db = TestDb::migrated().await;
         let bouncer = warm_pgbouncer(&db, 2).await;
+        // A session setting stays on the server session, for whichever client gets it next.
+        let (setter, other) = (
+            pool_through(&bouncer, &db).await,
+            pool_through(&bouncer, &db).await,
+        );
+        setter
+            .execute_unprepared("SET statement_timeout = '4321ms'")
+            .await
+            .unwrap();
+        assert_eq!(
+            harness::text_rows(&other, "SELECT current_setting('statement_timeout')").await,
+            [[Some("4321ms".to_owned())]],
+            "another client inherited the setting"
+        );
+        other
+            .execute_unprepared("RESET statement_timeout")
+            .await
+            .unwrap();
+
         let pool = pool_through(&bouncer, &db).await;
         pool.execute_unprepared("SELECT pg_advisory_lock(42)")
             .await

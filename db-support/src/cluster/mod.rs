@@ -63,7 +63,7 @@ pub enum ClusterError {
     )]
     Unreachable(PathBuf),
     #[error(
-        "PgBouncer was not found at {0}; install it (`apt-get install pgbouncer`) or set PGBOUNCER to its path"
+        "PgBouncer was not found ({0}, nor on PATH); install it (`apt-get install pgbouncer`) or set PGBOUNCER to its path"
     )]
     PgBouncerNotFound(PathBuf),
     #[error("{action} failed: {source}")]

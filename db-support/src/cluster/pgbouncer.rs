@@ -63,12 +63,7 @@ impl PgBouncer {
         bins: &PgBinaries,
         settings: PgBouncerSettings,
     ) -> Result<Self, ClusterError> {
-        let binary = std::env::var_os(PGBOUNCER_VAR)
-            .filter(|b| !b.is_empty())
-            .map_or_else(|| PathBuf::from(DEFAULT_BINARY), PathBuf::from);
-        if !binary.is_file() {
-            return Err(ClusterError::PgBouncerNotFound(binary));
-        }
+        let binary = locate()?;
         let run_as = RunAs::detect()?;
         let dir = tempfile::Builder::new()
             .prefix("pgbouncer-")
@@ -161,6 +156,26 @@ impl Drop for PgBouncer {
         let _ = self.watchdog.kill();
         let _ = self.watchdog.wait();
     }
+}
+
+/// `PGBOUNCER`, else Debian's `/usr/sbin/pgbouncer`, else `pgbouncer` on `PATH`.
+fn locate() -> Result<PathBuf, ClusterError> {
+    if let Some(given) = std::env::var_os(PGBOUNCER_VAR).filter(|b| !b.is_empty()) {
+        let given = PathBuf::from(given);
+        return match given.is_file() {
+            true => Ok(given),
+            false => Err(ClusterError::PgBouncerNotFound(given)),
+        };
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|dir| dir.join("pgbouncer"));
+    std::iter::once(PathBuf::from(DEFAULT_BINARY))
+        .chain(on_path)
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| ClusterError::PgBouncerNotFound(PathBuf::from(DEFAULT_BINARY)))
 }
 
 /// The SCRAM secret PostgreSQL keeps for the URL's user, so the auth file holds no password.
