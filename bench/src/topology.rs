@@ -107,7 +107,11 @@ async fn hot_helpers(
         Pool::connect(direct_url, Pooler::None, &settings).await?,
         Pool::connect(direct_url, Pooler::Transaction, &settings).await?,
         Pool::connect(pooled_url, Pooler::Transaction, &settings).await?,
+        // SeaORM's own prepared statements through PgBouncer: they break on 1.18 and work on
+        // 1.21+ with `max_prepared_statements` (run with PGBOUNCER=/path/to/a/newer/pgbouncer).
+        Pool::connect(pooled_url, Pooler::None, &settings).await?,
     ];
+    const PREPARED_THROUGH_PGBOUNCER: usize = 3;
     let middle = agents::list_runs(&sides[0], "org_bench", None, 500)
         .await?
         .items
@@ -155,21 +159,35 @@ async fn hot_helpers(
     )?;
     writeln!(
         report,
-        "| case | direct p50 | pooler-safe direct p50 | through PgBouncer p50 | PgBouncer p99 | ratio PgBouncer / direct (p50) |\n| --- | --- | --- | --- | --- | --- |"
+        "| case | direct p50 | pooler-safe direct p50 | through PgBouncer p50 | PgBouncer p99 | ratio PgBouncer / direct (p50) | SeaORM's prepared statements through PgBouncer p50 |\n| --- | --- | --- | --- | --- | --- | --- |"
     )?;
     let warm = size.iterations / 10 + 1;
     for (case, call) in cases {
-        let mut samples: [Samples; 3] = Default::default();
+        let mut samples: [Samples; 4] = Default::default();
+        let mut prepared_failed = None;
         for i in 0..size.iterations + warm {
             for (side, db) in sides.iter().enumerate() {
-                // Each side its own keys: 3 sides never insert the same event.
-                timed(&mut samples[side], call(db, 3 * i + side, middle)).await?;
+                // Each side its own keys: the sides never insert the same event.
+                let call = call(db, sides.len() * i + side, middle);
+                match side {
+                    PREPARED_THROUGH_PGBOUNCER if prepared_failed.is_some() => {}
+                    PREPARED_THROUGH_PGBOUNCER => {
+                        if let Err(err) = timed(&mut samples[side], call).await {
+                            prepared_failed = Some(err.to_string());
+                        }
+                    }
+                    _ => timed(&mut samples[side], call).await?,
+                }
             }
         }
         samples.iter_mut().for_each(|s| s.skip_first(warm));
+        let prepared = match prepared_failed {
+            None => micros(samples[PREPARED_THROUGH_PGBOUNCER].p50()),
+            Some(err) => format!("fails: {}", err.chars().take(90).collect::<String>()),
+        };
         writeln!(
             report,
-            "| {case} | {} | {} | {} | {} | {:.2} |",
+            "| {case} | {} | {} | {} | {} | {:.2} | {prepared} |",
             micros(samples[0].p50()),
             micros(samples[1].p50()),
             micros(samples[2].p50()),
