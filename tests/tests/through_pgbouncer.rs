@@ -112,7 +112,7 @@ mod pooler {
     }
 
     #[tokio::test]
-    async fn seaorm_as_configured_by_default_is_refused_for_extra_float_digits() {
+    async fn startup_parameters_pgbouncer_does_not_know_are_refused() {
         let db = TestDb::migrated().await;
         let defaults = ConnectOptions::new(through_pgbouncer(&db).expose().expose_secret());
         let err = Database::connect(defaults).await.unwrap_err();
@@ -130,6 +130,20 @@ mod pooler {
             .await
             .unwrap();
         plain.execute_unprepared("SELECT 1").await.unwrap();
+        // Session defaults in the URL travel as the `options` startup parameter: refused too.
+        let with_options = DatabaseUrl::parse(&format!(
+            "{}?options=-c%20statement_timeout%3D5000",
+            db.url().expose().expose_secret()
+        ))
+        .unwrap();
+        let err = Pool::connect(&with_options, Pooler::Transaction, &PoolSettings::default())
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("unsupported startup parameter: options"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
