@@ -58,6 +58,13 @@ impl Replica {
             log: dir.join("postgres.log"),
         };
         let watchdog = ThrowawayCluster::spawn_watchdog(&server, &dir)?;
+        // The slot reserves WAL from now on, before the backup's checkpoint: checkpoints of
+        // concurrent work cannot remove what the copy will need.
+        run_ok(on_primary(
+            &server.bins,
+            &source,
+            &format!("SELECT pg_create_physical_replication_slot('{slot}', true)"),
+        ))?;
         let mut backup = server.run_as.command(server.bins.tool("pg_basebackup"));
         backup
             .args([
@@ -73,10 +80,13 @@ impl Replica {
                 "--wal-method=stream",
                 "--checkpoint=fast",
             ])
-            .args(["--create-slot", "--slot", &slot])
+            .args(["--slot", &slot])
             .arg("--no-sync")
             .env("PGPASSWORD", source.password().expose_secret());
-        run_ok(backup)?;
+        if let Err(err) = run_ok(backup) {
+            let _ = run(drop_slot(&server.bins, &source, &slot));
+            return Err(err);
+        }
         let mut port = free_port()?;
         server.set_port(port, UNDURABLE)?;
         let mut attempts = 0;
@@ -177,37 +187,48 @@ impl Replica {
 impl Drop for Replica {
     fn drop(&mut self) {
         let _ = self.server.stop("immediate");
-        // The primary's walsender for it may linger a moment; the slot can go once it has.
-        let mut psql = Command::new(self.server.bins.tool("psql"));
-        psql.args(["-X", "-q", "--host", self.primary.host()])
-            .args(["--port", &self.primary.port().to_string()])
-            .args([
-                "--username",
-                self.primary.user(),
-                "--dbname",
-                self.primary.database(),
-            ])
-            .args([
-                "--command",
-                &format!(
-                    "DO $$ BEGIN
-                         FOR i IN 1..50 LOOP
-                             IF NOT EXISTS (SELECT FROM pg_replication_slots
-                                            WHERE slot_name = '{0}' AND active) THEN
-                                 PERFORM pg_drop_replication_slot(slot_name)
-                                    FROM pg_replication_slots WHERE slot_name = '{0}';
-                                 RETURN;
-                             END IF;
-                             PERFORM pg_sleep(0.1);
-                         END LOOP;
-                     END $$",
-                    self.slot
-                ),
-            ])
-            .env("PGPASSWORD", self.primary.password().expose_secret());
-        let _ = run(psql);
+        let _ = run(drop_slot(&self.server.bins, &self.primary, &self.slot));
         let _ = fs::remove_dir_all(&self.dir);
         let _ = self.watchdog.kill();
         let _ = self.watchdog.wait();
     }
+}
+
+/// `psql` running `sql` on the primary as the URL's user.
+fn on_primary(bins: &PgBinaries, primary: &DatabaseUrl, sql: &str) -> Command {
+    let mut psql = Command::new(bins.tool("psql"));
+    psql.args([
+        "-X",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "--host",
+        primary.host(),
+    ])
+    .args(["--port", &primary.port().to_string()])
+    .args(["--username", primary.user(), "--dbname", primary.database()])
+    .args(["--command", sql])
+    .env("PGPASSWORD", primary.password().expose_secret());
+    psql
+}
+
+/// Drops `slot` once no walsender uses it (the stopped replica's may linger a moment).
+fn drop_slot(bins: &PgBinaries, primary: &DatabaseUrl, slot: &str) -> Command {
+    on_primary(
+        bins,
+        primary,
+        &format!(
+            "DO $$ BEGIN
+                 FOR i IN 1..50 LOOP
+                     IF NOT EXISTS (SELECT FROM pg_replication_slots
+                                    WHERE slot_name = '{slot}' AND active) THEN
+                         PERFORM pg_drop_replication_slot(slot_name)
+                            FROM pg_replication_slots WHERE slot_name = '{slot}';
+                         RETURN;
+                     END IF;
+                     PERFORM pg_sleep(0.1);
+                 END LOOP;
+             END $$"
+        ),
+    )
 }
