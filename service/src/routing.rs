@@ -6,13 +6,17 @@
 //!
 //! Whether the replica is fresh is one cheap query on it (`pg_last_wal_receive_lsn()`,
 //! `pg_last_wal_replay_lsn()`, `pg_last_xact_replay_timestamp()`), its verdict kept for
-//! [`VERDICT_TTL`], never a query per read. A replica that is down, paused with WAL to replay,
+//! [`VERDICT_TTL`] and renewed in the background: never a query per read, and no read waits for
+//! one. A replica that is down, paused with WAL to replay,
 //! or further behind than `DB_REPLICA_MAX_LAG_MS` sends reads to the primary: never an error.
 
 use std::{
     future::Future,
     pin::Pin,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -53,6 +57,8 @@ struct Replica {
     pool: Pool,
     max_lag: Duration,
     verdict: Mutex<Option<(Instant, ReplicaState)>>,
+    /// A check runs in the background; reads never wait for one.
+    checking: AtomicBool,
 }
 
 /// Whether the replica has replayed everything it received (`caught_up`; unknown until it
@@ -82,6 +88,7 @@ impl Db {
                     pool,
                     max_lag: topology.replica_max_lag,
                     verdict: Mutex::new(None),
+                    checking: AtomicBool::new(false),
                 }))
             }
         };
@@ -98,8 +105,8 @@ impl Db {
         Reads { db: self }
     }
 
-    /// Where reads go now, checking the replica if the last verdict is older than
-    /// [`VERDICT_TTL`].
+    /// Where reads go now, checking the replica first (and waiting for the check) if the last
+    /// verdict is older than [`VERDICT_TTL`].
     pub async fn replica_state(&self) -> ReplicaState {
         match &self.replica {
             None => ReplicaState::None,
@@ -107,7 +114,7 @@ impl Db {
         }
     }
 
-    /// Forgets the last verdict, so the next read checks the replica again.
+    /// Forgets the last verdict: reads go to the primary until the next check says otherwise.
     pub fn recheck_replica(&self) {
         if let Some(replica) = &self.replica {
             *replica.verdict.lock().expect("verdict lock") = None;
@@ -129,15 +136,41 @@ impl Db {
 }
 
 impl Replica {
-    async fn state(&self) -> ReplicaState {
-        if let Some((at, state)) = *self.verdict.lock().expect("verdict lock")
-            && at.elapsed() < VERDICT_TTL
-        {
-            return state;
-        }
-        let state = self.check().await;
+    fn cached(&self) -> Option<(Instant, ReplicaState)> {
+        *self.verdict.lock().expect("verdict lock")
+    }
+
+    fn store(&self, state: ReplicaState) {
         *self.verdict.lock().expect("verdict lock") = Some((Instant::now(), state));
-        state
+    }
+
+    /// The verdict, checked now if it is stale.
+    async fn state(&self) -> ReplicaState {
+        match self.cached() {
+            Some((at, state)) if at.elapsed() < VERDICT_TTL => state,
+            _ => {
+                let state = self.check().await;
+                self.store(state);
+                state
+            }
+        }
+    }
+
+    /// The verdict at once, for a read: a stale one starts a check in the background (one at a
+    /// time), so a replica that is slow to refuse costs no read a wait. Until the first check
+    /// has answered, reads go to the primary.
+    fn state_now(self: &Arc<Self>) -> ReplicaState {
+        let cached = self.cached();
+        let stale = cached.is_none_or(|(at, _)| at.elapsed() >= VERDICT_TTL);
+        if stale && !self.checking.swap(true, Ordering::AcqRel) {
+            let replica = Arc::clone(self);
+            tokio::spawn(async move {
+                let state = replica.check().await;
+                replica.store(state);
+                replica.checking.store(false, Ordering::Release);
+            });
+        }
+        cached.map_or(ReplicaState::Down, |(_, state)| state)
     }
 
     async fn check(&self) -> ReplicaState {
@@ -164,7 +197,7 @@ impl Replica {
     }
 
     fn mark_down(&self) {
-        *self.verdict.lock().expect("verdict lock") = Some((Instant::now(), ReplicaState::Down));
+        self.store(ReplicaState::Down);
     }
 }
 
@@ -202,9 +235,9 @@ pub struct Reads<'a> {
 }
 
 impl<'a> Reads<'a> {
-    async fn fresh_replica(&self) -> Option<&'a Replica> {
-        let replica = self.db.replica.as_deref()?;
-        (replica.state().await == ReplicaState::Fresh).then_some(replica)
+    fn fresh_replica(&self) -> Option<&'a Replica> {
+        let replica = self.db.replica.as_ref()?;
+        (replica.state_now() == ReplicaState::Fresh).then_some(replica)
     }
 
     async fn read<T, F, Fut>(&self, stmt: Statement, run: F) -> Result<T, DbErr>
@@ -212,7 +245,7 @@ impl<'a> Reads<'a> {
         F: Fn(&'a Pool, Statement) -> Fut,
         Fut: Future<Output = Result<T, DbErr>>,
     {
-        if let Some(replica) = self.fresh_replica().await {
+        if let Some(replica) = self.fresh_replica() {
             match tokio::time::timeout(REPLICA_TIMEOUT, run(&replica.pool, stmt.clone())).await {
                 Ok(Err(err)) if replica_unavailable(&err) => replica.mark_down(),
                 Ok(result) => return result,

@@ -258,6 +258,7 @@ async fn a_stopped_replica_is_bypassed_without_an_error() {
     ingest(&db, 0..5).await;
     wait_until_replayed(&replica).await;
     db.recheck_replica();
+    assert_eq!(db.replica_state().await, ReplicaState::Fresh);
     assert!(reads_from_the_replica(&db.reads()).await);
 
     replica.stop().unwrap();
