@@ -65,12 +65,7 @@ impl PgBouncer {
     ) -> Result<Self, ClusterError> {
         let binary = locate()?;
         let run_as = RunAs::detect()?;
-        let dir = tempfile::Builder::new()
-            .prefix("pgbouncer-")
-            .tempdir()
-            .map_err(io_err("creating a temporary directory"))?
-            .keep();
-        run_as.give(&dir)?;
+        let dir = run_as.temp_dir("pgbouncer-")?;
         let auth_file = dir.join("userlist.txt");
         let secret = scram_secret(upstream, bins)?;
         write_private(

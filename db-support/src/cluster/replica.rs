@@ -13,7 +13,7 @@ use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
 use secrecy::ExposeSecret;
 
 use super::{
-    ClusterError, PgBinaries, ThrowawayCluster, free_port, io_err, log_tail, run,
+    ClusterError, PgBinaries, ThrowawayCluster, free_port, log_tail, run,
     run_as::RunAs,
     run_ok,
     server::{Server, UNDURABLE},
@@ -45,12 +45,7 @@ impl Replica {
             REPLICAS.fetch_add(1, Ordering::Relaxed)
         );
         let run_as = RunAs::detect()?;
-        let dir = tempfile::Builder::new()
-            .prefix("pg-replica-")
-            .tempdir()
-            .map_err(io_err("creating a temporary directory"))?
-            .keep();
-        run_as.give(&dir)?;
+        let dir = run_as.temp_dir("pg-replica-")?;
         let server = Server {
             bins: primary.binaries().clone(),
             run_as,

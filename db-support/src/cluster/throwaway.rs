@@ -31,12 +31,7 @@ impl ThrowawayCluster {
     pub fn start() -> Result<Self, ClusterError> {
         let bins = PgBinaries::locate()?;
         let run_as = RunAs::detect()?;
-        let dir = tempfile::Builder::new()
-            .prefix("pg-throwaway-")
-            .tempdir()
-            .map_err(io_err("creating a temporary directory"))?
-            .keep();
-        run_as.give(&dir)?;
+        let dir = run_as.temp_dir("pg-throwaway-")?;
         let server = Server {
             bins,
             run_as,
