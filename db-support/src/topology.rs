@@ -223,3 +223,46 @@ impl Topology {
         (self.pooler == Pooler::None).then_some(&self.application)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(raw: &str) -> DatabaseUrl {
+        DatabaseUrl::parse(raw).unwrap()
+    }
+
+    #[test]
+    fn a_url_alone_goes_through_a_pooler_when_it_says_pgbouncer_true() {
+        let pooled = Topology::for_url(url("postgresql://u:p@h:6432/db?pgbouncer=true"));
+        assert_eq!(pooled.pooler, Pooler::Transaction);
+        assert!(pooled.migration_url().is_err());
+        let plain = Topology::for_url(url("postgresql://u:p@h:5432/db"));
+        assert_eq!(plain.pooler, Pooler::None);
+        assert_eq!(
+            Topology::direct(url("postgresql://u:p@h:6432/db?pgbouncer=true")).pooler,
+            Pooler::None
+        );
+    }
+
+    #[test]
+    fn the_replica_is_pooled_when_it_or_the_application_says_so() {
+        let topology = |app: &str, replica: &str| Topology {
+            replica: Some(url(replica)),
+            ..Topology::for_url(url(app))
+        };
+        let (direct, pooled) = (
+            "postgresql://u:p@h:5432/db",
+            "postgresql://u:p@h:6432/db?pgbouncer=true",
+        );
+        assert_eq!(topology(direct, direct).replica_pooler(), Pooler::None);
+        assert_eq!(
+            topology(pooled, direct).replica_pooler(),
+            Pooler::Transaction
+        );
+        assert_eq!(
+            topology(direct, pooled).replica_pooler(),
+            Pooler::Transaction
+        );
+    }
+}
