@@ -8,7 +8,10 @@
 //! second to another session). So there every statement goes out in the simple query protocol
 //! with its parameters written in as typed literals ([`crate::inline`]): one message, one round
 //! trip, nothing named or prepared on the server; transactions are `BEGIN`/`COMMIT` on one
-//! client connection, which the pooler pins to one server session until the transaction ends.
+//! client connection, which the pooler pins to one server session until the transaction ends
+//! (`BEGIN` rides with the transaction's first statement: see `pool/session.rs`).
+
+mod session;
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
@@ -17,8 +20,7 @@ use sea_orm::{
     DbBackend, DbErr, ExecResult, IsolationLevel, QueryResult, RuntimeErr, Statement,
     TransactionError, TransactionOptions, TransactionSession, TransactionTrait, sqlx,
 };
-use sqlx::{AssertSqlSafe, PgConnection, Postgres, pool::PoolConnection, postgres::PgPool};
-use sqlx_core::transaction::TransactionManager;
+use sqlx::postgres::PgPool;
 use tokio::sync::Mutex;
 
 use crate::{
@@ -27,8 +29,7 @@ use crate::{
     inline::inline,
     topology::Pooler,
 };
-
-type Manager = <Postgres as sqlx::Database>::TransactionManager;
+use session::Session;
 
 /// A pool of connections to one database; see the module documentation.
 #[derive(Debug, Clone)]
@@ -112,6 +113,12 @@ impl Pool {
     fn sqlx(&self) -> &PgPool {
         self.conn.get_postgres_connection_pool()
     }
+
+    /// A pooled client connection, outside any transaction.
+    async fn session(&self) -> Result<Session, DbErr> {
+        let conn = self.sqlx().acquire().await.map_err(sqlx_conn_acquire_err)?;
+        Ok(Session::new(conn))
+    }
 }
 
 // SeaORM's own mapping of sqlx errors (not public in SeaORM), so callers see the same `DbErr`s
@@ -133,41 +140,9 @@ fn sqlx_conn_acquire_err(err: sqlx::Error) -> DbErr {
 }
 
 /// The statement as one simple-protocol query.
-fn simple(stmt: &Statement) -> Result<AssertSqlSafe<String>, DbErr> {
+fn simple(stmt: &Statement) -> Result<String, DbErr> {
     let values = stmt.values.as_ref().map_or(&[][..], |v| &v.0[..]);
-    inline(&stmt.sql, values)
-        .map(AssertSqlSafe)
-        .map_err(|err| DbErr::Custom(err.to_string()))
-}
-
-async fn execute_on(conn: &mut PgConnection, stmt: &Statement) -> Result<ExecResult, DbErr> {
-    sqlx::raw_sql(simple(stmt)?)
-        .execute(conn)
-        .await
-        .map(ExecResult::from)
-        .map_err(sqlx_error_to_exec_err)
-}
-
-async fn query_one_on(
-    conn: &mut PgConnection,
-    stmt: &Statement,
-) -> Result<Option<QueryResult>, DbErr> {
-    sqlx::raw_sql(simple(stmt)?)
-        .fetch_optional(conn)
-        .await
-        .map(|row| row.map(QueryResult::from))
-        .map_err(sqlx_error_to_query_err)
-}
-
-async fn query_all_on(
-    conn: &mut PgConnection,
-    stmt: &Statement,
-) -> Result<Vec<QueryResult>, DbErr> {
-    sqlx::raw_sql(simple(stmt)?)
-        .fetch_all(conn)
-        .await
-        .map(|rows| rows.into_iter().map(QueryResult::from).collect())
-        .map_err(sqlx_error_to_query_err)
+    inline(&stmt.sql, values).map_err(|err| DbErr::Custom(err.to_string()))
 }
 
 #[async_trait::async_trait]
@@ -179,10 +154,7 @@ impl ConnectionTrait for Pool {
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
         match self.pooler {
             Pooler::None => self.conn.execute_raw(stmt).await,
-            Pooler::Transaction => {
-                let mut conn = self.sqlx().acquire().await.map_err(sqlx_conn_acquire_err)?;
-                execute_on(&mut conn, &stmt).await
-            }
+            Pooler::Transaction => self.session().await?.execute(&simple(&stmt)?).await,
         }
     }
 
@@ -194,20 +166,14 @@ impl ConnectionTrait for Pool {
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
         match self.pooler {
             Pooler::None => self.conn.query_one_raw(stmt).await,
-            Pooler::Transaction => {
-                let mut conn = self.sqlx().acquire().await.map_err(sqlx_conn_acquire_err)?;
-                query_one_on(&mut conn, &stmt).await
-            }
+            Pooler::Transaction => self.session().await?.query_one(&simple(&stmt)?).await,
         }
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         match self.pooler {
             Pooler::None => self.conn.query_all_raw(stmt).await,
-            Pooler::Transaction => {
-                let mut conn = self.sqlx().acquire().await.map_err(sqlx_conn_acquire_err)?;
-                query_all_on(&mut conn, &stmt).await
-            }
+            Pooler::Transaction => self.session().await?.query_all(&simple(&stmt)?).await,
         }
     }
 }
@@ -223,78 +189,61 @@ enum Open {
     Pooled(PooledTransaction),
 }
 
-/// One client connection in a transaction (or a savepoint of one), statements in the simple
-/// protocol. Nested transactions share the connection; sqlx counts the depth on it.
+/// A level of a transaction on a pooled client connection ([`Session`]); nested transactions
+/// share the session.
 #[derive(Debug)]
 struct PooledTransaction {
-    conn: Arc<Mutex<PoolConnection<Postgres>>>,
+    session: Arc<Mutex<Session>>,
+    level: usize,
     open: bool,
 }
 
 impl PooledTransaction {
     async fn begin(
-        conn: Arc<Mutex<PoolConnection<Postgres>>>,
+        session: Arc<Mutex<Session>>,
         isolation_level: Option<IsolationLevel>,
         access_mode: Option<AccessMode>,
-    ) -> Result<Self, DbErr> {
-        {
-            let mut guard = conn.lock().await;
-            let top_level = Manager::get_transaction_depth(&guard) == 0;
-            let mut settings = Vec::new();
-            if let Some(level) = isolation_level {
-                settings.push(format!("ISOLATION LEVEL {level}"));
-            }
-            if let Some(mode) = access_mode {
-                settings.push(mode.to_string());
-            }
-            if top_level && !settings.is_empty() {
-                // One round trip: the settings ride on BEGIN itself.
-                let begin = format!("BEGIN {}", settings.join(" "));
-                Manager::begin(
-                    &mut guard,
-                    Some(sqlx::SqlSafeStr::into_sql_str(AssertSqlSafe(begin))),
-                )
-                .await
-                .map_err(sqlx_error_to_query_err)?;
-            } else {
-                Manager::begin(&mut guard, None)
-                    .await
-                    .map_err(sqlx_error_to_query_err)?;
-                if !settings.is_empty() {
-                    let set = format!("SET TRANSACTION {}", settings.join(" "));
-                    sqlx::raw_sql(AssertSqlSafe(set))
-                        .execute(&mut **guard)
-                        .await
-                        .map_err(sqlx_error_to_exec_err)?;
-                }
-            }
+    ) -> Self {
+        let level = session.lock().await.open(isolation_level, access_mode);
+        Self {
+            session,
+            level,
+            open: true,
         }
-        Ok(Self { conn, open: true })
     }
 
     async fn finish(mut self, commit: bool) -> Result<(), DbErr> {
-        let mut guard = self.conn.lock().await;
-        let result = match commit {
-            true => Manager::commit(&mut guard).await,
-            false => Manager::rollback(&mut guard).await,
-        };
-        drop(guard);
         self.open = false;
-        result.map_err(sqlx_error_to_query_err)
+        self.session.lock().await.close(self.level, commit).await
     }
 }
 
 impl Drop for PooledTransaction {
     fn drop(&mut self) {
-        if self.open {
-            // Queued: sent before anything else on this connection, or when the pool takes it
-            // back (it pings every returned connection).
-            match self.conn.try_lock() {
-                Ok(mut guard) => Manager::start_rollback(&mut guard),
-                Err(_) => {
-                    tracing::error!("a transaction was dropped while in use; not rolled back")
-                }
+        if !self.open {
+            return;
+        }
+        let Ok(mut session) = self.session.try_lock() else {
+            tracing::error!("a transaction was dropped while in use; not rolled back");
+            return;
+        };
+        if !session.abandon(self.level) {
+            return;
+        }
+        // The server holds a transaction: roll it back before the connection serves anyone
+        // else, or close the connection when there is no runtime to do it on.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                drop(session);
+                let session = Arc::clone(&self.session);
+                runtime.spawn(async move {
+                    let mut session = session.lock().await;
+                    if session.close(1, false).await.is_err() {
+                        session.discard();
+                    }
+                });
             }
+            Err(_) => session.discard(),
         }
     }
 }
@@ -311,17 +260,14 @@ impl Pool {
                     .begin_with_config(isolation_level, access_mode)
                     .await?,
             ),
-            Pooler::Transaction => {
-                let conn = self.sqlx().acquire().await.map_err(sqlx_conn_acquire_err)?;
-                Open::Pooled(
-                    PooledTransaction::begin(
-                        Arc::new(Mutex::new(conn)),
-                        isolation_level,
-                        access_mode,
-                    )
-                    .await?,
+            Pooler::Transaction => Open::Pooled(
+                PooledTransaction::begin(
+                    Arc::new(Mutex::new(self.session().await?)),
+                    isolation_level,
+                    access_mode,
                 )
-            }
+                .await,
+            ),
         }))
     }
 }
@@ -353,7 +299,7 @@ impl PoolTransaction {
                 Open::Direct(txn.begin_with_config(isolation_level, access_mode).await?)
             }
             Open::Pooled(txn) => Open::Pooled(
-                PooledTransaction::begin(txn.conn.clone(), isolation_level, access_mode).await?,
+                PooledTransaction::begin(txn.session.clone(), isolation_level, access_mode).await,
             ),
         }))
     }
@@ -368,32 +314,28 @@ impl ConnectionTrait for PoolTransaction {
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
         match &self.0 {
             Open::Direct(txn) => txn.execute_raw(stmt).await,
-            Open::Pooled(txn) => execute_on(&mut **txn.conn.lock().await, &stmt).await,
+            Open::Pooled(txn) => txn.session.lock().await.execute(&simple(&stmt)?).await,
         }
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
         match &self.0 {
             Open::Direct(txn) => txn.execute_unprepared(sql).await,
-            Open::Pooled(txn) => sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
-                .execute(&mut **txn.conn.lock().await)
-                .await
-                .map(ExecResult::from)
-                .map_err(sqlx_error_to_exec_err),
+            Open::Pooled(txn) => txn.session.lock().await.execute(sql).await,
         }
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
         match &self.0 {
             Open::Direct(txn) => txn.query_one_raw(stmt).await,
-            Open::Pooled(txn) => query_one_on(&mut **txn.conn.lock().await, &stmt).await,
+            Open::Pooled(txn) => txn.session.lock().await.query_one(&simple(&stmt)?).await,
         }
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         match &self.0 {
             Open::Direct(txn) => txn.query_all_raw(stmt).await,
-            Open::Pooled(txn) => query_all_on(&mut **txn.conn.lock().await, &stmt).await,
+            Open::Pooled(txn) => txn.session.lock().await.query_all(&simple(&stmt)?).await,
         }
     }
 }

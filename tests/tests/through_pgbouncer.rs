@@ -467,6 +467,99 @@ mod pooler {
         );
     }
 
+    async fn users(db: &impl ConnectionTrait) -> Vec<Vec<Option<String>>> {
+        harness::text_rows(db, "SELECT id FROM users ORDER BY id").await
+    }
+
+    fn insert_user(id: &str) -> String {
+        format!("INSERT INTO users (id, name, email) VALUES ('{id}', '{id}', '{id}@example.com')")
+    }
+
+    /// Savepoints committed, rolled back and dropped, a dropped transaction, an empty one, a
+    /// failing statement and transaction settings, on `pool`.
+    async fn transactions_behave_on(pool: &Pool) {
+        use sea_orm::{AccessMode, IsolationLevel};
+        let txn = pool.begin().await.unwrap();
+        txn.execute_unprepared(&insert_user("a")).await.unwrap();
+        let kept = txn.begin().await.unwrap();
+        kept.execute_unprepared(&insert_user("b")).await.unwrap();
+        kept.commit().await.unwrap();
+        let undone = txn.begin().await.unwrap();
+        undone.execute_unprepared(&insert_user("c")).await.unwrap();
+        undone.rollback().await.unwrap();
+        let dropped = txn.begin().await.unwrap();
+        dropped.execute_unprepared(&insert_user("d")).await.unwrap();
+        drop(dropped);
+        let unused = txn.begin().await.unwrap();
+        unused.commit().await.unwrap();
+        txn.execute_unprepared(&insert_user("e")).await.unwrap();
+        assert_eq!(
+            users(&txn).await,
+            [["a"], ["b"], ["e"]].map(|r| r.map(|id| Some(id.to_owned())))
+        );
+        txn.commit().await.unwrap();
+
+        pool.begin().await.unwrap().commit().await.unwrap();
+        drop(pool.begin().await.unwrap());
+        let abandoned = pool.begin().await.unwrap();
+        abandoned
+            .execute_unprepared(&insert_user("f"))
+            .await
+            .unwrap();
+        drop(abandoned);
+        let failing = pool.begin().await.unwrap();
+        assert!(failing.execute_unprepared(&insert_user("a")).await.is_err());
+        failing.rollback().await.unwrap();
+
+        let read_only = pool
+            .begin_with_config(
+                Some(IsolationLevel::Serializable),
+                Some(AccessMode::ReadOnly),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            harness::text_rows(
+                &read_only,
+                "SELECT current_setting('transaction_isolation')"
+            )
+            .await,
+            [[Some("serializable".to_owned())]]
+        );
+        let refused = read_only
+            .execute_unprepared(&insert_user("g"))
+            .await
+            .unwrap_err();
+        assert_eq!(service::sqlstate(&refused).as_deref(), Some("25006"));
+        read_only.rollback().await.unwrap();
+
+        assert_eq!(
+            users(pool).await,
+            [["a"], ["b"], ["e"]].map(|r| r.map(|id| Some(id.to_owned())))
+        );
+        // Nothing is left open on the server: every transaction above ended there.
+        assert_eq!(
+            scalar(
+                pool,
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND state LIKE 'idle in transaction%'"
+            )
+            .await,
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn transactions_savepoints_and_drops_behave_alike_direct_and_through_pgbouncer() {
+        let (through, direct) = (TestDb::migrated().await, TestDb::migrated().await);
+        let pooled = through.new_pool(1).await;
+        assert_eq!(pooled.pooler(), Pooler::Transaction);
+        transactions_behave_on(&pooled).await;
+        let plain = harness::connect(direct.direct_url(), 1).await;
+        assert_eq!(plain.pooler(), Pooler::None);
+        transactions_behave_on(&plain).await;
+    }
+
     /// Server connections of `database` as PostgreSQL counts them.
     async fn server_sessions(database: &str) -> i64 {
         let admin = harness::connect(harness::server().admin_url(), 1).await;
