@@ -507,6 +507,12 @@ mod pooler {
             .await
             .unwrap();
         drop(abandoned);
+        let expected = [["a"], ["b"], ["e"]].map(|r| r.map(|id| Some(id.to_owned())));
+        assert_eq!(
+            users(pool).await,
+            expected,
+            "the dropped transaction was rolled back"
+        );
         let failing = pool.begin().await.unwrap();
         assert!(failing.execute_unprepared(&insert_user("a")).await.is_err());
         failing.rollback().await.unwrap();
