@@ -10,6 +10,7 @@ mod seed;
 mod stats;
 mod studio_pages;
 mod throughput;
+mod topology;
 
 use std::{fmt::Write as _, path::Path};
 
@@ -46,6 +47,7 @@ struct Plan {
     ingest_rows: usize,
     sizes: Vec<usize>,
     pending: usize,
+    topology: topology::Size,
 }
 
 impl Args {
@@ -56,18 +58,39 @@ impl Args {
                 ingest_rows: 2_000,
                 sizes: vec![1_000, 2_000],
                 pending: 2_000,
+                topology: topology::Size {
+                    iterations: 20,
+                    clients: 40,
+                    ops_per_client: 4,
+                    readers: 4,
+                    pages_per_reader: 10,
+                },
             },
             (false, true) => Plan {
                 iterations: 300,
                 ingest_rows: 50_000,
                 sizes: vec![10_000, 100_000],
                 pending: 20_000,
+                topology: topology::Size {
+                    iterations: 300,
+                    clients: 200,
+                    ops_per_client: 10,
+                    readers: 8,
+                    pages_per_reader: 100,
+                },
             },
             (false, false) => Plan {
                 iterations: 2_000,
                 ingest_rows: 200_000,
                 sizes: vec![10_000, 100_000, 1_000_000],
                 pending: 60_000,
+                topology: topology::Size {
+                    iterations: 2_000,
+                    clients: 500,
+                    ops_per_client: 20,
+                    readers: 16,
+                    pages_per_reader: 300,
+                },
             },
         }
     }
@@ -312,6 +335,7 @@ async fn bench(args: &Args, plan: &Plan, url: &DatabaseUrl) -> Result<()> {
         ratio(pages.deep.p50(), pages.first.p50()),
         ratio(pages.offset.p50(), pages.deep.p50())
     )?;
+    topology::run(&plan.topology, url, &mut report).await?;
     report.push_str(
         &online_migrations::section(url, &online_migrations::Plan::new(args.smoke, args.quick))
             .await?,

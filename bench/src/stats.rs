@@ -40,6 +40,11 @@ pub fn micros(d: Duration) -> String {
 }
 
 impl Samples {
+    /// Adds every sample of `other`.
+    pub fn extend(&mut self, other: &Samples) {
+        self.0.extend_from_slice(&other.0);
+    }
+
     /// Forgets the first `calls` samples (warm-up).
     pub fn skip_first(&mut self, calls: usize) {
         self.0.drain(..calls.min(self.0.len()));

@@ -258,6 +258,23 @@ impl DatabaseUrl {
         })
     }
 
+    /// The same database and credentials at another address (e.g. a pooler in front of it).
+    pub fn with_host_port(&self, host: impl Into<String>, port: u16) -> Self {
+        Self {
+            host: host.into(),
+            port,
+            ..self.clone()
+        }
+    }
+
+    /// The same URL, saying whether it goes through a transaction-mode pooler (`pgbouncer=`).
+    pub fn with_pooler_flag(self, flag: Option<bool>) -> Self {
+        Self {
+            pooler_flag: flag,
+            ..self
+        }
+    }
+
     pub fn user(&self) -> &str {
         &self.user
     }

@@ -7,9 +7,15 @@ use crate::config::{DatabaseUrl, PoolSettings};
 
 /// The options SeaORM needs for `url` with `settings`. Statement logging stays off: services
 /// log through `tracing` at their own level, and a statement can carry data we must not print.
+///
+/// sqlx's `extra_float_digits` startup parameter is left out: PostgreSQL 12 and later print
+/// floats exactly without it, and PgBouncer refuses a connection that sends it (unless its
+/// `ignore_startup_parameters` lists it), so a URL pointing at a pooler fails nowhere but where
+/// a statement really cannot work there.
 pub fn connect_options(url: &DatabaseUrl, settings: &PoolSettings) -> ConnectOptions {
     let mut options = ConnectOptions::new(url.expose().expose_secret().to_owned());
     options
+        .map_sqlx_postgres_opts(|options| options.extra_float_digits(None))
         .max_connections(settings.max_connections)
         .min_connections(settings.min_connections)
         .connect_timeout(settings.connect_timeout)

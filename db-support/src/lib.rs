@@ -6,12 +6,16 @@
 pub mod cluster;
 pub mod config;
 pub mod connect;
+pub mod inline;
+pub mod pool;
 pub mod secrets;
 pub mod topology;
 
 pub use cluster::{
-    ClusterError, LocalCluster, PgBinaries, ThrowawayCluster, database_url_or_local,
+    ClusterError, LocalCluster, PgBinaries, PgBouncer, PgBouncerSettings, Replica,
+    ThrowawayCluster, database_url_or_local,
 };
 pub use config::{ConfigError, DatabaseUrl, PoolSettings};
 pub use connect::{connect, connect_options};
+pub use pool::{Pool, PoolTransaction};
 pub use topology::{NeedsDirectUrl, Pooler, Topology};

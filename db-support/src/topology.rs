@@ -31,6 +31,14 @@ pub enum Pooler {
 }
 
 impl Pooler {
+    /// What the URL's own `pgbouncer=` flag says (Prisma's spelling); `None` when it says nothing.
+    pub fn of_url(url: &DatabaseUrl) -> Self {
+        match url.pooler_flag() {
+            Some(true) => Self::Transaction,
+            _ => Self::None,
+        }
+    }
+
     /// `DB_POOLER` and the URL's `pgbouncer=` flag together; either may say `transaction`, and
     /// both saying different things is an error.
     fn resolve(setting: Option<&str>, url: &DatabaseUrl) -> Result<Self, ConfigError> {
@@ -158,8 +166,17 @@ impl Topology {
     /// A topology of one directly reached database.
     pub fn direct(url: DatabaseUrl) -> Self {
         Self {
-            application: url,
             pooler: Pooler::None,
+            ..Self::for_url(url)
+        }
+    }
+
+    /// A topology of one database, through a transaction-mode pooler when the URL says
+    /// `pgbouncer=true`.
+    pub fn for_url(url: DatabaseUrl) -> Self {
+        Self {
+            pooler: Pooler::of_url(&url),
+            application: url,
             direct: None,
             migration: None,
             replica: None,
@@ -192,7 +209,60 @@ impl Topology {
             })
     }
 
+    /// What the replica's URL goes through: a transaction-mode pooler when its own
+    /// `pgbouncer=true` says so or the application's does (replicas usually sit behind the
+    /// same kind of pooler; the pooler-safe protocol also works directly, at little cost).
+    pub fn replica_pooler(&self) -> Pooler {
+        match (self.pooler, self.replica.as_ref().map(Pooler::of_url)) {
+            (Pooler::Transaction, _) | (_, Some(Pooler::Transaction)) => Pooler::Transaction,
+            _ => Pooler::None,
+        }
+    }
+
     fn unpooled_application(&self) -> Option<&DatabaseUrl> {
         (self.pooler == Pooler::None).then_some(&self.application)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(raw: &str) -> DatabaseUrl {
+        DatabaseUrl::parse(raw).unwrap()
+    }
+
+    #[test]
+    fn a_url_alone_goes_through_a_pooler_when_it_says_pgbouncer_true() {
+        let pooled = Topology::for_url(url("postgresql://u:p@h:6432/db?pgbouncer=true"));
+        assert_eq!(pooled.pooler, Pooler::Transaction);
+        assert!(pooled.migration_url().is_err());
+        let plain = Topology::for_url(url("postgresql://u:p@h:5432/db"));
+        assert_eq!(plain.pooler, Pooler::None);
+        assert_eq!(
+            Topology::direct(url("postgresql://u:p@h:6432/db?pgbouncer=true")).pooler,
+            Pooler::None
+        );
+    }
+
+    #[test]
+    fn the_replica_is_pooled_when_it_or_the_application_says_so() {
+        let topology = |app: &str, replica: &str| Topology {
+            replica: Some(url(replica)),
+            ..Topology::for_url(url(app))
+        };
+        let (direct, pooled) = (
+            "postgresql://u:p@h:5432/db",
+            "postgresql://u:p@h:6432/db?pgbouncer=true",
+        );
+        assert_eq!(topology(direct, direct).replica_pooler(), Pooler::None);
+        assert_eq!(
+            topology(pooled, direct).replica_pooler(),
+            Pooler::Transaction
+        );
+        assert_eq!(
+            topology(direct, pooled).replica_pooler(),
+            Pooler::Transaction
+        );
     }
 }

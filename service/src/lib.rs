@@ -1,5 +1,6 @@
-//! What every backend service imports: [`connect`] for a pooled connection from the environment,
-//! and the query helpers by domain. Every helper takes any connection or transaction
+//! What every backend service imports: [`connect`] for the database of the environment (directly
+//! or through a transaction-mode pooler, with an optional read replica: see [`Db`]), and the
+//! query helpers by domain. Every helper takes any connection or transaction
 //! (`&impl ConnectionTrait`), so callers compose several in one transaction, and returns the
 //! typed [`Error`].
 //!
@@ -11,7 +12,7 @@
 //! # Ok(()) }
 //! ```
 
-pub use db_support::{ConfigError, DatabaseUrl, PoolSettings};
+pub use db_support::{ConfigError, DatabaseUrl, Pool, PoolSettings, PoolTransaction, Topology};
 pub use sea_orm::{DatabaseConnection, DbErr};
 
 pub mod agents;
@@ -21,30 +22,39 @@ pub mod events;
 pub mod integrations;
 pub mod organizations;
 mod page;
+pub mod routing;
 mod secret;
 mod sql;
 pub mod tools;
 
 pub use error::{Error, sqlstate};
 pub use page::{Cursor, HasCursor, Page};
+pub use routing::{Db, Reads, ReplicaState};
 pub use secret::EncryptedToken;
 
-/// A connection pool for `DATABASE_URL` (from the environment or `.env`), sized and timed by the
-/// `DB_*` variables of [`PoolSettings`].
-pub async fn connect() -> Result<DatabaseConnection, Error> {
-    let url = DatabaseUrl::require_env()?;
-    connect_to(&url, &PoolSettings::from_env()?).await
+/// The database of the environment (or `.env`): `DATABASE_URL`, through a transaction-mode
+/// pooler when `DB_POOLER=transaction` (or `pgbouncer=true`), with the streaming replica of
+/// `DATABASE_REPLICA_URL` for [`Db::reads`]; pools sized and timed by the `DB_*` variables of
+/// [`PoolSettings`].
+pub async fn connect() -> Result<Db, Error> {
+    let topology = Topology::from_env()?.ok_or_else(|| ConfigError::NotSet {
+        var: db_support::config::DATABASE_URL_VAR.to_owned(),
+    })?;
+    connect_with(&topology, &PoolSettings::from_env()?).await
 }
 
-/// A connection pool for `url` with `settings`.
-pub async fn connect_to(
-    url: &DatabaseUrl,
-    settings: &PoolSettings,
-) -> Result<DatabaseConnection, Error> {
-    db_support::connect(url, settings)
+/// The database of `topology` with `settings`.
+pub async fn connect_with(topology: &Topology, settings: &PoolSettings) -> Result<Db, Error> {
+    Db::connect(topology, settings)
         .await
         .map_err(|source| Error::Connect {
-            url: url.to_string(),
+            url: topology.application.to_string(),
             source,
         })
+}
+
+/// The database of `url` alone (through a transaction-mode pooler when it says
+/// `pgbouncer=true`), with `settings`.
+pub async fn connect_to(url: &DatabaseUrl, settings: &PoolSettings) -> Result<Db, Error> {
+    connect_with(&Topology::for_url(url.clone()), settings).await
 }

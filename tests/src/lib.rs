@@ -16,15 +16,16 @@ use std::{
     },
 };
 
-use db_support::{DatabaseUrl, PgBinaries, PoolSettings, ThrowawayCluster};
+use db_support::{DatabaseUrl, PgBinaries, Pool, PoolSettings, Pooler, ThrowawayCluster};
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use secrecy::ExposeSecret;
 use tokio::sync::OnceCell;
 
 pub use db_support;
 
 pub mod fixtures;
+pub mod topology;
 
 const TEST_DATABASE_URL: &str = "TEST_DATABASE_URL";
 const KEEP_DATABASES: &str = "TEST_KEEP_DATABASES";
@@ -77,13 +78,18 @@ pub fn server() -> &'static TestServer {
     })
 }
 
-/// A small pool for `url`, for test code.
-pub async fn connect(url: &DatabaseUrl, max_connections: u32) -> DatabaseConnection {
+/// A small pool for `url`, for test code; through a transaction-mode pooler when the URL says
+/// `pgbouncer=true` (as [`TestDb::url`] does in a test binary that runs through PgBouncer).
+pub async fn connect(url: &DatabaseUrl, max_connections: u32) -> Pool {
     let settings = PoolSettings {
         max_connections,
         ..PoolSettings::default()
     };
-    db_support::connect(url, &settings)
+    let pooler = match url.pooler_flag() {
+        Some(true) => Pooler::Transaction,
+        _ => Pooler::None,
+    };
+    Pool::connect(url, pooler, &settings)
         .await
         .unwrap_or_else(|err| panic!("could not connect to {url}: {err}"))
 }
@@ -143,7 +149,9 @@ async fn template() -> &'static str {
             let name = format!("{PREFIX}{}_template", std::process::id());
             admin_execute(&format!("CREATE DATABASE {}", quote(&name))).await;
             let url = server().admin.with_database(&name).expect("valid name");
-            let db = connect(&url, 1).await;
+            let db = db_support::connect(&url, &PoolSettings::default())
+                .await
+                .unwrap_or_else(|err| panic!("could not connect to {url}: {err}"));
             Migrator::up(&db, None)
                 .await
                 .unwrap_or_else(|err| panic!("migrating the template failed: {err}"));
@@ -183,7 +191,8 @@ fn database_name() -> String {
 pub struct TestDb {
     name: String,
     url: DatabaseUrl,
-    conn: DatabaseConnection,
+    direct_url: DatabaseUrl,
+    conn: Pool,
 }
 
 impl TestDb {
@@ -201,18 +210,35 @@ impl TestDb {
     async fn create(clause: &str) -> Self {
         let name = database_name();
         admin_execute(&format!("CREATE DATABASE {} {clause}", quote(&name))).await;
-        let url = server().admin.with_database(&name).expect("valid name");
+        let direct_url = server().admin.with_database(&name).expect("valid name");
+        let url = match topology::through_pgbouncer() {
+            true => topology::pgbouncer().url(&name).expect("valid name"),
+            false => direct_url.clone(),
+        };
         let conn = connect(&url, 5).await;
-        Self { name, url, conn }
+        Self {
+            name,
+            url,
+            direct_url,
+            conn,
+        }
     }
 
-    /// The test's pooled connection (up to 5 connections).
-    pub fn conn(&self) -> &DatabaseConnection {
+    /// The test's pooled connection (up to 5 connections); through PgBouncer in a test binary
+    /// that runs through it.
+    pub fn conn(&self) -> &Pool {
         &self.conn
     }
 
+    /// The URL the application would use: the database itself, or PgBouncer in front of it
+    /// (marked `pgbouncer=true`) in a test binary that runs through it.
     pub fn url(&self) -> &DatabaseUrl {
         &self.url
+    }
+
+    /// The database itself, never through PgBouncer (for what needs a session of its own).
+    pub fn direct_url(&self) -> &DatabaseUrl {
+        &self.direct_url
     }
 
     pub fn name(&self) -> &str {
@@ -220,8 +246,20 @@ impl TestDb {
     }
 
     /// A new pool of its own, for tests that need truly separate sessions.
-    pub async fn new_pool(&self, max_connections: u32) -> DatabaseConnection {
+    pub async fn new_pool(&self, max_connections: u32) -> Pool {
         connect(&self.url, max_connections).await
+    }
+
+    /// A new SeaORM pool straight to the database (never through PgBouncer), for code that
+    /// takes SeaORM's own connection type (the migrator, the studio).
+    pub async fn new_direct_pool(&self, max_connections: u32) -> sea_orm::DatabaseConnection {
+        let settings = PoolSettings {
+            max_connections,
+            ..PoolSettings::default()
+        };
+        db_support::connect(&self.direct_url, &settings)
+            .await
+            .unwrap_or_else(|err| panic!("could not connect to {}: {err}", self.direct_url))
     }
 
     /// `pg_dump --schema-only` of this database without what differs between two dumps of the
@@ -236,12 +274,12 @@ impl TestDb {
             .args(["--schema-only", "--no-owner", "--no-privileges"])
             .args([
                 "--host",
-                self.url.host(),
+                self.direct_url.host(),
                 "--port",
-                &self.url.port().to_string(),
+                &self.direct_url.port().to_string(),
             ])
-            .args(["--username", self.url.user(), &self.name])
-            .env("PGPASSWORD", self.url.password().expose_secret())
+            .args(["--username", self.direct_url.user(), &self.name])
+            .env("PGPASSWORD", self.direct_url.password().expose_secret())
             .output()
             .expect("running pg_dump");
         assert!(
@@ -319,7 +357,7 @@ pub async fn scalar(db: &impl ConnectionTrait, sql: &str) -> i64 {
 /// returns their results in task order.
 pub async fn on_separate_connections<T, F, Fut>(url: &DatabaseUrl, tasks: usize, work: F) -> Vec<T>
 where
-    F: Fn(DatabaseConnection, usize) -> Fut + Clone + Send + 'static,
+    F: Fn(Pool, usize) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = T> + Send + 'static,
     T: Send + 'static,
 {

@@ -41,7 +41,9 @@ async fn a_server_restart_gives_retryable_errors_then_success_and_no_partial_wri
     admin.close().await.unwrap();
     let url = cluster.url("app").unwrap();
     let setup = harness::connect(&url, 1).await;
-    Migrator::up(&setup, None).await.unwrap();
+    Migrator::up(setup.as_direct().expect("a direct pool"), None)
+        .await
+        .unwrap();
     setup
         .execute_unprepared(
             "INSERT INTO users (id, name, email) VALUES ('u1', 'U', 'u@example.com')",

@@ -112,7 +112,7 @@ async fn no_secret_reaches_an_error_or_a_log_line() {
     let mut shown = Vec::new();
 
     // A wrong password for a real server, and an unreachable server.
-    let mut wrong = db.url().clone();
+    let mut wrong = db.direct_url().clone();
     wrong = DatabaseUrl::new(
         wrong.user(),
         SecretString::from("wrong-pw-7f3a"),
@@ -149,7 +149,7 @@ async fn no_secret_reaches_an_error_or_a_log_line() {
     let all_parameters = DatabaseUrl::parse(&format!(
         "{}?sslmode=disable&application_name=reliability&statement-cache-capacity=50\
          &options=-c%20statement_timeout%3D5000&pgbouncer=false",
-        db.url().expose().expose_secret()
+        db.direct_url().expose().expose_secret()
     ))
     .unwrap();
     let pool = service::connect_to(&all_parameters, &quick).await.unwrap();

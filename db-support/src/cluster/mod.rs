@@ -8,6 +8,8 @@
 mod binaries;
 mod files;
 mod local;
+mod pgbouncer;
+mod replica;
 mod run_as;
 mod server;
 mod throwaway;
@@ -24,6 +26,8 @@ use secrecy::SecretString;
 
 pub use binaries::PgBinaries;
 pub use local::{LocalCluster, LocalClusterStart};
+pub use pgbouncer::{PGBOUNCER_VAR, PgBouncer, PgBouncerSettings};
+pub use replica::Replica;
 pub use throwaway::ThrowawayCluster;
 
 use crate::config::{ConfigError, DatabaseUrl};
@@ -57,6 +61,10 @@ pub enum ClusterError {
         "the `{SERVER_OS_USER}` OS user, which runs the server because this process is root, cannot write to {0}; let it reach the folder (chmod o+x on each parent) or set LOCAL_PG_DIR to a folder it can use"
     )]
     Unreachable(PathBuf),
+    #[error(
+        "PgBouncer was not found ({0}, nor on PATH); install it (`apt-get install pgbouncer`) or set PGBOUNCER to its path"
+    )]
+    PgBouncerNotFound(PathBuf),
     #[error("{action} failed: {source}")]
     Io {
         action: String,

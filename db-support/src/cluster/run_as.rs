@@ -7,7 +7,7 @@ use std::{
     ffi::{CString, OsStr, OsString},
     fs::{File, Permissions},
     os::unix::fs::PermissionsExt,
-    path::Path,
+    path::{Path, PathBuf},
     process::Command,
 };
 
@@ -75,6 +75,18 @@ impl RunAs {
             true => Ok(()),
             false => Err(ClusterError::Unreachable(dir.to_path_buf())),
         }
+    }
+
+    /// A new temporary folder named `prefix...`, kept (its owner removes it), given to the user
+    /// that runs the server.
+    pub(crate) fn temp_dir(&self, prefix: &str) -> Result<PathBuf, ClusterError> {
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir()
+            .map_err(io_err("creating a temporary directory"))?
+            .keep();
+        self.give(&dir)?;
+        Ok(dir)
     }
 
     /// Hands a file this process just created to the user that runs the server, through the

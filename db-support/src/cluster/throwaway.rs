@@ -67,7 +67,7 @@ impl ThrowawayCluster {
         })
     }
 
-    fn spawn_watchdog(server: &Server, dir: &Path) -> Result<Child, ClusterError> {
+    pub(super) fn spawn_watchdog(server: &Server, dir: &Path) -> Result<Child, ClusterError> {
         let stop = match server.run_as {
             RunAs::Me => String::new(),
             RunAs::ServerUser { .. } => format!("runuser -u {SERVER_OS_USER} -- "),

@@ -1,0 +1,437 @@
+//! The connection pool services hold: one database, reached directly or through a
+//! transaction-mode pooler. It implements SeaORM's `ConnectionTrait` and `TransactionTrait`, so
+//! every helper (`&impl ConnectionTrait`) and every transaction works the same either way.
+//!
+//! Directly, it is SeaORM's own pool: statements are prepared once per connection and cached.
+//! Through a transaction-mode pooler nothing may outlive a transaction on the server session,
+//! and sqlx cannot send a statement's `Parse` and `Bind` in one `Sync` (the pooler may hand the
+//! second to another session). So there every statement goes out in the simple query protocol
+//! with its parameters written in as typed literals ([`crate::inline`]): one message, one round
+//! trip, nothing named or prepared on the server; transactions are `BEGIN`/`COMMIT` on one
+//! client connection, which the pooler pins to one server session until the transaction ends
+//! (`BEGIN` rides with the transaction's first statement: see `pool/session.rs`).
+
+mod session;
+
+use std::{future::Future, pin::Pin, sync::Arc};
+
+use sea_orm::{
+    AccessMode, ConnAcquireErr, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction,
+    DbBackend, DbErr, ExecResult, IsolationLevel, QueryResult, RuntimeErr, Statement,
+    TransactionError, TransactionOptions, TransactionSession, TransactionTrait, sqlx,
+};
+use sqlx::postgres::PgPool;
+use tokio::sync::Mutex;
+
+use crate::{
+    config::{DatabaseUrl, PoolSettings},
+    connect::connect_options,
+    inline::inline,
+    topology::Pooler,
+};
+use session::Session;
+
+/// A pool of connections to one database; see the module documentation.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    conn: DatabaseConnection,
+    pooler: Pooler,
+}
+
+impl Pool {
+    /// A pool for `url` with `settings`, safe for what sits in front of the database. Its first
+    /// connection opens now, so a wrong URL or a down server fails here.
+    pub async fn connect(
+        url: &DatabaseUrl,
+        pooler: Pooler,
+        settings: &PoolSettings,
+    ) -> Result<Self, DbErr> {
+        Self::open(url, pooler, settings, false).await
+    }
+
+    /// Like [`Pool::connect`], but no connection opens until the first statement, so a server
+    /// that is down now is not an error now (a replica that may come back).
+    pub async fn connect_lazy(
+        url: &DatabaseUrl,
+        pooler: Pooler,
+        settings: &PoolSettings,
+    ) -> Result<Self, DbErr> {
+        Self::open(url, pooler, settings, true).await
+    }
+
+    async fn open(
+        url: &DatabaseUrl,
+        pooler: Pooler,
+        settings: &PoolSettings,
+        lazy: bool,
+    ) -> Result<Self, DbErr> {
+        let mut options = connect_options(url, settings);
+        options.connect_lazy(lazy);
+        if pooler == Pooler::Transaction {
+            // No statement is ever prepared by name, so there is nothing to cache. (This map
+            // replaces the one of `connect_options`, so it leaves `extra_float_digits` out too.)
+            options.map_sqlx_postgres_opts(|options| {
+                options.extra_float_digits(None).statement_cache_capacity(0)
+            });
+        }
+        Ok(Self {
+            conn: Database::connect(options).await?,
+            pooler,
+        })
+    }
+
+    /// A pool around a SeaORM connection that reaches its database directly.
+    pub fn direct(conn: DatabaseConnection) -> Self {
+        Self {
+            conn,
+            pooler: Pooler::None,
+        }
+    }
+
+    /// What sits between this pool and PostgreSQL.
+    pub fn pooler(&self) -> Pooler {
+        self.pooler
+    }
+
+    /// SeaORM's connection, when nothing sits between it and PostgreSQL (for what needs
+    /// SeaORM's own type, such as the migrator); `None` through a transaction-mode pooler,
+    /// where SeaORM's prepared statements break.
+    pub fn as_direct(&self) -> Option<&DatabaseConnection> {
+        (self.pooler == Pooler::None).then_some(&self.conn)
+    }
+
+    /// Checks that a connection can be used.
+    pub async fn ping(&self) -> Result<(), DbErr> {
+        self.conn.ping().await
+    }
+
+    /// Closes every connection; later calls fail.
+    pub async fn close(self) -> Result<(), DbErr> {
+        self.conn.close().await
+    }
+
+    fn sqlx(&self) -> &PgPool {
+        self.conn.get_postgres_connection_pool()
+    }
+
+    /// A pooled client connection, outside any transaction.
+    async fn session(&self) -> Result<Session, DbErr> {
+        let conn = self.sqlx().acquire().await.map_err(sqlx_conn_acquire_err)?;
+        Ok(Session::new(conn))
+    }
+}
+
+// SeaORM's own mapping of sqlx errors (not public in SeaORM), so callers see the same `DbErr`s
+// whichever way the pool reaches the database.
+fn sqlx_error_to_exec_err(err: sqlx::Error) -> DbErr {
+    DbErr::Exec(RuntimeErr::SqlxError(err.into()))
+}
+
+fn sqlx_error_to_query_err(err: sqlx::Error) -> DbErr {
+    DbErr::Query(RuntimeErr::SqlxError(err.into()))
+}
+
+fn sqlx_conn_acquire_err(err: sqlx::Error) -> DbErr {
+    match err {
+        sqlx::Error::PoolTimedOut => DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
+        sqlx::Error::PoolClosed => DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed),
+        other => DbErr::Conn(RuntimeErr::SqlxError(other.into())),
+    }
+}
+
+/// The statement as one simple-protocol query.
+fn simple(stmt: &Statement) -> Result<String, DbErr> {
+    let values = stmt.values.as_ref().map_or(&[][..], |v| &v.0[..]);
+    inline(&stmt.sql, values).map_err(|err| DbErr::Custom(err.to_string()))
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for Pool {
+    fn get_database_backend(&self) -> DbBackend {
+        DbBackend::Postgres
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        match self.pooler {
+            Pooler::None => self.conn.execute_raw(stmt).await,
+            Pooler::Transaction => self.session().await?.execute(&simple(&stmt)?).await,
+        }
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        // Already one simple-protocol query, with nothing prepared.
+        self.conn.execute_unprepared(sql).await
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        match self.pooler {
+            Pooler::None => self.conn.query_one_raw(stmt).await,
+            Pooler::Transaction => self.session().await?.query_one(&simple(&stmt)?).await,
+        }
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        match self.pooler {
+            Pooler::None => self.conn.query_all_raw(stmt).await,
+            Pooler::Transaction => self.session().await?.query_all(&simple(&stmt)?).await,
+        }
+    }
+}
+
+/// A transaction of a [`Pool`]: SeaORM's own directly, one pinned client connection through a
+/// transaction-mode pooler. `begin` on it opens a savepoint; dropping it unfinished rolls back.
+#[derive(Debug)]
+pub struct PoolTransaction(Open);
+
+#[derive(Debug)]
+enum Open {
+    Direct(DatabaseTransaction),
+    Pooled(PooledTransaction),
+}
+
+/// A level of a transaction on a pooled client connection ([`Session`]); nested transactions
+/// share the session.
+#[derive(Debug)]
+struct PooledTransaction {
+    session: Arc<Mutex<Session>>,
+    level: usize,
+    open: bool,
+}
+
+impl PooledTransaction {
+    async fn begin(
+        session: Arc<Mutex<Session>>,
+        isolation_level: Option<IsolationLevel>,
+        access_mode: Option<AccessMode>,
+    ) -> Self {
+        let level = session.lock().await.open(isolation_level, access_mode);
+        Self {
+            session,
+            level,
+            open: true,
+        }
+    }
+
+    async fn finish(mut self, commit: bool) -> Result<(), DbErr> {
+        self.open = false;
+        self.session.lock().await.close(self.level, commit).await
+    }
+}
+
+impl Drop for PooledTransaction {
+    fn drop(&mut self) {
+        if !self.open {
+            return;
+        }
+        let Ok(mut session) = self.session.try_lock() else {
+            tracing::error!("a transaction was dropped while in use; not rolled back");
+            return;
+        };
+        if !session.abandon(self.level) {
+            return;
+        }
+        // The server holds a transaction: roll it back before the connection serves anyone
+        // else, or close the connection when there is no runtime to do it on.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                drop(session);
+                let session = Arc::clone(&self.session);
+                runtime.spawn(async move {
+                    let mut session = session.lock().await;
+                    if session.close(1, false).await.is_err() {
+                        session.discard();
+                    }
+                });
+            }
+            Err(_) => session.discard(),
+        }
+    }
+}
+
+impl Pool {
+    async fn begin_pool_transaction(
+        &self,
+        isolation_level: Option<IsolationLevel>,
+        access_mode: Option<AccessMode>,
+    ) -> Result<PoolTransaction, DbErr> {
+        Ok(PoolTransaction(match self.pooler {
+            Pooler::None => Open::Direct(
+                self.conn
+                    .begin_with_config(isolation_level, access_mode)
+                    .await?,
+            ),
+            Pooler::Transaction => Open::Pooled(
+                PooledTransaction::begin(
+                    Arc::new(Mutex::new(self.session().await?)),
+                    isolation_level,
+                    access_mode,
+                )
+                .await,
+            ),
+        }))
+    }
+}
+
+impl PoolTransaction {
+    /// Commits (or releases the savepoint of a nested transaction).
+    pub async fn commit(self) -> Result<(), DbErr> {
+        match self.0 {
+            Open::Direct(txn) => txn.commit().await,
+            Open::Pooled(txn) => txn.finish(true).await,
+        }
+    }
+
+    /// Rolls back (or back to the savepoint of a nested transaction).
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        match self.0 {
+            Open::Direct(txn) => txn.rollback().await,
+            Open::Pooled(txn) => txn.finish(false).await,
+        }
+    }
+
+    async fn nested(
+        &self,
+        isolation_level: Option<IsolationLevel>,
+        access_mode: Option<AccessMode>,
+    ) -> Result<PoolTransaction, DbErr> {
+        Ok(PoolTransaction(match &self.0 {
+            Open::Direct(txn) => {
+                Open::Direct(txn.begin_with_config(isolation_level, access_mode).await?)
+            }
+            Open::Pooled(txn) => Open::Pooled(
+                PooledTransaction::begin(txn.session.clone(), isolation_level, access_mode).await,
+            ),
+        }))
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for PoolTransaction {
+    fn get_database_backend(&self) -> DbBackend {
+        DbBackend::Postgres
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        match &self.0 {
+            Open::Direct(txn) => txn.execute_raw(stmt).await,
+            Open::Pooled(txn) => txn.session.lock().await.execute(&simple(&stmt)?).await,
+        }
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        match &self.0 {
+            Open::Direct(txn) => txn.execute_unprepared(sql).await,
+            Open::Pooled(txn) => txn.session.lock().await.execute(sql).await,
+        }
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        match &self.0 {
+            Open::Direct(txn) => txn.query_one_raw(stmt).await,
+            Open::Pooled(txn) => txn.session.lock().await.query_one(&simple(&stmt)?).await,
+        }
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        match &self.0 {
+            Open::Direct(txn) => txn.query_all_raw(stmt).await,
+            Open::Pooled(txn) => txn.session.lock().await.query_all(&simple(&stmt)?).await,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl TransactionSession for PoolTransaction {
+    async fn commit(self) -> Result<(), DbErr> {
+        PoolTransaction::commit(self).await
+    }
+
+    async fn rollback(self) -> Result<(), DbErr> {
+        PoolTransaction::rollback(self).await
+    }
+}
+
+type Callback<'c, T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>;
+
+/// Runs `callback` in `txn`, committing when it succeeds and rolling back when it fails.
+async fn run_in<T, E>(
+    txn: Result<PoolTransaction, DbErr>,
+    callback: impl for<'c> FnOnce(&'c PoolTransaction) -> Callback<'c, T, E> + Send,
+) -> Result<T, TransactionError<E>>
+where
+    T: Send,
+    E: std::fmt::Display + std::fmt::Debug + Send,
+{
+    let txn = txn.map_err(TransactionError::Connection)?;
+    let result = callback(&txn).await.map_err(TransactionError::Transaction);
+    match result.is_ok() {
+        true => txn.commit().await,
+        false => txn.rollback().await,
+    }
+    .map_err(TransactionError::Connection)?;
+    result
+}
+
+/// `TransactionTrait` for a type with a `begin_with(isolation, access)` of its own.
+macro_rules! transaction_trait {
+    ($type:ty, $begin:ident) => {
+        #[async_trait::async_trait]
+        impl TransactionTrait for $type {
+            type Transaction = PoolTransaction;
+
+            async fn begin(&self) -> Result<PoolTransaction, DbErr> {
+                self.$begin(None, None).await
+            }
+
+            async fn begin_with_config(
+                &self,
+                isolation_level: Option<IsolationLevel>,
+                access_mode: Option<AccessMode>,
+            ) -> Result<PoolTransaction, DbErr> {
+                self.$begin(isolation_level, access_mode).await
+            }
+
+            async fn begin_with_options(
+                &self,
+                options: TransactionOptions,
+            ) -> Result<PoolTransaction, DbErr> {
+                self.$begin(options.isolation_level, options.access_mode)
+                    .await
+            }
+
+            async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
+            where
+                F: for<'c> FnOnce(
+                        &'c PoolTransaction,
+                    )
+                        -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+                    + Send,
+                T: Send,
+                E: std::fmt::Display + std::fmt::Debug + Send,
+            {
+                run_in(self.$begin(None, None).await, callback).await
+            }
+
+            async fn transaction_with_config<F, T, E>(
+                &self,
+                callback: F,
+                isolation_level: Option<IsolationLevel>,
+                access_mode: Option<AccessMode>,
+            ) -> Result<T, TransactionError<E>>
+            where
+                F: for<'c> FnOnce(
+                        &'c PoolTransaction,
+                    )
+                        -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+                    + Send,
+                T: Send,
+                E: std::fmt::Display + std::fmt::Debug + Send,
+            {
+                run_in(self.$begin(isolation_level, access_mode).await, callback).await
+            }
+        }
+    };
+}
+
+transaction_trait!(Pool, begin_pool_transaction);
+transaction_trait!(PoolTransaction, nested);
