@@ -1,6 +1,8 @@
 //! Opening a SeaORM connection pool from a validated URL and pool settings.
 
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DbErr, sqlx::postgres::PgConnectOptions,
+};
 use secrecy::ExposeSecret;
 
 use crate::config::{DatabaseUrl, PoolSettings};
@@ -15,7 +17,7 @@ use crate::config::{DatabaseUrl, PoolSettings};
 pub fn connect_options(url: &DatabaseUrl, settings: &PoolSettings) -> ConnectOptions {
     let mut options = ConnectOptions::new(url.expose().expose_secret().to_owned());
     options
-        .map_sqlx_postgres_opts(|options| options.extra_float_digits(None))
+        .map_sqlx_postgres_opts(driver_options)
         .max_connections(settings.max_connections)
         .min_connections(settings.min_connections)
         .connect_timeout(settings.connect_timeout)
@@ -24,6 +26,12 @@ pub fn connect_options(url: &DatabaseUrl, settings: &PoolSettings) -> ConnectOpt
         .max_lifetime(settings.max_lifetime)
         .sqlx_logging(false);
     options
+}
+
+/// What every connection of the workspace changes in sqlx's options: `extra_float_digits` is
+/// left out (see [`connect_options`]). For connections opened with sqlx directly.
+pub fn driver_options(options: PgConnectOptions) -> PgConnectOptions {
+    options.extra_float_digits(None)
 }
 
 /// A pool for `url`; its first connection opens now, so a wrong URL or a down server fails here.

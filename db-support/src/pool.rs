@@ -25,7 +25,7 @@ use tokio::sync::Mutex;
 
 use crate::{
     config::{DatabaseUrl, PoolSettings},
-    connect::connect_options,
+    connect::{connect_options, driver_options},
     inline::inline,
     topology::Pooler,
 };
@@ -71,7 +71,7 @@ impl Pool {
             // No statement is ever prepared by name, so there is nothing to cache. (This map
             // replaces the one of `connect_options`, so it leaves `extra_float_digits` out too.)
             options.map_sqlx_postgres_opts(|options| {
-                options.extra_float_digits(None).statement_cache_capacity(0)
+                driver_options(options).statement_cache_capacity(0)
             });
         }
         Ok(Self {

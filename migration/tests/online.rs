@@ -91,7 +91,7 @@ async fn versions(db: &TestDb) -> Vec<String> {
 
 /// A session that wrote to `items` and stays idle in its transaction, holding its lock.
 async fn idle_writer(db: &TestDb) -> (DatabaseConnection, i32) {
-    let blocker = db.new_pool(1).await;
+    let blocker = db.new_direct_pool(1).await;
     let pid = scalar(&blocker, "SELECT pg_backend_pid()::bigint").await as i32;
     blocker
         .execute_unprepared(

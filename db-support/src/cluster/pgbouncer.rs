@@ -14,7 +14,11 @@ use std::{
 use secrecy::ExposeSecret;
 
 use super::{
-    ClusterError, PgBinaries, free_port, io_err, log_tail, run_as::RunAs, run_ok, write_private,
+    ClusterError, PgBinaries,
+    files::{Owner, replace_file},
+    free_port, io_err, log_tail,
+    run_as::RunAs,
+    run_ok,
 };
 use crate::config::DatabaseUrl;
 
@@ -68,23 +72,27 @@ impl PgBouncer {
         let dir = run_as.temp_dir("pgbouncer-")?;
         let auth_file = dir.join("userlist.txt");
         let secret = scram_secret(upstream, bins)?;
-        write_private(
+        replace_file(
             &auth_file,
             &format!(
                 "\"{}\" \"{secret}\"\n",
                 upstream.user().replace('"', "\"\"")
             ),
+            0o600,
+            Owner::Server(&run_as),
         )?;
-        run_as.give(&auth_file)?;
 
         let mut attempt = 0;
         loop {
             attempt += 1;
             let port = free_port()?;
             let config = dir.join("pgbouncer.ini");
-            fs::write(&config, config_text(upstream, port, &dir, settings))
-                .map_err(io_err(format!("writing {}", config.display())))?;
-            run_as.give(&config)?;
+            replace_file(
+                &config,
+                &config_text(upstream, port, &dir, settings),
+                0o600,
+                Owner::Server(&run_as),
+            )?;
             let mut process = spawn(&binary, &config, &run_as, &dir)?;
             let watchdog = spawn_watchdog(process.id(), &dir)?;
             match wait_until_listening(&mut process, port, &dir) {

@@ -54,9 +54,9 @@ fn sqlx_error(err: sqlx::Error) -> DbErr {
 /// Driver options for `url` as `role`: the URL's own `application_name` wins; statement logging
 /// only at TRACE (what `migration lint` listens to), never as a slow-statement warning.
 pub(crate) fn options(url: &DatabaseUrl, role: Role) -> Result<PgConnectOptions, DbErr> {
-    let mut options = PgConnectOptions::from_str(url.expose().expose_secret())
-        .map_err(|_| DbErr::Custom(format!("the driver cannot parse {url}")))?
-        .statement_cache_capacity(0);
+    let parsed = PgConnectOptions::from_str(url.expose().expose_secret())
+        .map_err(|_| DbErr::Custom(format!("the driver cannot parse {url}")))?;
+    let mut options = db_support::connect::driver_options(parsed).statement_cache_capacity(0);
     if options.get_application_name().is_none() {
         options = options.application_name(role.application_name());
     }
