@@ -5,8 +5,6 @@ use std::{io::IsTerminal, sync::Mutex, time::Duration};
 
 use db_support::DatabaseUrl;
 use indicatif::{ProgressBar, ProgressStyle};
-use secrecy::ExposeSecret;
-use sqlx::{Connection, PgConnection};
 
 use crate::{DEMO_EMAIL, Progress, Scale, SeedError, SeedOptions, Seeded};
 
@@ -38,15 +36,13 @@ pub async fn run(url: &DatabaseUrl, args: &SeedArgs) -> Result<Seeded, SeedError
         sizes.agent_runs,
         sizes.tool_calls
     );
-    let mut conn = PgConnection::connect(url.expose().expose_secret()).await?;
     let progress: Box<dyn Progress> = if std::io::stderr().is_terminal() {
         Box::new(Bars::default())
     } else {
         Box::new(Lines)
     };
     let options = SeedOptions::new(args.seed, sizes).with_reset(args.reset);
-    let seeded = crate::seed(&mut conn, &options, progress.as_ref()).await?;
-    conn.close().await?;
+    let seeded = crate::seed_database(url, &options, progress.as_ref()).await?;
     println!(
         "Seeded {} rows into {} tables in {:.1} s (seed {}, scale {})",
         seeded.total_rows(),

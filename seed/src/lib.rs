@@ -28,6 +28,8 @@ mod words;
 
 use std::time::{Duration, Instant};
 
+use db_support::DatabaseUrl;
+use secrecy::ExposeSecret;
 use sqlx::{Connection, PgConnection};
 
 pub use database::APPLICATION_TABLES;
@@ -137,4 +139,16 @@ pub async fn seed(
         busiest_organization_id: landmarks.busiest_organization_id,
         took: started.elapsed(),
     })
+}
+
+/// [`seed`] on a connection of its own to the database at `url`.
+pub async fn seed_database(
+    url: &DatabaseUrl,
+    options: &SeedOptions,
+    progress: &dyn Progress,
+) -> Result<Seeded, SeedError> {
+    let mut conn = PgConnection::connect(url.expose().expose_secret()).await?;
+    let seeded = seed(&mut conn, options, progress).await;
+    conn.close().await.ok();
+    seeded
 }

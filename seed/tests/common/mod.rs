@@ -5,18 +5,11 @@
 use std::collections::BTreeMap;
 
 use harness::{TestDb, text_rows};
-use secrecy::ExposeSecret;
 use seed::{Scale, SeedError, SeedOptions, Seeded, Silent};
-use sqlx::{Connection, PgConnection};
 
-/// Seeds `db` as `options` say, on a connection of its own.
+/// Seeds `db` as `options` say.
 pub async fn seed_into(db: &TestDb, options: &SeedOptions) -> Result<Seeded, SeedError> {
-    let mut conn = PgConnection::connect(db.url().expose().expose_secret())
-        .await
-        .expect("connecting to the test database");
-    let seeded = seed::seed(&mut conn, options, &Silent).await;
-    conn.close().await.ok();
-    seeded
+    seed::seed_database(db.url(), options, &Silent).await
 }
 
 /// A migrated database with the small seed `seed` in it.
