@@ -26,11 +26,14 @@ mod scale;
 mod time;
 mod words;
 
-use std::time::{Duration, Instant};
+use std::{
+    str::FromStr,
+    time::{Duration, Instant},
+};
 
 use db_support::DatabaseUrl;
 use secrecy::ExposeSecret;
-use sqlx::{Connection, PgConnection};
+use sqlx::{ConnectOptions, Connection, PgConnection, postgres::PgConnectOptions};
 
 pub use database::APPLICATION_TABLES;
 pub use error::SeedError;
@@ -104,7 +107,8 @@ impl Seeded {
 
 /// Writes the seed into the database `conn` is connected to, in one transaction: checks the
 /// schema is migrated, empties the tables when `options.reset` (else refuses a database holding
-/// rows), then loads every table with `COPY` and analyzes them.
+/// rows), sets the big tables' secondary indexes and foreign keys aside, loads every table with
+/// `COPY`, rebuilds what it set aside (validating every foreign key) and analyzes the tables.
 pub async fn seed(
     conn: &mut PgConnection,
     options: &SeedOptions,
@@ -112,24 +116,24 @@ pub async fn seed(
 ) -> Result<Seeded, SeedError> {
     let started = Instant::now();
     let mut tx = conn.begin().await?;
-    database::lock(&mut tx).await?;
-    database::require_schema(&mut tx).await?;
-    let emptied = if options.reset {
-        let tables = database::empty_all(&mut tx).await?;
+    let emptied = database::prepare(&mut tx, options.reset).await?;
+    if options.reset {
         progress.message(&format!(
             "Emptied {} tables ({}); seaql_migrations kept",
-            tables.len(),
-            tables.join(", ")
+            emptied.len(),
+            emptied.join(", ")
         ));
-        tables
-    } else {
-        database::require_empty(&mut tx).await?;
-        Vec::new()
-    };
+    }
     let sizes = options.sizes.normalized();
+    let set_aside = database::bulk::set_aside(&mut tx).await?;
     let (landmarks, rows) = database::load(&mut tx, options.seed, &sizes, progress).await?;
-    progress.message("Analyzing the seeded tables");
+    let step = Instant::now();
+    let rebuilt = set_aside.describe();
+    database::bulk::restore(&mut tx, set_aside).await?;
+    progress.message(&format!("Rebuilt {rebuilt} in {}", seconds(step)));
+    let step = Instant::now();
     database::analyze(&mut tx).await?;
+    progress.message(&format!("Analyzed the tables in {}", seconds(step)));
     tx.commit().await?;
     Ok(Seeded {
         rows,
@@ -147,8 +151,17 @@ pub async fn seed_database(
     options: &SeedOptions,
     progress: &dyn Progress,
 ) -> Result<Seeded, SeedError> {
-    let mut conn = PgConnection::connect(url.expose().expose_secret()).await?;
+    // Index builds and ANALYZE of the large scale take seconds by design: no slow-statement
+    // warnings (the progress says what is happening).
+    let mut conn = PgConnectOptions::from_str(url.expose().expose_secret())?
+        .disable_statement_logging()
+        .connect()
+        .await?;
     let seeded = seed(&mut conn, options, progress).await;
     conn.close().await.ok();
     seeded
+}
+
+fn seconds(since: Instant) -> String {
+    format!("{:.1} s", since.elapsed().as_secs_f64())
 }
