@@ -21,6 +21,10 @@ pub const STILL_VALID_UNTIL: Time = Time(4_102_444_800 * MICROS_PER_SECOND);
 pub const HISTORY_DAYS: i64 = 180;
 
 impl Time {
+    pub const fn millis(millis: i64) -> i64 {
+        millis * 1000
+    }
+
     pub const fn seconds(seconds: i64) -> i64 {
         seconds * MICROS_PER_SECOND
     }

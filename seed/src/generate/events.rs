@@ -136,7 +136,7 @@ impl Queue {
                 _ => dice.weighted(&[("processed", 85), ("ignored", 8), ("failed", 7)]),
             }
         };
-        let handled = created.plus(dice.between(Time::seconds(0) + 200_000, Time::seconds(30)));
+        let handled = created.plus(dice.between(Time::millis(200), Time::seconds(30)));
         match status {
             "pending" if dice.percent(10) => Lifecycle {
                 status,

@@ -220,7 +220,7 @@ fn plan_run<'w>(
     let started = match status {
         "queued" => None,
         "cancelled" if dice.percent(40) => None,
-        _ => Some(created.plus(dice.between(100_000, Time::seconds(3)))),
+        _ => Some(created.plus(dice.between(Time::millis(100), Time::seconds(3)))),
     };
     let completed = match status {
         "queued" | "running" => None,
@@ -336,7 +336,7 @@ fn tool_calls(seed: u64, runs: &[PlannedRun], catalog: &[Tool], total: u64, sink
             let call_started = (status != "pending").then_some(created);
             let finished = matches!(status, "succeeded" | "failed");
             let duration = finished.then(|| dice.between(20, (slot / 1000).clamp(21, 60_000)));
-            let completed = duration.map(|ms| created.plus(ms * 1000));
+            let completed = duration.map(|ms| created.plus(Time::millis(ms)));
             let output = (status == "succeeded").then(|| match tool {
                 Some(tool) => tool.spec.output(&mut dice),
                 None => json!({ "value": dice.hex(16) }),
