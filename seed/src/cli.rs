@@ -88,7 +88,7 @@ struct Bars {
 impl Progress for Bars {
     fn table_started(&self, table: &str, expected: u64) {
         let style = ProgressStyle::with_template(
-            "{prefix:<22} [{bar:32}] {human_pos:>9}/{human_len} rows  {per_sec}",
+            "{prefix:<22} [{bar:32}] {human_pos:>9}/{human_len} rows  {elapsed}",
         )
         .expect("a valid template")
         .progress_chars("=> ");
