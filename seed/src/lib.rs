@@ -107,8 +107,9 @@ impl Seeded {
 
 /// Writes the seed into the database `conn` is connected to, in one transaction: checks the
 /// schema is migrated, empties the tables when `options.reset` (else refuses a database holding
-/// rows), sets the big tables' secondary indexes and foreign keys aside, loads every table with
-/// `COPY`, rebuilds what it set aside (validating every foreign key) and analyzes the tables.
+/// rows), sets the big tables' keys, indexes and foreign keys aside, loads every table with
+/// `COPY`, rebuilds what it set aside (checking every row against them again) and analyzes the
+/// tables.
 pub async fn seed(
     conn: &mut PgConnection,
     options: &SeedOptions,
