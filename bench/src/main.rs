@@ -3,6 +3,7 @@
 //! database of the configured server (DATABASE_URL, or the local cluster), dropped at the end.
 
 mod drizzle;
+mod online_migrations;
 mod overhead;
 mod scale;
 mod seed;
@@ -32,6 +33,9 @@ struct Args {
     /// Skip the Drizzle comparison (needs Node.js and npm).
     #[arg(long)]
     no_drizzle: bool,
+    /// Run only section 6, migrations under load (at the size --smoke/--quick choose).
+    #[arg(long)]
+    online_migrations: bool,
     /// Write the report to docs/benchmarks.md (default for a full run).
     #[arg(long)]
     write_docs: bool,
@@ -106,6 +110,11 @@ async fn main() -> Result<()> {
     let plan = args.plan();
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let server = db_support::database_url_or_local(&workspace)?;
+    let online = online_migrations::Plan::new(args.smoke, args.quick);
+    if args.online_migrations {
+        println!("{}", online_migrations::section(&server, &online).await?);
+        return Ok(());
+    }
     let name = format!("bench_{}", std::process::id());
     let admin =
         db_support::connect(&server.with_database("postgres")?, &PoolSettings::default()).await?;
@@ -303,6 +312,10 @@ async fn bench(args: &Args, plan: &Plan, url: &DatabaseUrl) -> Result<()> {
         ratio(pages.deep.p50(), pages.first.p50()),
         ratio(pages.offset.p50(), pages.deep.p50())
     )?;
+    report.push_str(
+        &online_migrations::section(url, &online_migrations::Plan::new(args.smoke, args.quick))
+            .await?,
+    );
     println!("{report}");
     if largest >= 100_000 {
         scale::require_index_only(&claim_plan, &page_plan)?;

@@ -1,7 +1,10 @@
 // Runs the real `better-auth` package against a database migrated by this workspace, configured
 // with nothing but the plural/snake_case mapping: each model's plural name (`modelName`) and
 // Kysely's CamelCasePlugin, which turns `emailVerified` into `email_verified` and `twoFactors`
-// into `two_factors`.
+// into `two_factors`; plus the setting docs/security.md recommends: verification identifiers
+// stored hashed (`verification.storeIdentifier: "hashed"`), so a password-reset token
+// (`reset-password:<token>`) is never readable in the database. Releases before 1.7 do not know
+// the setting, ignore it and store identifiers in clear; the reset check proves both.
 //
 //   DATABASE_URL=postgresql://... BETTER_AUTH_PACKAGE=better-auth-1-3 node check.mjs
 //
@@ -16,13 +19,19 @@ const { betterAuth } = await import(pkg);
 const { organization, twoFactor } = await import(`${pkg}/plugins`);
 const { getSchema } = await import(`${pkg}/db`);
 const { readFileSync } = await import("node:fs");
+const { createHash } = await import("node:crypto");
 const manifest = new URL(`./node_modules/${pkg}/package.json`, import.meta.url);
 const { version } = JSON.parse(readFileSync(manifest, "utf8"));
+
+// `verification.storeIdentifier` is known from 1.7 on (1.4.22 and 1.3.34 ignore it).
+const [major, minor] = version.split(".").map(Number);
+const hashesIdentifiers = major > 1 || (major === 1 && minor >= 7);
 
 const pool = new pg.Pool({ connectionString: url, max: 4 });
 const db = new Kysely({ dialect: new PostgresDialect({ pool }), plugins: [new CamelCasePlugin()] });
 
 const plural = (name) => ({ modelName: `${name}s` });
+const resetTokens = [];
 const plugins = [
   organization({
     schema: { organization: plural("organization"), member: plural("member"), invitation: plural("invitation") },
@@ -36,8 +45,14 @@ const options = {
   user: plural("user"),
   session: plural("session"),
   account: plural("account"),
-  verification: plural("verification"),
-  emailAndPassword: { enabled: true },
+  verification: { ...plural("verification"), storeIdentifier: "hashed" },
+  emailAndPassword: {
+    enabled: true,
+    // Instead of an email: keep the token, as the link in it would carry.
+    sendResetPassword: async ({ token }) => {
+      resetTokens.push(token);
+    },
+  },
   plugins,
   logger: { disabled: true },
 };
@@ -169,6 +184,37 @@ await check("invite a member, who signs up and accepts", async () => {
   const { rows } = await pool.query("SELECT status, created_at FROM invitations");
   expect(rows[0].status === "accepted" && rows[0].created_at instanceof Date, "invitation not accepted");
 });
+
+await check(
+  `reset a password; the token is stored ${hashesIdentifiers ? "only hashed" : "in clear (no storeIdentifier before 1.7)"}`,
+  async () => {
+    const email = "member@example.com";
+    await auth.api.requestPasswordReset({ body: { email, redirectTo: "/reset" } });
+    const token = resetTokens.at(-1);
+    expect(token, "no reset token was sent");
+    const plain = `reset-password:${token}`;
+    const hashed = createHash("sha256").update(plain).digest("base64url");
+    const { rows } = await pool.query("SELECT identifier FROM verifications");
+    const stored = rows.map((r) => r.identifier);
+    if (hashesIdentifiers) {
+      expect(stored.includes(hashed), `the identifier is not SHA-256 hashed: ${stored.length} rows`);
+      expect(!stored.some((i) => i.includes(token)), "the reset token is stored in clear");
+    } else {
+      expect(stored.includes(plain), "this release was expected to store the identifier in clear");
+    }
+    await auth.api.resetPassword({ body: { newPassword: "a brand new password", token } });
+    const res = await auth.api.signInEmail({
+      body: { email, password: "a brand new password" },
+      asResponse: true,
+    });
+    expect(res.ok, `sign-in with the new password: status ${res.status}`);
+    const { rows: left } = await pool.query(
+      "SELECT count(*)::int AS n FROM verifications WHERE identifier IN ($1, $2)",
+      [plain, hashed],
+    );
+    expect(left[0].n === 0, "the reset verification was not consumed");
+  },
+);
 
 await check("enable two-factor authentication", async () => {
   const res = await auth.api.enableTwoFactor({ body: { password: "correct horse battery" }, headers: owner });

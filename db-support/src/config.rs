@@ -21,8 +21,46 @@ const ENCODED: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// Query parameters of a connection URL whose values are secrets too.
-const SECRET_PARAMS: &[&str] = &["password", "sslpassword"];
+/// The connection parameters a URL may carry, each handed to the driver as it is, except
+/// `pgbouncer`, which is ours (see [`DatabaseUrl::pooler_flag`]). Anything else is refused by
+/// name: a driver that ignores an unknown parameter logs it with its value, which may be a
+/// secret (`sslpassword`), and one that silently wins over the URL's own parts (`host`, `user`)
+/// would connect somewhere else than the URL seems to say.
+const SUPPORTED_PARAMS: &[&str] = &[
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "application_name",
+    "options",
+    "statement-cache-capacity",
+    POOLER_PARAM,
+];
+
+/// Parameters that would override a part the URL already names.
+const PART_PARAMS: &[(&str, &str)] = &[
+    ("host", "host"),
+    ("hostaddr", "host"),
+    ("port", "port"),
+    ("dbname", "database name"),
+    ("user", "user"),
+    ("password", "password"),
+];
+
+const SSL_MODES: &[&str] = &[
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+];
+
+/// Prisma's spelling of "this URL is a transaction-mode PgBouncer".
+pub const POOLER_PARAM: &str = "pgbouncer";
+
+/// Longest parameter name quoted back in an error; a longer one is cut.
+const MAX_SHOWN_KEY: usize = 64;
 
 const SHAPE: &str = "expected postgresql://user:password@host:port/database";
 const ENCODING_HINT: &str = "percent-encode special characters in the user or password (@ -> %40, : -> %3A, / -> %2F, # -> %23, ? -> %3F, % -> %25)";
@@ -66,6 +104,22 @@ pub enum ConfigError {
     },
     #[error("could not read .env: {reason}")]
     DotEnv { reason: String },
+    #[error(
+        "database URL parameter `{key}` is not supported (its value is not shown); supported: {}",
+        SUPPORTED_PARAMS.join(", ")
+    )]
+    UnsupportedParameter { key: String },
+    #[error(
+        "database URL parameter `{key}` would replace the URL's {part}; write the {part} in the URL itself"
+    )]
+    ParameterOverridesPart { key: String, part: &'static str },
+    #[error("database URL parameter `{key}` is invalid: {reason}")]
+    InvalidParameter { key: String, reason: String },
+    #[error("{var} is invalid: {reason}")]
+    InvalidUrlVariable {
+        var: &'static str,
+        reason: Box<ConfigError>,
+    },
 }
 
 /// A validated PostgreSQL connection URL. The password is a [`SecretString`]: `Display` and
@@ -78,7 +132,9 @@ pub struct DatabaseUrl {
     host: String,
     port: u16,
     database: String,
-    query: Vec<(String, String)>,
+    /// The connection parameters for the driver (never `pgbouncer`, which is ours).
+    query: Parameters,
+    pooler_flag: Option<bool>,
 }
 
 impl DatabaseUrl {
@@ -98,6 +154,7 @@ impl DatabaseUrl {
             port,
             database: database.into(),
             query: Vec::new(),
+            pooler_flag: None,
         };
         url.validate_parts()?;
         Ok(url)
@@ -140,6 +197,7 @@ impl DatabaseUrl {
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(host);
         let database = decode(url.path().trim_start_matches('/'), "database name")?;
+        let (query, pooler_flag) = checked_parameters(&url)?;
         let parsed = Self {
             scheme: url.scheme().to_owned(),
             user,
@@ -147,7 +205,8 @@ impl DatabaseUrl {
             host: host.to_owned(),
             port: url.port().ok_or(ConfigError::MissingPort)?,
             database,
-            query: url.query_pairs().into_owned().collect(),
+            query,
+            pooler_flag,
         };
         parsed.validate_parts()?;
         Ok(parsed)
@@ -219,6 +278,12 @@ impl DatabaseUrl {
         &self.database
     }
 
+    /// `?pgbouncer=true|false` as given (Prisma's flag for a transaction-mode pooler); `None`
+    /// when the URL does not say. The flag is not passed on to the driver.
+    pub fn pooler_flag(&self) -> Option<bool> {
+        self.pooler_flag
+    }
+
     /// The full URL, password included, for handing to a driver. Keep it in the secret.
     pub fn expose(&self) -> SecretString {
         SecretString::from(self.render(Some(self.password.expose_secret())))
@@ -240,17 +305,16 @@ impl DatabaseUrl {
             self.port,
             encode(&self.database),
         );
-        for (i, (key, value)) in self.query.iter().enumerate() {
-            let masked =
-                password.is_none() && SECRET_PARAMS.contains(&key.to_ascii_lowercase().as_str());
+        let flag = password
+            .is_none()
+            .then_some(self.pooler_flag)
+            .flatten()
+            .map(|on| (POOLER_PARAM.to_owned(), on.to_string()));
+        for (i, (key, value)) in self.query.iter().chain(flag.as_ref()).enumerate() {
             out.push(if i == 0 { '?' } else { '&' });
             out.push_str(&encode(key));
             out.push('=');
-            out.push_str(&if masked {
-                "****".to_owned()
-            } else {
-                encode(value)
-            });
+            out.push_str(&encode(value));
         }
         out
     }
@@ -267,6 +331,50 @@ impl fmt::Debug for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "DatabaseUrl({self})")
     }
+}
+
+type Parameters = Vec<(String, String)>;
+
+/// The URL's parameters, each checked by name (never quoting a value back), without our own
+/// `pgbouncer` flag, which is returned apart.
+fn checked_parameters(url: &Url) -> Result<(Parameters, Option<bool>), ConfigError> {
+    let mut query = Vec::new();
+    let mut pooler_flag = None;
+    for (key, value) in url.query_pairs() {
+        let shown_key = || key.chars().take(MAX_SHOWN_KEY).collect::<String>();
+        let invalid = |reason: String| ConfigError::InvalidParameter {
+            key: shown_key(),
+            reason,
+        };
+        if let Some((_, part)) = PART_PARAMS.iter().find(|(name, _)| *name == key) {
+            return Err(ConfigError::ParameterOverridesPart {
+                key: shown_key(),
+                part,
+            });
+        }
+        if !SUPPORTED_PARAMS.contains(&key.as_ref()) {
+            return Err(ConfigError::UnsupportedParameter { key: shown_key() });
+        }
+        match key.as_ref() {
+            POOLER_PARAM => {
+                pooler_flag = Some(match value.as_ref() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(invalid("expected true or false".to_owned())),
+                });
+                continue;
+            }
+            "sslmode" if !SSL_MODES.contains(&value.as_ref()) => {
+                return Err(invalid(format!("expected one of {}", SSL_MODES.join(", "))));
+            }
+            "statement-cache-capacity" if value.parse::<usize>().is_err() => {
+                return Err(invalid("expected a whole number".to_owned()));
+            }
+            _ => {}
+        }
+        query.push((key.into_owned(), value.into_owned()));
+    }
+    Ok((query, pooler_flag))
 }
 
 fn looks_like_scheme(candidate: &str) -> bool {

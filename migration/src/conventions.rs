@@ -5,7 +5,7 @@
 use sea_orm_migration::{
     prelude::*,
     schema::{boolean, json_binary, text, timestamp_with_time_zone, uuid},
-    sea_orm::ConnectionTrait,
+    sea_orm::{ConnectionTrait, DbBackend, Statement},
 };
 
 /// Length of every `varchar` enumeration column.
@@ -177,7 +177,7 @@ impl NewTable {
 
     fn index_on(&self, name: &str, columns: &[&'static str]) -> IndexCreateStatement {
         let mut index = Index::create()
-            .name(format!("idx_{}_{name}", self.name))
+            .name(index_name(self.name, &[name]))
             .table(self.name)
             .take();
         for column in columns {
@@ -223,4 +223,116 @@ pub async fn drop_tables(
             .await?;
     }
     Ok(())
+}
+
+fn quoted(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
+}
+
+/// `idx_<table>_<columns>`, the name [`NewTable::index`] gives the same index.
+pub fn index_name(table: &str, columns: &[&str]) -> String {
+    format!("idx_{table}_{}", columns.join("_"))
+}
+
+/// Adds `idx_<table>_<columns>` to a live table without blocking its writes:
+/// `CREATE INDEX CONCURRENTLY`, in a migration whose `use_transaction()` is `Some(false)`.
+///
+/// Safe to run again after any interruption: an index of that name left `INVALID` by a build
+/// that was cancelled, timed out or lost its connection is dropped (concurrently) and built
+/// anew; a valid one is kept.
+pub async fn add_index_concurrently(
+    manager: &SchemaManager<'_>,
+    table: &str,
+    columns: &[&str],
+) -> Result<(), DbErr> {
+    let name = index_name(table, columns);
+    let conn = manager.get_connection();
+    let invalid = conn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                            WHERE c.relname = $1 AND c.relnamespace = current_schema()::regnamespace
+                              AND NOT i.indisvalid)",
+            [name.clone().into()],
+        ))
+        .await?
+        .map(|row| row.try_get_by_index::<bool>(0))
+        .transpose()?
+        .unwrap_or(false);
+    if invalid {
+        tracing::warn!(index = %name, "dropping the invalid index an interrupted build left, to build it again");
+        conn.execute_unprepared(&format!(
+            "DROP INDEX CONCURRENTLY IF EXISTS {}",
+            quoted(&name)
+        ))
+        .await?;
+    }
+    let columns: Vec<String> = columns.iter().map(|c| quoted(c)).collect();
+    conn.execute_unprepared(&format!(
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ({})",
+        quoted(&name),
+        quoted(table),
+        columns.join(", ")
+    ))
+    .await
+    .map(drop)
+}
+
+/// Undoes [`add_index_concurrently`]: `DROP INDEX CONCURRENTLY IF EXISTS`, also outside a
+/// transaction.
+pub async fn drop_index_concurrently(
+    manager: &SchemaManager<'_>,
+    table: &str,
+    columns: &[&str],
+) -> Result<(), DbErr> {
+    manager
+        .get_connection()
+        .execute_unprepared(&format!(
+            "DROP INDEX CONCURRENTLY IF EXISTS {}",
+            quoted(&index_name(table, columns))
+        ))
+        .await
+        .map(drop)
+}
+
+/// Sets `set` (e.g. `priority = 0`) on every row of `table` matching `filter` (e.g.
+/// `priority IS NULL`), `batch` rows per statement, walking the primary key `id` in order: each
+/// batch is its own short transaction in a migration whose `use_transaction()` is
+/// `Some(false)`, so row locks are held briefly and no statement scans the whole table.
+/// Rows inserted meanwhile behind the cursor are not visited: deploy the code that writes the
+/// column for new rows first (expand), then backfill. Returns how many rows were updated.
+pub async fn backfill_in_batches(
+    manager: &SchemaManager<'_>,
+    table: &str,
+    set: &str,
+    filter: &str,
+    batch: u32,
+) -> Result<u64, DbErr> {
+    let conn = manager.get_connection();
+    let table = quoted(table);
+    let mut after: Option<String> = None;
+    let mut total = 0u64;
+    loop {
+        // The cursor is an id this table returned, written as a literal so that PostgreSQL
+        // types it as the column's own type.
+        let from = after.as_ref().map_or(String::new(), |id| {
+            format!("AND id > '{}'", id.replace('\'', "''"))
+        });
+        let sql = format!(
+            "WITH batch AS (SELECT id FROM {table} WHERE ({filter}) {from} ORDER BY id LIMIT {batch}),
+                  done AS (UPDATE {table} t SET {set} FROM batch WHERE t.id = batch.id RETURNING t.id)
+             SELECT (SELECT id::text FROM done ORDER BY id DESC LIMIT 1), (SELECT count(*) FROM done)"
+        );
+        let row = conn
+            .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+            .await?
+            .ok_or_else(|| DbErr::Custom("the backfill batch returned no row".to_owned()))?;
+        let last: Option<String> = row.try_get_by_index(0)?;
+        let updated: i64 = row.try_get_by_index(1)?;
+        total += updated as u64;
+        match last {
+            Some(id) => after = Some(id),
+            None => return Ok(total),
+        }
+    }
 }

@@ -3,7 +3,8 @@
 
 pub use sea_orm_migration::prelude::*;
 
-mod conventions;
+pub mod conventions;
+pub mod lint;
 pub mod runner;
 
 mod m20261129_000001_foundation;

@@ -1,5 +1,6 @@
-//! `cargo run -p migration -- <command>`: applies the schema to `DATABASE_URL`, or to the
-//! workspace's local PostgreSQL cluster when `DATABASE_URL` is not set.
+//! `cargo run -p migration -- <command>`: applies the schema to the database of
+//! `MIGRATION_DATABASE_URL` / `DATABASE_DIRECT_URL` / `DATABASE_URL`, or to the workspace's local
+//! PostgreSQL cluster when none is set.
 
 use std::{
     path::{Path, PathBuf},
@@ -8,17 +9,23 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use db_support::{DatabaseUrl, LocalCluster};
+use db_support::{
+    DatabaseUrl, LocalCluster, Topology,
+    config::DATABASE_URL_VAR,
+    topology::{DIRECT_URL_VAR, MIGRATION_URL_VAR},
+};
 use migration::{
     Migrator,
-    runner::{self, Action, Progress},
+    runner::{self, Action, Progress, RunOptions, blockers},
 };
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(version, about = "Apply, roll back and inspect the database schema")]
 struct Cli {
-    /// Connect here instead of DATABASE_URL (or the local cluster when neither is given).
+    /// Connect here instead of MIGRATION_DATABASE_URL, DATABASE_DIRECT_URL or DATABASE_URL
+    /// (or the local cluster when none is given). A URL given here, password included, is
+    /// visible to every user of this machine in the process list (`ps`): prefer the variables.
     #[arg(long, global = true, value_name = "URL")]
     database_url: Option<String>,
     #[command(subcommand)]
@@ -47,6 +54,9 @@ enum Command {
     Refresh,
     /// Roll back every applied migration and remove the migration table.
     Reset,
+    /// Check the SQL of every migration with squawk (on a throwaway database); fails on any
+    /// finding that migration/lint/exceptions.toml does not let through.
+    Lint,
     /// Create a new, empty migration file and register it in the migrator.
     Generate {
         /// What the migration does, in snake_case (e.g. add_agent_run_cost).
@@ -83,14 +93,34 @@ fn local_cluster() -> Result<LocalCluster> {
     )?)
 }
 
-/// `--database-url`, else `DATABASE_URL` (environment or `.env`), else the local cluster.
+/// `--database-url`, else `MIGRATION_DATABASE_URL`, else `DATABASE_DIRECT_URL`, else
+/// `DATABASE_URL` unless it goes through a transaction-mode pooler (refused at once, naming the
+/// variable to set), else the local cluster. Prints which one, masked.
 fn resolve_url(flag: Option<&str>) -> Result<DatabaseUrl> {
     if let Some(raw) = flag {
-        return DatabaseUrl::parse(raw).context("--database-url is invalid");
-    }
-    if let Some(url) = DatabaseUrl::from_env().context("DATABASE_URL is invalid")? {
-        println!("Using DATABASE_URL {url}");
+        let url = DatabaseUrl::parse(raw).context("--database-url is invalid")?;
+        println!("Using --database-url {url}");
         return Ok(url);
+    }
+    if let Some(topology) = Topology::from_env()? {
+        let url = topology.migration_url()?.clone();
+        let var = if topology.migration.is_some() {
+            MIGRATION_URL_VAR
+        } else if topology.direct.is_some() {
+            DIRECT_URL_VAR
+        } else {
+            DATABASE_URL_VAR
+        };
+        println!("Using {var} {url}");
+        return Ok(url);
+    }
+    // Without DATABASE_URL, a migration-only URL still counts.
+    for var in [MIGRATION_URL_VAR, DIRECT_URL_VAR] {
+        if let Some(raw) = std::env::var(var).ok().filter(|v| !v.trim().is_empty()) {
+            let url = DatabaseUrl::parse(&raw).with_context(|| format!("{var} is invalid"))?;
+            println!("Using {var} {url}");
+            return Ok(url);
+        }
     }
     let cluster = local_cluster()?;
     let start = cluster
@@ -102,7 +132,7 @@ fn resolve_url(flag: Option<&str>) -> Result<DatabaseUrl> {
         (false, false) => "already running, reused",
     };
     println!(
-        "DATABASE_URL is not set: using the local PostgreSQL cluster in {} ({what})",
+        "No database URL is set: using the local PostgreSQL cluster in {} ({what})",
         cluster.dir().display()
     );
     println!("  URL:      {}", start.url);
@@ -132,6 +162,17 @@ fn print_progress(step: Progress) {
         Progress::RolledBack { name, took } => {
             println!("Rolled back  {name}  ({})", millis(took))
         }
+        Progress::LockRetry {
+            name,
+            attempt,
+            attempts,
+            blockers,
+            retry_in,
+        } => println!(
+            "Lock timeout in {name} (attempt {attempt} of {attempts}), rolled back; blocked by: {}. Retrying in {:.1} s",
+            blockers::describe(&blockers),
+            retry_in.as_secs_f64()
+        ),
         Progress::NothingToDo => println!("Nothing to do: the schema is up to date"),
         Progress::Uninstalled => println!("Removed the migration table"),
     }
@@ -169,6 +210,58 @@ async fn local(action: LocalAction) -> Result<()> {
     Ok(())
 }
 
+async fn lint() -> Result<()> {
+    let squawk = migration::lint::squawk::install()?;
+    let exceptions = migration::lint::Exceptions::load(&migration::lint::exceptions_path())?;
+    let cluster = db_support::ThrowawayCluster::start().context(
+        "the lint applies the migrations to a throwaway PostgreSQL, which did not start",
+    )?;
+    let scratch = cluster.url("postgres")?;
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let workdir = manifest
+        .parent()
+        .unwrap_or(manifest)
+        .join("target/migration-lint");
+    std::fs::create_dir_all(&workdir)?;
+    let report =
+        migration::lint::lint::<Migrator>(&scratch, &squawk, &exceptions, &workdir).await?;
+    for (violation, exception) in &report.excepted {
+        println!(
+            "allowed  {} {} (exception: {})",
+            violation.migration, violation.rule, exception.reason
+        );
+    }
+    for violation in &report.violations {
+        println!("FAILED   {violation}");
+    }
+    for exception in &report.unused {
+        println!(
+            "STALE    exception for {} / {} matches nothing: remove it from {}",
+            exception.migration,
+            exception.rule,
+            migration::lint::exceptions_path().display()
+        );
+    }
+    println!(
+        "{} migrations linted (SQL in {}); {} findings allowed by exceptions, {} rules off for all ({}); {} violations",
+        report.files.len(),
+        workdir.display(),
+        report.excepted.len(),
+        exceptions.rules.len(),
+        exceptions
+            .rules
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", "),
+        report.violations.len() + report.unused.len()
+    );
+    if !report.passed() {
+        bail!("the migration lint failed");
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     tracing_subscriber::fmt()
@@ -198,6 +291,7 @@ async fn main() -> Result<()> {
             seed::cli::run(&url, &args).await?;
             return Ok(());
         }
+        Command::Lint => return lint().await,
         Command::Status => {
             let url = resolve_url(cli.database_url.as_deref())?;
             let states = runner::status::<Migrator>(&url).await?;
@@ -216,6 +310,7 @@ async fn main() -> Result<()> {
         Command::Reset => Action::Reset,
     };
     let url = resolve_url(cli.database_url.as_deref())?;
-    runner::run::<Migrator>(&url, action, print_progress).await?;
+    let options = RunOptions::from_env()?;
+    runner::run_with::<Migrator>(&url, action, &options, print_progress).await?;
     Ok(())
 }

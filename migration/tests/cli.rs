@@ -238,3 +238,79 @@ fn generate_adds_a_migration_file_and_registers_it() {
         "existing ones kept"
     );
 }
+
+async fn has_migration_table(db: &TestDb) -> bool {
+    scalar(
+        db.conn(),
+        "SELECT count(*) FROM pg_tables WHERE tablename = 'seaql_migrations'",
+    )
+    .await
+        > 0
+}
+
+#[tokio::test]
+async fn behind_a_flagged_transaction_pooler_up_refuses_at_once_and_names_the_variable_to_set() {
+    let db = TestDb::empty().await;
+    let url = db.url().expose().expose_secret().to_owned();
+    let flagged_by_variable = {
+        let mut cmd = migration(&["up"]);
+        cmd.env("DATABASE_URL", &url)
+            .env("DB_POOLER", "transaction");
+        run(cmd)
+    };
+    let flagged_in_url = {
+        let mut cmd = migration(&["up"]);
+        cmd.env("DATABASE_URL", format!("{url}?pgbouncer=true"));
+        run(cmd)
+    };
+    for out in [&flagged_by_variable, &flagged_in_url] {
+        assert!(!out.ok, "{}", out.stdout);
+        assert!(
+            out.stderr.contains("set MIGRATION_DATABASE_URL"),
+            "{}",
+            out.stderr
+        );
+        assert!(!out.stdout.contains("Applied"), "{}", out.stdout);
+    }
+    assert!(!has_migration_table(&db).await, "nothing was applied");
+}
+
+#[tokio::test]
+async fn migration_database_url_is_used_before_database_url_and_named() {
+    let db = TestDb::empty().await;
+    let mut cmd = migration(&["up"]);
+    // The application's URL is a pooler nobody can migrate through; migrations go direct.
+    cmd.env(
+        "DATABASE_URL",
+        "postgresql://app:pooled-secret@127.0.0.1:1/app?pgbouncer=true",
+    )
+    .env("MIGRATION_DATABASE_URL", db.url().expose().expose_secret());
+    let out = run(cmd);
+    assert!(out.ok, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("Using MIGRATION_DATABASE_URL postgresql://"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains(":****@"), "masked: {}", out.stdout);
+    assert_eq!(applied_lines(&out.stdout), migrations());
+    let password = db.url().password().expose_secret().to_owned();
+    assert!(!out.stdout.contains(&password) && !out.stderr.contains("pooled-secret"));
+}
+
+#[tokio::test]
+async fn a_bad_lock_timeout_setting_is_refused_by_name_before_anything_runs() {
+    let db = TestDb::empty().await;
+    let mut cmd = with_url(&db, &["up"]);
+    cmd.env("MIGRATION_LOCK_TIMEOUT_MS", "5s");
+    let out = run(cmd);
+    assert!(!out.ok);
+    assert!(
+        out.stderr
+            .contains("MIGRATION_LOCK_TIMEOUT_MS=\"5s\" is invalid"),
+        "{}",
+        out.stderr
+    );
+    assert!(!has_migration_table(&db).await);
+}

@@ -2,13 +2,16 @@
 //! token, a password hash or a verification value: sessions and accounts come back as
 //! [`SessionInfo`] and [`AccountInfo`].
 
+use std::fmt;
+
+use db_support::secrets::masked_with_prefix;
 use entity::{User, users};
 use sea_orm::{
     ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter,
     prelude::{DateTimeWithTimeZone, Expr},
     sea_query::{ExprTrait, Func},
 };
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use crate::{
     Error,
@@ -58,14 +61,32 @@ pub struct SessionWithUser {
     pub user: User,
 }
 
-/// A verification that was consumed (its value is gone with it).
-#[derive(Debug, Clone, PartialEq, Eq, FromQueryResult, Serialize)]
+/// A verification that was consumed (its value is gone with it). The identifier can hold a
+/// one-time token (`reset-password:<token>`), so `Debug` and `Serialize` show only what
+/// precedes its first `:`.
+#[derive(Clone, PartialEq, Eq, FromQueryResult, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConsumedVerification {
     pub id: String,
+    #[serde(serialize_with = "serialize_masked")]
     pub identifier: String,
     pub expires_at: DateTimeWithTimeZone,
     pub created_at: DateTimeWithTimeZone,
+}
+
+impl fmt::Debug for ConsumedVerification {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConsumedVerification")
+            .field("id", &self.id)
+            .field("identifier", &masked_with_prefix(&self.identifier))
+            .field("expires_at", &self.expires_at)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+fn serialize_masked<S: Serializer>(identifier: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&masked_with_prefix(identifier))
 }
 
 /// The user with this id.
@@ -221,5 +242,6 @@ pub async fn consume_verification(
         [identifier.into(), value.into()],
     )
     .await?
-    .ok_or_else(|| Error::not_found("verification", identifier))
+    // The identifier may be a token: the error names only what the verification is for.
+    .ok_or_else(|| Error::not_found("verification", masked_with_prefix(identifier)))
 }

@@ -1,26 +1,66 @@
 //! The studio's SQL: every statement is built from catalog names (quoted) and binds every value
 //! as text cast to the column's own type, so PostgreSQL parses input exactly as it would in SQL
 //! and names the problem when it cannot. Secret columns are never selected: the query asks only
-//! whether they are NULL.
+//! whether they are set (and, for a column whose prefix may be shown, for that prefix). Lists
+//! cut long values in SQL, so a page of webhook payloads never fetches megabytes; JSON is
+//! redacted by [`db_support::secrets::redact_json`] before anything renders it.
 
 use catalog::{Column, Table};
+use db_support::secrets::{SecretColumn, holds_secret, redact_json, secret_column};
 use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement, Value};
 use serde_json::Value as Json;
 
-use crate::{StudioError, secrets::is_secret};
+use crate::StudioError;
 
 pub const DEFAULT_PAGE: u64 = 50;
 pub const MAX_PAGE: u64 = 500;
 
-/// One row as shown: a value per column (in the table's column order; `None` is SQL NULL, a
-/// secret is `Some(Bool(true))`), the row version for optimistic edits, and its primary key
-/// and sort key as text for links and cursors.
+/// Characters of text a list shows; longer text is cut by `left()` in SQL.
+pub const LIST_TEXT_CHARS: usize = 80;
+/// Bytes of JSON a list fetches; a larger value is left for the row's own page.
+pub const LIST_JSON_BYTES: usize = 2_000;
+/// Characters of a secret's shown prefix (`reset-password:`) fetched at most.
+const PREFIX_CHARS: usize = 64;
+
+/// One value as a page shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Shown {
+    /// SQL NULL.
+    Null,
+    /// The value (JSON already redacted; text in lists already cut).
+    Value(Json),
+    /// A secret that is set, and the part of it that may be shown (often empty).
+    Secret { prefix: String },
+    /// JSON too large for a list, by its size in bytes; the row's page shows it.
+    Cut { bytes: i64 },
+}
+
+impl Shown {
+    /// The value, when it is one a link or a filter can use.
+    pub fn value(&self) -> Option<&Json> {
+        match self {
+            Self::Value(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// One row as shown: a value per column (in the table's column order), the row version for
+/// optimistic edits, and its primary key and sort key as text for links and cursors.
 #[derive(Debug, Clone)]
 pub struct Row {
-    pub values: Vec<Option<Json>>,
+    pub values: Vec<Shown>,
     pub version: String,
     pub key: Vec<String>,
     pub sort_value: Option<String>,
+}
+
+/// Whether a page shows every value whole (a row's page) or cut to fit a list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Fit {
+    #[default]
+    Whole,
+    List,
 }
 
 pub fn ident(name: &str) -> String {
@@ -37,19 +77,47 @@ fn iso_utc(column: &str) -> String {
     format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
 }
 
+pub fn is_json(column: &Column) -> bool {
+    matches!(column.type_name.as_str(), "jsonb" | "json")
+}
+
+fn is_text(column: &Column) -> bool {
+    matches!(column.type_name.as_str(), "text" | "varchar" | "bpchar") && !column.is_array
+}
+
 /// The column as the page shows it: timestamps in ISO 8601 UTC, numbers that JSON cannot hold
-/// exactly as text, secrets as "is set".
-fn display_expr(table: &Table, column: &Column) -> String {
+/// exactly as text, secrets as "is set" (`""`) or their shown prefix, and in lists text cut
+/// with `left()` and JSON wrapped as `{"v": value}` or, when large, `{"bytes": size}`.
+fn display_expr(table: &Table, column: &Column, fit: Fit) -> String {
     let c = ident(&column.name);
-    if is_secret(&table.name, &column.name) {
-        return format!("to_json({c} IS NOT NULL)");
+    match secret_column(&table.name, &column.name) {
+        Some(SecretColumn::Masked) => {
+            return format!("to_json(CASE WHEN {c} IS NOT NULL THEN '' END)");
+        }
+        Some(SecretColumn::PrefixShown) => {
+            return format!(
+                "to_json(CASE WHEN {c} IS NULL THEN NULL WHEN strpos({c}::text, ':') > 0 \
+                 THEN left(split_part({c}::text, ':', 1), {PREFIX_CHARS}) || ':' ELSE '' END)"
+            );
+        }
+        None => {}
     }
+    let list = fit == Fit::List;
     match (column.type_name.as_str(), column.is_array) {
         ("timestamptz", false) => format!("to_json({})", iso_utc(&c)),
         ("timestamp", false) => {
             format!("to_json(to_char({c}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US'))")
         }
         ("numeric" | "money", _) => format!("to_json({c}::text)"),
+        _ if list && is_json(column) => format!(
+            "CASE WHEN {c} IS NULL THEN NULL \
+             WHEN octet_length({c}::text) <= {LIST_JSON_BYTES} THEN json_build_object('v', {c}) \
+             ELSE json_build_object('bytes', octet_length({c}::text)) END"
+        ),
+        // A foreign key's value is a link to its row, so it is never cut.
+        _ if list && is_text(column) && table.foreign_key_of(&column.name).is_none() => {
+            format!("to_json(left({c}, {}))", LIST_TEXT_CHARS + 1)
+        }
         _ => format!("to_json({c})"),
     }
 }
@@ -69,6 +137,9 @@ pub fn edit_text_expr(column: &Column) -> String {
 pub struct Sql {
     pub text: String,
     pub values: Vec<Value>,
+    /// How a `SELECT` of rows ([`select_rows`]) fetches its values, so they are read back the
+    /// same way.
+    pub fit: Fit,
 }
 
 impl Sql {
@@ -110,11 +181,11 @@ impl Sql {
 
 /// `SELECT` of every column for display, the row version, the primary key and the sort column
 /// as text, from `table`.
-pub fn select_rows(table: &Table, sort: Option<&Column>) -> Sql {
+pub fn select_rows(table: &Table, sort: Option<&Column>, fit: Fit) -> Sql {
     let mut columns: Vec<String> = table
         .columns
         .iter()
-        .map(|c| display_expr(table, c))
+        .map(|c| display_expr(table, c, fit))
         .collect();
     columns.push("xmin::text".into());
     columns.extend(
@@ -126,7 +197,10 @@ pub fn select_rows(table: &Table, sort: Option<&Column>) -> Sql {
     if let Some(sort) = sort {
         columns.push(format!("{}::text", ident(&sort.name)));
     }
-    let mut sql = Sql::default();
+    let mut sql = Sql {
+        fit,
+        ..Sql::default()
+    };
     sql.push(&format!(
         "SELECT {} FROM {}",
         columns.join(", "),
@@ -143,6 +217,7 @@ pub fn push_filters(
 ) -> Result<(), StudioError> {
     for (i, (name, value)) in filters.iter().enumerate() {
         let column = filterable(table, name)?;
+        check_filter_value(table, column, value)?;
         sql.push(if i == 0 { " WHERE " } else { " AND " });
         sql.push_eq(column, value);
     }
@@ -155,13 +230,55 @@ pub fn filterable<'a>(table: &'a Table, name: &str) -> Result<&'a Column, Studio
     let column = table
         .column(name)
         .ok_or_else(|| StudioError::BadRequest(format!("{} has no column `{name}`", table.name)))?;
-    if is_secret(&table.name, name) {
+    if secret_column(&table.name, name).is_some() {
         return Err(StudioError::BadRequest(format!(
             "{}.{name} holds secrets: it cannot be filtered, sorted or shown",
             table.name
         )));
     }
     Ok(column)
+}
+
+/// Refuses a JSON filter value that names a secret key: rows holding that key match only a
+/// filter that names it too, so such a filter would confirm a guessed secret.
+pub fn check_filter_value(table: &Table, column: &Column, value: &str) -> Result<(), StudioError> {
+    let Ok(json) = serde_json::from_str::<Json>(value) else {
+        return Ok(()); // Not JSON: PostgreSQL names the problem, or it is not a JSON column.
+    };
+    if is_json(column) && holds_secret(&json) {
+        return Err(StudioError::BadRequest(format!(
+            "a filter on {}.{} cannot name a secret key or hold a token: it would confirm a guess",
+            table.name, column.name
+        )));
+    }
+    Ok(())
+}
+
+/// What `display_expr` selected, as the page shows it.
+fn shown(table: &Table, column: &Column, value: Option<Json>, fit: Fit) -> Shown {
+    let Some(mut value) = value else {
+        return Shown::Null;
+    };
+    if secret_column(&table.name, &column.name).is_some() {
+        let prefix = value.as_str().unwrap_or_default().to_owned();
+        return Shown::Secret { prefix };
+    }
+    if !is_json(column) {
+        return Shown::Value(value);
+    }
+    // A list's JSON comes wrapped: `{"v": value}`, or `{"bytes": size}` when left out.
+    if let Json::Object(wrapper) = &mut value
+        && fit == Fit::List
+    {
+        if let Some(bytes) = wrapper.get("bytes").and_then(Json::as_i64) {
+            return Shown::Cut { bytes };
+        }
+        if let Some(inner) = wrapper.remove("v") {
+            value = inner;
+        }
+    }
+    redact_json(&mut value);
+    Shown::Value(value)
 }
 
 pub async fn fetch_rows(
@@ -173,19 +290,21 @@ pub async fn fetch_rows(
     let results = db.query_all_raw(sql.statement()).await?;
     results
         .iter()
-        .map(|r| decode_row(table, r, with_sort_value))
+        .map(|r| decode_row(table, r, sql.fit, with_sort_value))
         .collect()
 }
 
 fn decode_row(
     table: &Table,
     result: &QueryResult,
+    fit: Fit,
     with_sort_value: bool,
 ) -> Result<Row, StudioError> {
     let n = table.columns.len();
     let mut values = Vec::with_capacity(n);
-    for i in 0..n {
-        values.push(result.try_get_by_index::<Option<Json>>(i)?);
+    for (i, column) in table.columns.iter().enumerate() {
+        let value = result.try_get_by_index::<Option<Json>>(i)?;
+        values.push(shown(table, column, value, fit));
     }
     let version = result.try_get_by_index::<String>(n)?;
     let mut key = Vec::with_capacity(table.primary_key.len());
@@ -226,7 +345,7 @@ pub async fn find_row(
     key: &[(String, String)],
 ) -> Result<Option<Row>, StudioError> {
     check_row_key(table, key)?;
-    let mut sql = select_rows(table, None);
+    let mut sql = select_rows(table, None, Fit::Whole);
     push_filters(&mut sql, table, key)?;
     Ok(fetch_rows(db, table, &sql, false).await?.into_iter().next())
 }
@@ -244,48 +363,126 @@ pub fn key_of(table: &Table, row: &Row) -> Vec<(String, String)> {
 /// Counts rows: exact below `ESTIMATE_FROM` planner-estimated rows, else the estimate (a
 /// `count(*)` of a large table would hold the index page for seconds).
 pub const ESTIMATE_FROM: f64 = 100_000.0;
+/// A table the planner knows nothing about (never analysed: `reltuples = -1`) may be of any
+/// size, so it is counted only when its heap is at most this large; else it is shown unknown.
+pub const COUNT_UNANALYSED_UP_TO_BYTES: i64 = 8 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy)]
 pub enum RowCount {
     Exact(i64),
     Estimate(i64),
+    /// Never analysed and too large to count: its heap's size in bytes.
+    Unknown {
+        bytes: i64,
+    },
 }
 
 pub async fn row_counts(
     db: &impl ConnectionTrait,
     tables: &[&Table],
 ) -> Result<Vec<RowCount>, StudioError> {
-    let exact: Vec<&&Table> = tables
+    // One statement, two columns per table that is not estimated: its heap's size (when never
+    // analysed) and its count, which for a never-analysed table the `CASE` runs only when the
+    // heap is small (an uncorrelated subquery is an InitPlan: "never executed" otherwise).
+    let counted: Vec<&&Table> = tables
         .iter()
         .filter(|t| t.row_estimate < ESTIMATE_FROM)
         .collect();
-    let mut counts = Vec::new();
-    if !exact.is_empty() {
-        let sql = exact
-            .iter()
-            .map(|t| format!("(SELECT count(*) FROM {})", ident(&t.name)))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let row = db
-            .query_one_raw(Statement::from_string(
-                DbBackend::Postgres,
-                format!("SELECT {sql}"),
-            ))
-            .await?
-            .expect("SELECT without FROM returns one row");
-        for i in 0..exact.len() {
-            counts.push(row.try_get_by_index::<i64>(i)?);
+    let mut terms = Vec::new();
+    for table in &counted {
+        let name = ident(&table.name);
+        let count = format!("(SELECT count(*) FROM {name})");
+        if table.row_estimate < 0.0 {
+            let size = format!("pg_relation_size('{}'::regclass)", name.replace('\'', "''"));
+            terms.push(format!(
+                "{size}, CASE WHEN {size} <= {COUNT_UNANALYSED_UP_TO_BYTES} THEN {count} END"
+            ));
+        } else {
+            terms.push(format!("NULL::bigint, {count}"));
         }
     }
-    let mut exact_counts = counts.into_iter();
+    let mut found = Vec::with_capacity(counted.len());
+    if !terms.is_empty() {
+        let sql = format!("SELECT {}", terms.join(", "));
+        let row = db
+            .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+            .await?
+            .expect("SELECT without FROM returns one row");
+        for i in 0..counted.len() {
+            let bytes = row.try_get_by_index::<Option<i64>>(2 * i)?;
+            let count = row.try_get_by_index::<Option<i64>>(2 * i + 1)?;
+            found.push(match count {
+                Some(n) => RowCount::Exact(n),
+                None => RowCount::Unknown {
+                    bytes: bytes.unwrap_or_default(),
+                },
+            });
+        }
+    }
+    let mut found = found.into_iter();
     Ok(tables
         .iter()
-        .map(|t| {
-            if t.row_estimate < ESTIMATE_FROM {
-                RowCount::Exact(exact_counts.next().expect("one count per exact table"))
-            } else {
-                RowCount::Estimate(t.row_estimate as i64)
-            }
+        .map(|t| match t.row_estimate < ESTIMATE_FROM {
+            true => found.next().expect("one count per counted table"),
+            false => RowCount::Estimate(t.row_estimate as i64),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use catalog::Table;
+    use serde_json::json;
+
+    use super::{Fit, select_rows};
+
+    fn events_table() -> Table {
+        let column = |name: &str, type_name: &str| {
+            json!({ "name": name, "sql_type": type_name, "type_name": type_name, "is_array": false,
+                    "nullable": true, "has_default": false, "generated": false })
+        };
+        serde_json::from_value(json!({
+            "name": "events",
+            "columns": [column("id", "uuid"), column("connection_id", "text"),
+                        column("last_error", "text"), column("payload", "jsonb"),
+                        column("api_key", "text")],
+            "primary_key": ["id"],
+            "foreign_keys": [{ "name": "fk", "columns": ["connection_id"], "references": "c",
+                               "referenced_columns": ["id"], "on_delete": "c" }],
+            "unique_keys": [["id"]],
+            "index_leading_columns": ["id"],
+            "row_estimate": 0.0,
+        }))
+        .unwrap()
+    }
+
+    /// A list never fetches a long value whole: PostgreSQL cuts text with `left()` and keeps
+    /// JSON over the list's size; a row's own page asks for every value whole. Secrets are
+    /// never selected, only whether they are set; foreign keys stay whole (they are links).
+    #[test]
+    fn lists_cut_long_values_in_sql_and_never_select_a_secret() {
+        let table = events_table();
+        let list = select_rows(&table, None, Fit::List).text;
+        assert!(
+            list.contains(r#"to_json(left("last_error", 81))"#),
+            "{list}"
+        );
+        assert!(
+            list.contains(r#"WHEN octet_length("payload"::text) <= 2000"#),
+            "{list}"
+        );
+        assert!(list.contains(r#"to_json("connection_id")"#), "{list}");
+        let whole = select_rows(&table, None, Fit::Whole).text;
+        assert!(
+            !whole.contains("left(") && !whole.contains("octet_length"),
+            "{whole}"
+        );
+        for sql in [list, whole] {
+            assert!(
+                sql.contains(r#"to_json(CASE WHEN "api_key" IS NOT NULL THEN '' END)"#)
+                    && !sql.contains(r#"to_json("api_key")"#),
+                "{sql}"
+            );
+        }
+    }
 }

@@ -24,6 +24,12 @@ pub enum StudioError {
     /// A constraint or a concurrent change refused a write.
     #[error("{0}")]
     Conflict(String),
+    #[error(
+        "The query ran longer than the studio's statement timeout and PostgreSQL cancelled it; \
+         nothing was changed. Narrow the page with a filter, or start the studio with a longer \
+         --statement-timeout."
+    )]
+    Timeout,
     #[error("the database is unavailable: {0}")]
     Unavailable(DbErr),
     #[error("database error: {0}")]
@@ -37,6 +43,7 @@ impl StudioError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Database(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -90,6 +97,8 @@ impl From<DbErr> for StudioError {
             "23514" => format!("Rejected by check constraint {constraint} on {table}."),
             "23502" => format!("Rejected: {table}.{column} cannot be NULL."),
             c if c.starts_with("22") => format!("Invalid value: {}.", db_err.message()),
+            // query_canceled: the statement timeout fired.
+            "57014" => return Self::Timeout,
             c if c.starts_with("08") || c.starts_with("57P") => return Self::Unavailable(err),
             _ => return Self::Database(err),
         };

@@ -7,10 +7,7 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use serde_json::Value as Json;
 
-use crate::{
-    browse::{Row, key_of},
-    secrets::is_secret,
-};
+use crate::browse::{Fit, LIST_TEXT_CHARS, Row, Shown, key_of};
 
 const CSS: &str = r#"
 :root { --fg:#1d2230; --muted:#6b7285; --line:#e3e6ee; --bg:#f7f8fb; --accent:#3451b2; --warn:#b4231f; }
@@ -153,10 +150,6 @@ pub fn value_text(value: &Json) -> String {
     }
 }
 
-const COMPACT_CHARS: usize = 80;
-/// How much of a JSON value a list shows.
-const LIST_JSON_CHARS: usize = 2_000;
-
 fn shorten(text: &str, limit: usize) -> String {
     match text.char_indices().nth(limit) {
         Some((at, _)) => format!("{}…", &text[..at]),
@@ -164,14 +157,23 @@ fn shorten(text: &str, limit: usize) -> String {
     }
 }
 
-/// One value. `compact` (lists) shortens long text; a row's own page shows it whole.
-pub fn cell(table: &Table, column: &Column, value: Option<&Json>, compact: bool) -> Markup {
-    let Some(value) = value else {
-        return html! { span.null { "NULL" } };
+/// One value. `fit` says whether it was cut for a list (in SQL) or is whole (a row's page).
+pub fn cell(table: &Table, column: &Column, value: &Shown, fit: Fit) -> Markup {
+    let value = match value {
+        Shown::Null => return html! { span.null { "NULL" } },
+        Shown::Secret { prefix } => {
+            return html! {
+                span.masked title="secret: never shown" { (prefix) "••••••••" }
+            };
+        }
+        Shown::Cut { bytes } => {
+            return html! {
+                span.muted.cut { "(" (bytes / 1024) " KiB: the row's page shows all of it)" }
+            };
+        }
+        Shown::Value(value) => value,
     };
-    if is_secret(&table.name, &column.name) {
-        return html! { span.masked title="secret: never shown" { "••••••••" } };
-    }
+    let compact = fit == Fit::List;
     if let Some(fk) = table.foreign_key_of(&column.name) {
         let text = value_text(value);
         let href = row_url(
@@ -189,19 +191,14 @@ pub fn cell(table: &Table, column: &Column, value: Option<&Json>, compact: bool)
         Json::Object(_) | Json::Array(_) => {
             let pretty = serde_json::to_string_pretty(value).expect("JSON serializes");
             let preview = shorten(&value.to_string(), if compact { 48 } else { 120 });
-            // A list of fifty webhook payloads must not become a page of megabytes.
-            let cut = compact && pretty.len() > LIST_JSON_CHARS;
             html! {
                 details.json open[!compact] {
                     summary { (preview) }
-                    pre { (if cut { shorten(&pretty, LIST_JSON_CHARS) } else { pretty.clone() }) }
-                    @if cut { p.muted { "(" (pretty.len() / 1024) " KiB: the row's page shows all of it)" } }
+                    pre { (pretty) }
                 }
             }
         }
-        Json::String(s) if compact && s.chars().count() > COMPACT_CHARS => html! {
-            span title=(s) { (shorten(s, COMPACT_CHARS)) }
-        },
+        Json::String(s) if compact => html! { (shorten(s, LIST_TEXT_CHARS)) },
         other => html! { (value_text(other)) },
     }
 }
@@ -234,7 +231,7 @@ pub fn rows_grid(table: &Table, rows: &[Row], header: impl Fn(&Column) -> Markup
                         tr {
                             td { (open_link(table, row)) }
                             @for (column, value) in table.columns.iter().zip(&row.values) {
-                                td { (cell(table, column, value.as_ref(), true)) }
+                                td { (cell(table, column, value, Fit::List)) }
                             }
                         }
                     }

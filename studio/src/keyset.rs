@@ -9,7 +9,7 @@ use sea_orm::ConnectionTrait;
 
 use crate::{
     StudioError,
-    browse::{Row, Sql, fetch_rows, ident, push_filters, qualified, select_rows},
+    browse::{Fit, Row, Sql, fetch_rows, ident, push_filters, qualified, select_rows},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +124,7 @@ pub async fn fetch_page(
     } else {
         request.dir
     };
-    let mut sql = select_rows(table, request.sort);
+    let mut sql = select_rows(table, request.sort, Fit::List);
     push_filters(&mut sql, table, filters)?;
     if let Some(cursor) = request.before.as_ref().or(request.after.as_ref()) {
         sql.push(if filters.is_empty() {

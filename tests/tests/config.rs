@@ -1,7 +1,11 @@
 //! `DATABASE_URL` validation and pool settings: every malformed URL gets an error that names
 //! what is wrong, and no error, `Display` or `Debug` ever shows the password.
 
-use db_support::{ClusterError, ConfigError, DatabaseUrl, PgBinaries, PoolSettings};
+use std::time::Duration;
+
+use db_support::{
+    ClusterError, ConfigError, DatabaseUrl, PgBinaries, PoolSettings, Pooler, Topology,
+};
 use secrecy::ExposeSecret;
 
 const PASSWORD: &str = "s3cr3t-PW";
@@ -179,18 +183,210 @@ fn a_valid_url_is_parsed_decoded_and_shown_masked() {
 }
 
 #[test]
-fn ipv6_hosts_and_secret_query_parameters_are_handled() {
+fn ipv6_hosts_and_query_parameters_are_handled() {
     let url = DatabaseUrl::parse(&format!(
-        "postgresql://u:{PASSWORD}@[::1]:5432/db?sslpassword={PASSWORD}&application_name=api"
+        "postgresql://u:{PASSWORD}@[::1]:5432/db?sslmode=require&application_name=api"
     ))
     .unwrap();
     assert_eq!(url.host(), "::1");
     let shown = url.to_string();
     assert!(!shown.contains(PASSWORD), "{shown}");
     assert!(shown.contains("[::1]:5432"), "{shown}");
-    assert!(shown.contains("sslpassword=****"), "{shown}");
+    assert!(shown.contains("sslmode=require"), "{shown}");
     assert!(shown.contains("application_name=api"), "{shown}");
     assert!(url.expose().expose_secret().contains(PASSWORD));
+}
+
+#[test]
+fn unsupported_parameters_are_refused_by_name_never_by_value() {
+    const VALUE: &str = "param-secret-4b7e";
+    for key in ["sslpassword", "passfile", "target_session_attrs", "Sslmode"] {
+        let err = rejected(&format!(
+            "postgresql://u:{PASSWORD}@h:5432/db?{key}={VALUE}"
+        ));
+        assert!(
+            matches!(&err, ConfigError::UnsupportedParameter { key: k } if k == key),
+            "{key}: {err:?}"
+        );
+        let message = err.to_string();
+        assert!(message.contains(&format!("`{key}`")), "{message}");
+        assert!(message.contains("sslmode, sslrootcert"), "{message}");
+        assert!(!message.contains(VALUE) && !format!("{err:?}").contains(VALUE));
+    }
+}
+
+#[test]
+fn parameters_that_would_replace_a_part_of_the_url_are_refused() {
+    for (key, part) in [
+        ("host", "host"),
+        ("hostaddr", "host"),
+        ("port", "port"),
+        ("dbname", "database name"),
+        ("user", "user"),
+        ("password", "password"),
+    ] {
+        let err = rejected(&format!(
+            "postgresql://u:{PASSWORD}@h:5432/db?{key}={PASSWORD}"
+        ));
+        assert!(
+            matches!(&err, ConfigError::ParameterOverridesPart { key: k, part: p } if k == key && *p == part),
+            "{key}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn bad_values_of_known_parameters_are_named() {
+    for (query, key) in [
+        ("sslmode=sometimes", "sslmode"),
+        ("statement-cache-capacity=many", "statement-cache-capacity"),
+        ("pgbouncer=yes", "pgbouncer"),
+    ] {
+        let err = rejected(&format!("postgresql://u:{PASSWORD}@h:5432/db?{query}"));
+        assert!(
+            matches!(&err, ConfigError::InvalidParameter { key: k, .. } if k == key),
+            "{query}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn the_pgbouncer_flag_is_read_shown_and_kept_from_the_driver() {
+    let url = DatabaseUrl::parse(&format!(
+        "postgresql://u:{PASSWORD}@h:6432/db?application_name=api&pgbouncer=true"
+    ))
+    .unwrap();
+    assert_eq!(url.pooler_flag(), Some(true));
+    assert!(
+        url.to_string()
+            .ends_with("?application_name=api&pgbouncer=true")
+    );
+    let driver = url.expose().expose_secret().to_owned();
+    assert!(
+        !driver.contains("pgbouncer"),
+        "the driver gets no unknown parameter"
+    );
+    assert!(driver.ends_with("?application_name=api"));
+    let plain = DatabaseUrl::parse(&format!("postgresql://u:{PASSWORD}@h:5432/db")).unwrap();
+    assert_eq!(plain.pooler_flag(), None);
+}
+
+fn topology(pairs: &[(&str, &str)]) -> Result<Option<Topology>, ConfigError> {
+    Topology::from_lookup(|var| {
+        pairs
+            .iter()
+            .find(|(k, _)| *k == var)
+            .map(|(_, v)| v.to_string())
+    })
+}
+
+const APP: &str = "postgresql://app:pw-app@pooler:6432/app";
+const DIRECT: &str = "postgresql://app:pw-direct@db:5432/app";
+const MIGRATE: &str = "postgresql://owner:pw-migrate@db:5432/app";
+
+#[test]
+fn without_a_pooler_every_kind_of_work_uses_database_url() {
+    assert!(topology(&[]).unwrap().is_none());
+    let t = topology(&[("DATABASE_URL", APP)]).unwrap().unwrap();
+    assert_eq!(t.pooler, Pooler::None);
+    assert_eq!(t.migration_url().unwrap().host(), "pooler");
+    assert_eq!(t.session_url("LISTEN").unwrap().host(), "pooler");
+    assert_eq!(t.replica_max_lag, Duration::from_millis(1000));
+    let session = topology(&[("DATABASE_URL", APP), ("DB_POOLER", "session")]).unwrap();
+    assert_eq!(session.unwrap().pooler, Pooler::None);
+}
+
+#[test]
+fn behind_a_transaction_pooler_sessions_and_migrations_need_a_direct_url() {
+    for pairs in [
+        vec![("DATABASE_URL", APP), ("DB_POOLER", "transaction")],
+        vec![(
+            "DATABASE_URL",
+            "postgresql://app:pw@pooler:6432/app?pgbouncer=true",
+        )],
+    ] {
+        let t = topology(&pairs).unwrap().unwrap();
+        assert_eq!(t.pooler, Pooler::Transaction, "{pairs:?}");
+        let err = t.migration_url().unwrap_err();
+        assert_eq!(err.var, "MIGRATION_DATABASE_URL");
+        assert!(
+            err.to_string().contains("set MIGRATION_DATABASE_URL"),
+            "{err}"
+        );
+        let err = t.session_url("LISTEN").unwrap_err();
+        assert_eq!(err.var, "DATABASE_DIRECT_URL");
+        assert!(err.to_string().contains("LISTEN cannot work"), "{err}");
+    }
+    let with_direct = topology(&[
+        ("DATABASE_URL", APP),
+        ("DB_POOLER", "transaction"),
+        ("DATABASE_DIRECT_URL", DIRECT),
+    ])
+    .unwrap()
+    .unwrap();
+    assert_eq!(with_direct.session_url("LISTEN").unwrap().host(), "db");
+    assert_eq!(with_direct.migration_url().unwrap().user(), "app");
+    let with_migration = topology(&[
+        ("DATABASE_URL", APP),
+        ("DB_POOLER", "transaction"),
+        ("DATABASE_DIRECT_URL", DIRECT),
+        ("MIGRATION_DATABASE_URL", MIGRATE),
+    ])
+    .unwrap()
+    .unwrap();
+    assert_eq!(with_migration.migration_url().unwrap().user(), "owner");
+}
+
+#[test]
+fn contradictory_or_malformed_topology_settings_name_the_variable() {
+    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (
+            vec![("DATABASE_URL", APP), ("DB_POOLER", "statement")],
+            "DB_POOLER",
+        ),
+        (
+            vec![
+                (
+                    "DATABASE_URL",
+                    "postgresql://app:pw@pooler:6432/app?pgbouncer=true",
+                ),
+                ("DB_POOLER", "none"),
+            ],
+            "DB_POOLER",
+        ),
+        (
+            vec![
+                ("DATABASE_URL", APP),
+                ("MIGRATION_DATABASE_URL", "postgresql://x"),
+            ],
+            "MIGRATION_DATABASE_URL",
+        ),
+        (
+            vec![
+                ("DATABASE_URL", APP),
+                (
+                    "DATABASE_DIRECT_URL",
+                    "postgresql://a:pw-x@db:5432/app?pgbouncer=true",
+                ),
+            ],
+            "DATABASE_DIRECT_URL",
+        ),
+        (
+            vec![("DATABASE_URL", APP), ("DB_REPLICA_MAX_LAG_MS", "soon")],
+            "DB_REPLICA_MAX_LAG_MS",
+        ),
+    ];
+    for (pairs, var) in cases {
+        let err = topology(&pairs).expect_err(&format!("{pairs:?} was accepted"));
+        let message = err.to_string();
+        assert!(message.starts_with(var), "{pairs:?}: {message}");
+        for secret in ["pw-app", "pw-x", "pw-migrate", "pw@"] {
+            assert!(
+                !message.contains(secret) && !format!("{err:?}").contains(secret),
+                "{message}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::{
 };
 
 use harness::{TestDb, fixtures, scalar};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use service::{
     DatabaseUrl, EncryptedToken, Error, PoolSettings, auth,
@@ -141,6 +141,27 @@ async fn no_secret_reaches_an_error_or_a_log_line() {
         let err = DatabaseUrl::parse(raw).unwrap_err();
         shown.push(format!("{err} {err:?}"));
     }
+    // A parameter the driver would log with its value if it reached it.
+    let err = DatabaseUrl::parse("postgresql://u:pw@h:5432/db?sslpassword=url-param-pw-61d0")
+        .unwrap_err();
+    shown.push(format!("{err} {err:?}"));
+    // Every supported parameter reaches the driver, which logs none of them as unknown.
+    let all_parameters = DatabaseUrl::parse(&format!(
+        "{}?sslmode=disable&application_name=reliability&statement-cache-capacity=50\
+         &options=-c%20statement_timeout%3D5000&pgbouncer=false",
+        db.url().expose().expose_secret()
+    ))
+    .unwrap();
+    let pool = service::connect_to(&all_parameters, &quick).await.unwrap();
+    assert_eq!(
+        scalar(
+            &pool,
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'reliability'"
+        )
+        .await,
+        1
+    );
+    pool.close().await.unwrap();
     // A plaintext provider token refused, a session token used for lookups.
     let err = EncryptedToken::from_ciphertext("xoxb-plain-8d1e".into()).unwrap_err();
     shown.push(format!("{err} {err:?}"));
@@ -154,7 +175,9 @@ async fn no_secret_reaches_an_error_or_a_log_line() {
     shown.push(format!("{err} {err:?}"));
 
     let logged = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    assert!(!logged.contains("unrecognized"), "{logged}");
     for secret in [
+        "url-param-pw-61d0",
         "wrong-pw-7f3a",
         "url-pw-19c2",
         "xoxb-plain-8d1e",
@@ -168,7 +191,7 @@ async fn no_secret_reaches_an_error_or_a_log_line() {
         }
     }
     println!(
-        "figure: {} errors and {} bytes of TRACE logs searched for 7 secrets: none found",
+        "figure: {} errors and {} bytes of TRACE logs searched for 8 secrets: none found",
         shown.len(),
         logged.len()
     );

@@ -1,6 +1,9 @@
 //! Project tooling. `entities` regenerates `entity/src/generated` from the migrated schema with
-//! a pinned `sea-orm-cli`, and `docs/erd.md` from the same schema's catalog; `entities --check`
+//! a pinned `sea-orm-cli` (then keeps secret columns out of each model's `Serialize` and
+//! `Debug`: [`redact`]), and `docs/erd.md` from the same schema's catalog; `entities --check`
 //! regenerates both elsewhere and fails, showing the diff, when the committed files differ.
+
+pub mod redact;
 
 use std::{
     collections::BTreeSet,
@@ -10,13 +13,11 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail, ensure};
+use clap::Parser;
 use db_support::{DatabaseUrl, ThrowawayCluster};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::ConnectionTrait;
 use secrecy::ExposeSecret;
-
-/// The sea-orm-cli release that writes the committed entities; the same as the `sea-orm` crate.
-pub const SEA_ORM_CLI_VERSION: &str = "2.0.4";
 
 /// The flags of `sea-orm-cli generate entity`, fixed so regeneration is reproducible:
 /// serde both ways with camelCase JSON, chrono timestamps, a prelude, no migration table, and a
@@ -50,77 +51,67 @@ pub fn generated_dir() -> PathBuf {
     workspace_root().join("entity/src/generated")
 }
 
-fn installed_version(program: &Path) -> Option<String> {
-    let output = Command::new(program).arg("--version").output().ok()?;
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
-}
-
-/// A `sea-orm-cli` of exactly [`SEA_ORM_CLI_VERSION`]: the one on PATH if it is that version,
-/// else one installed (once) under `target/tools`, so a different global install is never used.
-pub fn sea_orm_cli() -> Result<PathBuf> {
-    let wanted = format!("sea-orm-cli {SEA_ORM_CLI_VERSION}");
-    let on_path = PathBuf::from("sea-orm-cli");
-    if installed_version(&on_path).as_deref() == Some(wanted.as_str()) {
-        return Ok(on_path);
-    }
-    let root = workspace_root().join("target/tools");
-    let local = root.join("bin/sea-orm-cli");
-    if installed_version(&local).as_deref() == Some(wanted.as_str()) {
-        return Ok(local);
-    }
-    eprintln!(
-        "Installing {wanted} into {} (once; takes a few minutes)",
-        root.display()
-    );
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["install", "sea-orm-cli", "--locked", "--version"])
-        .arg(format!("={SEA_ORM_CLI_VERSION}"))
-        .arg("--root")
-        .arg(&root)
-        .status()
-        .context("running cargo install sea-orm-cli")?;
-    ensure!(status.success(), "cargo install sea-orm-cli failed");
-    let got = installed_version(&local);
-    ensure!(
-        got.as_deref() == Some(wanted.as_str()),
-        "installed sea-orm-cli reports {got:?}, expected {wanted}"
-    );
-    Ok(local)
-}
-
-/// Runs `sea-orm-cli generate entity` against `url` into `out_dir` (emptied first), then
-/// formats the output with rustfmt so it is what `cargo fmt` would leave.
-pub fn generate(cli: &Path, url: &DatabaseUrl, out_dir: &Path) -> Result<()> {
+/// Runs `sea-orm-cli generate entity` (the pinned crate's own code, in this process) against
+/// `url` into `out_dir` (emptied first), makes each model secret-safe
+/// ([`redact::redact_model`]), and formats the output with rustfmt so it is what `cargo fmt`
+/// would leave.
+pub async fn generate(url: &DatabaseUrl, out_dir: &Path) -> Result<()> {
     if out_dir.exists() {
         fs::remove_dir_all(out_dir).with_context(|| format!("emptying {}", out_dir.display()))?;
     }
     fs::create_dir_all(out_dir)?;
-    let output = Command::new(cli)
-        .args(GENERATE_FLAGS)
-        .arg("--output-dir")
-        .arg(out_dir)
-        // Through the environment, so the password is in no process listing.
-        .env("DATABASE_URL", url.expose().expose_secret())
-        .output()
-        .context("running sea-orm-cli")?;
-    if !output.status.success() {
-        bail!(
-            "sea-orm-cli generate entity failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
+    let out = out_dir
+        .to_str()
+        .context("the output folder's path is not UTF-8")?;
+    let exposed = url.expose();
+    let args = ["sea-orm-cli"]
+        .into_iter()
+        .chain(GENERATE_FLAGS.iter().copied())
+        .chain([
+            "--output-dir",
+            out,
+            "--database-url",
+            exposed.expose_secret(),
+        ]);
+    let sea_orm_cli::Commands::Generate { command } = sea_orm_cli::Cli::try_parse_from(args)
+        .context("the fixed generate flags no longer parse")?
+        .command
+    else {
+        bail!("the fixed flags are not a generate command");
+    };
+    sea_orm_cli::run_generate_command(command, false)
+        .await
+        // Its errors name the failing step; none carries the URL.
+        .map_err(|err| anyhow::anyhow!("sea-orm-cli generate entity failed: {err}"))?;
     let files: Vec<PathBuf> = rust_files(out_dir)?;
     ensure!(
         !files.is_empty(),
         "sea-orm-cli wrote no entity into {}",
         out_dir.display()
     );
+    // Formatted first, so the redaction step reads the shape `cargo fmt` gives.
+    rustfmt(&files)?;
+    for file in &files {
+        let source = fs::read_to_string(file)?;
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if !source.contains("pub struct Model {") {
+            continue; // mod.rs, prelude.rs
+        }
+        let redacted = redact::redact_model(name, &source)?;
+        if redacted != source {
+            fs::write(file, redacted)?;
+        }
+    }
+    rustfmt(&files)
+}
+
+fn rustfmt(files: &[PathBuf]) -> Result<()> {
     let status = Command::new("rustfmt")
         .args(["--edition", "2024"])
-        .args(&files)
+        .args(files)
         .status()
         .context("running rustfmt")?;
     ensure!(status.success(), "rustfmt failed on the generated entities");

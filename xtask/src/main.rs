@@ -4,9 +4,7 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
-use xtask::{
-    diff_dirs, diff_erd, erd, erd_path, generate, generated_dir, migrated_database, sea_orm_cli,
-};
+use xtask::{diff_dirs, diff_erd, erd, erd_path, generate, generated_dir, migrated_database};
 
 #[derive(Parser)]
 #[command(about = "Workspace tooling")]
@@ -31,12 +29,11 @@ enum Task {
 async fn main() -> Result<()> {
     let Task::Entities { check } = Cli::parse().task;
     let started = Instant::now();
-    let cli = sea_orm_cli()?;
     let (_cluster, url) = migrated_database().await?;
     let committed = generated_dir();
     let erd = erd(&url).await?;
     if !check {
-        generate(&cli, &url, &committed)?;
+        generate(&url, &committed).await?;
         std::fs::write(erd_path(), erd)?;
         println!(
             "Regenerated {} and {} in {:.1} s",
@@ -47,7 +44,7 @@ async fn main() -> Result<()> {
         return Ok(());
     }
     let scratch = tempfile::tempdir()?;
-    generate(&cli, &url, scratch.path())?;
+    generate(&url, scratch.path()).await?;
     let entities = diff_dirs(&committed, scratch.path())?;
     let erd = diff_erd(&erd);
     if entities.is_none() && erd.is_none() {

@@ -1,23 +1,15 @@
 //! The drift check: regenerating from the migrations reproduces the committed entities, and a
 //! schema change that was not regenerated is reported with a diff naming it.
 
-use std::{path::PathBuf, sync::OnceLock};
-
 use harness::TestDb;
 use sea_orm::ConnectionTrait;
-use xtask::{diff_dirs, generate, generated_dir, sea_orm_cli};
-
-/// The pinned generator, installed at most once even when both tests start together.
-fn cli() -> &'static PathBuf {
-    static CLI: OnceLock<PathBuf> = OnceLock::new();
-    CLI.get_or_init(|| sea_orm_cli().expect("the pinned sea-orm-cli"))
-}
+use xtask::{diff_dirs, generate, generated_dir};
 
 #[tokio::test]
 async fn regenerating_from_the_migrations_reproduces_the_committed_entities() {
     let db = TestDb::migrated().await;
     let out = tempfile::tempdir().unwrap();
-    generate(cli(), db.url(), out.path()).unwrap();
+    generate(db.url(), out.path()).await.unwrap();
     let diff = diff_dirs(&generated_dir(), out.path()).unwrap();
     assert!(
         diff.is_none(),
@@ -34,7 +26,7 @@ async fn a_column_added_without_regenerating_is_reported() {
         .await
         .unwrap();
     let out = tempfile::tempdir().unwrap();
-    generate(cli(), db.url(), out.path()).unwrap();
+    generate(db.url(), out.path()).await.unwrap();
     let diff = diff_dirs(&generated_dir(), out.path())
         .unwrap()
         .expect("the extra column must show as a difference");

@@ -1,20 +1,25 @@
 //! The persistent cluster of a workspace (`.pgdata/`), like `prisma dev`.
 
 use std::{
-    fs::{self, File},
+    fs,
     path::{Path, PathBuf},
 };
 
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{
-    ClusterError, LOCAL_PG_DIR_VAR, PgBinaries, SUPERUSER, free_port, io_err, port_is_free,
-    random_password, run_as::RunAs, server::Server, write_private,
+    ClusterError, LOCAL_PG_DIR_VAR, PgBinaries, SUPERUSER,
+    files::{Owner, open_lock, read_no_follow, replace_file},
+    free_port, io_err, port_is_free, random_password,
+    run_as::RunAs,
+    server::Server,
 };
 use crate::config::DatabaseUrl;
 
 /// The persistent cluster of a workspace: created on first use in a git-ignored folder, started
-/// when stopped, reused when running. Its superuser password is random and kept in that folder.
+/// when stopped, reused when running. Its superuser password is random and kept in that folder,
+/// which (with the port, the lock and the `ready` marker) stays this process's user's: as root,
+/// only `data/` and the log belong to `postgres`.
 #[derive(Debug, Clone)]
 pub struct LocalCluster {
     dir: PathBuf,
@@ -73,11 +78,9 @@ impl LocalCluster {
     pub fn ensure_running(&self) -> Result<LocalClusterStart, ClusterError> {
         fs::create_dir_all(&self.dir)
             .map_err(io_err(format!("creating {}", self.dir.display())))?;
-        self.server.run_as.give(&self.dir)?;
-        self.server.run_as.check_reach(&self.dir)?;
+        self.server.run_as.keep_own(&self.dir)?;
         let lock_path = self.dir.join(".lock");
-        let lock = File::create(&lock_path)
-            .map_err(io_err(format!("creating {}", lock_path.display())))?;
+        let lock = open_lock(&lock_path)?;
         lock.lock()
             .map_err(io_err(format!("locking {}", lock_path.display())))?;
 
@@ -86,7 +89,7 @@ impl LocalCluster {
         let created = !ready.is_file();
         if created {
             self.create()?;
-            fs::write(&ready, "").map_err(io_err(format!("writing {}", ready.display())))?;
+            replace_file(&ready, "", 0o644, Owner::Me)?;
         }
         let url = self.url()?;
         let started = !self.server.is_running()?;
@@ -117,9 +120,13 @@ impl LocalCluster {
             free_port()?
         };
         self.server.init(&password, port, "")?;
-        write_private(&self.dir.join("password"), password.expose_secret())?;
-        fs::write(self.dir.join("port"), port.to_string())
-            .map_err(io_err("writing the port file"))?;
+        replace_file(
+            &self.dir.join("password"),
+            password.expose_secret(),
+            0o600,
+            Owner::Me,
+        )?;
+        replace_file(&self.dir.join("port"), &port.to_string(), 0o644, Owner::Me)?;
         self.server.start()?;
         self.server.create_database(&self.url()?)
     }
@@ -127,7 +134,7 @@ impl LocalCluster {
     /// The URL of the application database, from the files the cluster keeps.
     pub fn url(&self) -> Result<DatabaseUrl, ClusterError> {
         let read = |name: &str| {
-            fs::read_to_string(self.dir.join(name))
+            read_no_follow(&self.dir.join(name))
                 .map(|s| s.trim().to_owned())
                 .map_err(|err| ClusterError::Damaged(self.dir.clone(), format!("{name}: {err}")))
         };

@@ -6,16 +6,15 @@
 //! the `postgres` OS user through `runuser`, on a data directory that user owns.
 
 mod binaries;
+mod files;
 mod local;
 mod run_as;
 mod server;
 mod throwaway;
 
 use std::{
-    fs::{self, OpenOptions},
-    io::{self, Write},
+    fs, io,
     net::TcpListener,
-    os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
 };
@@ -146,18 +145,6 @@ pub fn free_port() -> Result<u16, ClusterError> {
 
 pub(crate) fn port_is_free(port: u16) -> bool {
     TcpListener::bind(("127.0.0.1", port)).is_ok()
-}
-
-pub(crate) fn write_private(path: &Path, contents: &str) -> Result<(), ClusterError> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io_err(format!("writing {}", path.display())))?;
-    file.write_all(contents.as_bytes())
-        .map_err(io_err(format!("writing {}", path.display())))
 }
 
 pub(crate) fn log_tail(log: &Path) -> String {

@@ -1,16 +1,27 @@
 //! One data directory and the `initdb` / `pg_ctl` commands that manage it.
 
-use std::{fs, os::unix::process::CommandExt, path::PathBuf, process::Command};
+use std::{
+    fs::{self, Permissions},
+    os::unix::{fs::PermissionsExt, process::CommandExt},
+    path::PathBuf,
+    process::Command,
+};
 
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{
-    ClusterError, PgBinaries, SUPERUSER, io_err, log_tail, run, run_as::RunAs, run_ok,
-    write_private,
+    ClusterError, PgBinaries, SUPERUSER,
+    files::{Owner, read_no_follow, replace_file},
+    io_err, log_tail, run,
+    run_as::RunAs,
+    run_ok,
 };
 use crate::config::DatabaseUrl;
 
-/// One data directory and the commands that manage it; shared by both kinds of cluster.
+/// One data directory and the commands that manage it; shared by both kinds of cluster. The
+/// data directory belongs to the server's user; the folder holding it (and the log) belongs to
+/// this process, which writes into the data directory only by replacing files, never through a
+/// path the server's user could have turned into a link.
 #[derive(Debug, Clone)]
 pub(crate) struct Server {
     pub(crate) bins: PgBinaries,
@@ -24,7 +35,9 @@ pub(crate) struct Server {
 pub(crate) const UNDURABLE: &str = "fsync = off\nfull_page_writes = off\n";
 
 impl Server {
-    /// `initdb` with password authentication for every connection, then our settings.
+    /// `initdb` with password authentication for every connection, then our settings. The
+    /// data directory is made here, empty and the server user's, inside a folder it cannot
+    /// write.
     pub(crate) fn init(
         &self,
         password: &SecretString,
@@ -32,9 +45,14 @@ impl Server {
         extra_conf: &str,
     ) -> Result<(), ClusterError> {
         let parent = self.data.parent().expect("data directory has a parent");
+        fs::create_dir(&self.data).map_err(io_err(format!("creating {}", self.data.display())))?;
+        self.run_as.give(&self.data)?;
+        fs::set_permissions(&self.data, Permissions::from_mode(0o700))
+            .map_err(io_err(format!("closing {}", self.data.display())))?;
+        self.run_as.check_reach(&self.data)?;
         let pwfile = parent.join(".initdb-password");
-        write_private(&pwfile, password.expose_secret())?;
-        self.run_as.give(&pwfile)?;
+        let server = Owner::Server(&self.run_as);
+        replace_file(&pwfile, password.expose_secret(), 0o600, server)?;
         let mut initdb = self.run_as.command(self.bins.tool("initdb"));
         initdb
             .arg("--pgdata")
@@ -53,19 +71,17 @@ impl Server {
 
     /// Writes the listening settings into `local.conf`, which `postgresql.conf` includes.
     pub(crate) fn set_port(&self, port: u16, extra_conf: &str) -> Result<(), ClusterError> {
+        let server = Owner::Server(&self.run_as);
         let conf = self.data.join("postgresql.conf");
-        let main =
-            fs::read_to_string(&conf).map_err(io_err(format!("reading {}", conf.display())))?;
+        let main = read_no_follow(&conf).map_err(io_err(format!("reading {}", conf.display())))?;
         if !main.contains("include_if_exists = 'local.conf'") {
-            fs::write(&conf, main + "\ninclude_if_exists = 'local.conf'\n")
-                .map_err(io_err(format!("writing {}", conf.display())))?;
+            let main = main + "\ninclude_if_exists = 'local.conf'\n";
+            replace_file(&conf, &main, 0o600, server)?;
         }
-        let local = self.data.join("local.conf");
         let settings = format!(
             "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = ''\n{extra_conf}"
         );
-        fs::write(&local, settings).map_err(io_err(format!("writing {}", local.display())))?;
-        self.run_as.give(&local)
+        replace_file(&self.data.join("local.conf"), &settings, 0o600, server)
     }
 
     pub(crate) fn is_running(&self) -> Result<bool, ClusterError> {
@@ -76,6 +92,10 @@ impl Server {
     }
 
     pub(crate) fn start(&self) -> Result<(), ClusterError> {
+        // The server's user appends to the log but cannot create it in this process's folder.
+        if fs::symlink_metadata(&self.log).is_err() {
+            replace_file(&self.log, "", 0o600, Owner::Server(&self.run_as))?;
+        }
         let mut start = self.run_as.command(self.bins.tool("pg_ctl"));
         start
             .arg("start")

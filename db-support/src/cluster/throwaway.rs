@@ -36,7 +36,8 @@ impl ThrowawayCluster {
             .tempdir()
             .map_err(io_err("creating a temporary directory"))?
             .keep();
-        run_as.give(&dir)?;
+        // This process's folder, which the server's user may enter but not write.
+        run_as.keep_own(&dir)?;
         let server = Server {
             bins,
             run_as,

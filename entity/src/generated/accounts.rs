@@ -3,7 +3,7 @@
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
 #[sea_orm(table_name = "accounts")]
 #[serde(rename_all = "camelCase")]
 pub struct Model {
@@ -22,19 +22,57 @@ pub struct Model {
     #[sea_orm(column_type = "Text")]
     pub user_id: String,
     #[sea_orm(column_type = "Text", nullable)]
+    #[serde(skip_serializing)]
     pub access_token: Option<String>,
     #[sea_orm(column_type = "Text", nullable)]
+    #[serde(skip_serializing)]
     pub refresh_token: Option<String>,
     #[sea_orm(column_type = "Text", nullable)]
+    #[serde(skip_serializing)]
     pub id_token: Option<String>,
     pub access_token_expires_at: Option<DateTimeWithTimeZone>,
     pub refresh_token_expires_at: Option<DateTimeWithTimeZone>,
     #[sea_orm(column_type = "Text", nullable)]
     pub scope: Option<String>,
     #[sea_orm(column_type = "Text", nullable)]
+    #[serde(skip_serializing)]
     pub password: Option<String>,
     pub created_at: DateTimeWithTimeZone,
     pub updated_at: DateTimeWithTimeZone,
+}
+
+/// Written by `cargo xtask entities`: secret columns print as `****` (a verification's
+/// identifier up to its first `:`), JSON with its secret keys redacted (`db_support::secrets`).
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("id", &self.id)
+            .field("account_id", &self.account_id)
+            .field("provider_id", &self.provider_id)
+            .field("user_id", &self.user_id)
+            .field(
+                "access_token",
+                &self.access_token.as_ref().map(|_| crate::redact::Masked),
+            )
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| crate::redact::Masked),
+            )
+            .field(
+                "id_token",
+                &self.id_token.as_ref().map(|_| crate::redact::Masked),
+            )
+            .field("access_token_expires_at", &self.access_token_expires_at)
+            .field("refresh_token_expires_at", &self.refresh_token_expires_at)
+            .field("scope", &self.scope)
+            .field(
+                "password",
+                &self.password.as_ref().map(|_| crate::redact::Masked),
+            )
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -3,7 +3,7 @@
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
 #[sea_orm(table_name = "agent_runs")]
 #[serde(rename_all = "camelCase")]
 pub struct Model {
@@ -31,6 +31,33 @@ pub struct Model {
     pub created_at: DateTimeWithTimeZone,
     pub updated_at: DateTimeWithTimeZone,
     pub next_tool_call_sequence: i32,
+}
+
+/// Written by `cargo xtask entities`: secret columns print as `****` (a verification's
+/// identifier up to its first `:`), JSON with its secret keys redacted (`db_support::secrets`).
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("id", &self.id)
+            .field("organization_id", &self.organization_id)
+            .field("user_id", &self.user_id)
+            .field("trigger_source", &self.trigger_source)
+            .field("slack_event_id", &self.slack_event_id)
+            .field("linear_event_id", &self.linear_event_id)
+            .field("status", &self.status)
+            .field("model", &self.model)
+            .field("input", &crate::redact::Scrubbed(&self.input))
+            .field("output", &self.output.as_ref().map(crate::redact::Scrubbed))
+            .field("error", &self.error)
+            .field("prompt_tokens", &self.prompt_tokens)
+            .field("completion_tokens", &self.completion_tokens)
+            .field("started_at", &self.started_at)
+            .field("completed_at", &self.completed_at)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .field("next_tool_call_sequence", &self.next_tool_call_sequence)
+            .finish()
+    }
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

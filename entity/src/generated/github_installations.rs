@@ -3,7 +3,7 @@
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
 #[sea_orm(table_name = "github_installations")]
 #[serde(rename_all = "camelCase")]
 pub struct Model {
@@ -25,6 +25,27 @@ pub struct Model {
     pub suspended_at: Option<DateTimeWithTimeZone>,
     pub created_at: DateTimeWithTimeZone,
     pub updated_at: DateTimeWithTimeZone,
+}
+
+/// Written by `cargo xtask entities`: secret columns print as `****` (a verification's
+/// identifier up to its first `:`), JSON with its secret keys redacted (`db_support::secrets`).
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("id", &self.id)
+            .field("organization_id", &self.organization_id)
+            .field("installation_id", &self.installation_id)
+            .field("account_login", &self.account_login)
+            .field("account_type", &self.account_type)
+            .field("repository_selection", &self.repository_selection)
+            .field("permissions", &crate::redact::Scrubbed(&self.permissions))
+            .field("events", &self.events)
+            .field("installed_by_user_id", &self.installed_by_user_id)
+            .field("suspended_at", &self.suspended_at)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -3,7 +3,7 @@
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
 #[sea_orm(table_name = "linear_events")]
 #[serde(rename_all = "camelCase")]
 pub struct Model {
@@ -25,6 +25,28 @@ pub struct Model {
     pub processed_at: Option<DateTimeWithTimeZone>,
     pub created_at: DateTimeWithTimeZone,
     pub updated_at: DateTimeWithTimeZone,
+}
+
+/// Written by `cargo xtask entities`: secret columns print as `****` (a verification's
+/// identifier up to its first `:`), JSON with its secret keys redacted (`db_support::secrets`).
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("id", &self.id)
+            .field("linear_connection_id", &self.linear_connection_id)
+            .field("event_id", &self.event_id)
+            .field("event_type", &self.event_type)
+            .field("action", &self.action)
+            .field("linear_organization_id", &self.linear_organization_id)
+            .field("payload", &crate::redact::Scrubbed(&self.payload))
+            .field("status", &self.status)
+            .field("attempts", &self.attempts)
+            .field("last_error", &self.last_error)
+            .field("processed_at", &self.processed_at)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

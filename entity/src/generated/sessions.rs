@@ -3,7 +3,7 @@
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
 #[sea_orm(table_name = "sessions")]
 #[serde(rename_all = "camelCase")]
 pub struct Model {
@@ -11,6 +11,7 @@ pub struct Model {
     pub id: String,
     pub expires_at: DateTimeWithTimeZone,
     #[sea_orm(column_type = "Text", unique)]
+    #[serde(skip_serializing)]
     pub token: String,
     #[sea_orm(column_type = "Text", nullable)]
     pub ip_address: Option<String>,
@@ -22,6 +23,24 @@ pub struct Model {
     pub updated_at: DateTimeWithTimeZone,
     #[sea_orm(column_type = "Text", nullable)]
     pub active_organization_id: Option<String>,
+}
+
+/// Written by `cargo xtask entities`: secret columns print as `****` (a verification's
+/// identifier up to its first `:`), JSON with its secret keys redacted (`db_support::secrets`).
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("id", &self.id)
+            .field("expires_at", &self.expires_at)
+            .field("token", &crate::redact::Masked)
+            .field("ip_address", &self.ip_address)
+            .field("user_agent", &self.user_agent)
+            .field("user_id", &self.user_id)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .field("active_organization_id", &self.active_organization_id)
+            .finish()
+    }
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

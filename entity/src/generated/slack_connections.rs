@@ -3,7 +3,7 @@
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
 #[sea_orm(table_name = "slack_connections")]
 #[serde(rename_all = "camelCase")]
 pub struct Model {
@@ -26,11 +26,32 @@ pub struct Model {
     #[sea_orm(column_type = "Text", nullable)]
     pub bot_user_id: Option<String>,
     #[sea_orm(column_type = "Text")]
+    #[serde(skip_serializing)]
     pub access_token_encrypted: String,
     pub scopes: Vec<String>,
     pub is_active: bool,
     pub created_at: DateTimeWithTimeZone,
     pub updated_at: DateTimeWithTimeZone,
+}
+
+/// Written by `cargo xtask entities`: secret columns print as `****` (a verification's
+/// identifier up to its first `:`), JSON with its secret keys redacted (`db_support::secrets`).
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("id", &self.id)
+            .field("organization_id", &self.organization_id)
+            .field("installed_by_user_id", &self.installed_by_user_id)
+            .field("team_id", &self.team_id)
+            .field("team_name", &self.team_name)
+            .field("bot_user_id", &self.bot_user_id)
+            .field("access_token_encrypted", &crate::redact::Masked)
+            .field("scopes", &self.scopes)
+            .field("is_active", &self.is_active)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

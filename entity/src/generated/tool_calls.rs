@@ -3,7 +3,7 @@
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
 #[sea_orm(table_name = "tool_calls")]
 #[serde(rename_all = "camelCase")]
 pub struct Model {
@@ -27,6 +27,29 @@ pub struct Model {
     pub completed_at: Option<DateTimeWithTimeZone>,
     pub created_at: DateTimeWithTimeZone,
     pub updated_at: DateTimeWithTimeZone,
+}
+
+/// Written by `cargo xtask entities`: secret columns print as `****` (a verification's
+/// identifier up to its first `:`), JSON with its secret keys redacted (`db_support::secrets`).
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("id", &self.id)
+            .field("agent_run_id", &self.agent_run_id)
+            .field("tool_id", &self.tool_id)
+            .field("tool_name", &self.tool_name)
+            .field("sequence", &self.sequence)
+            .field("input", &crate::redact::Scrubbed(&self.input))
+            .field("output", &self.output.as_ref().map(crate::redact::Scrubbed))
+            .field("status", &self.status)
+            .field("error", &self.error)
+            .field("duration_ms", &self.duration_ms)
+            .field("started_at", &self.started_at)
+            .field("completed_at", &self.completed_at)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -3,21 +3,39 @@
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
 #[sea_orm(table_name = "two_factors")]
 #[serde(rename_all = "camelCase")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false, column_type = "Text")]
     pub id: String,
     #[sea_orm(column_type = "Text")]
+    #[serde(skip_serializing)]
     pub secret: String,
     #[sea_orm(column_type = "Text")]
+    #[serde(skip_serializing)]
     pub backup_codes: String,
     #[sea_orm(column_type = "Text")]
     pub user_id: String,
     pub verified: bool,
     pub failed_verification_count: i32,
     pub locked_until: Option<DateTimeWithTimeZone>,
+}
+
+/// Written by `cargo xtask entities`: secret columns print as `****` (a verification's
+/// identifier up to its first `:`), JSON with its secret keys redacted (`db_support::secrets`).
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("id", &self.id)
+            .field("secret", &crate::redact::Masked)
+            .field("backup_codes", &crate::redact::Masked)
+            .field("user_id", &self.user_id)
+            .field("verified", &self.verified)
+            .field("failed_verification_count", &self.failed_verification_count)
+            .field("locked_until", &self.locked_until)
+            .finish()
+    }
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

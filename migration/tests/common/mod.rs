@@ -7,14 +7,28 @@ use secrecy::ExposeSecret;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_migration");
 
-/// The binary with `args`, without the caller's DATABASE_URL or backtraces, started in a
+/// Every variable that chooses the database or tunes the runner.
+const SETTINGS: &[&str] = &[
+    "DATABASE_URL",
+    "DB_POOLER",
+    "DATABASE_DIRECT_URL",
+    "MIGRATION_DATABASE_URL",
+    "DATABASE_REPLICA_URL",
+    "MIGRATION_LOCK_TIMEOUT_MS",
+    "MIGRATION_STATEMENT_TIMEOUT_MS",
+    "MIGRATION_LOCK_RETRIES",
+];
+
+/// The binary with `args`, without the caller's database settings or backtraces, started in a
 /// temporary folder so no `.env` up the tree applies: only what a test sets does.
 pub fn migration(args: &[&str]) -> Command {
     let mut cmd = Command::new(BINARY);
     cmd.args(args)
-        .env_remove("DATABASE_URL")
         .env("RUST_BACKTRACE", "0")
         .current_dir(std::env::temp_dir());
+    for var in SETTINGS {
+        cmd.env_remove(var);
+    }
     cmd
 }
 

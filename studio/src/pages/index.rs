@@ -50,6 +50,7 @@ pub async fn show(State(studio): State<Arc<Studio>>) -> Result<Markup, StudioErr
                                     @match count {
                                         RowCount::Exact(n) => span.rows { (n) },
                                         RowCount::Estimate(n) => span.rows title="planner estimate: the table is large" { "≈" (n) },
+                                        RowCount::Unknown { bytes } => span.rows.unknown title={ "never analysed and " (bytes / (1024 * 1024)) " MiB on disk: not counted (run ANALYZE)" } { "?" },
                                     }
                                     " rows"
                                 }

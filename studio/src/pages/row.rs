@@ -10,11 +10,10 @@ use sea_orm::ConnectionTrait;
 use super::{describe, notice, require_row, table};
 use crate::{
     Studio, StudioError,
-    browse::{Row, Sql, fetch_rows, ident, key_of, push_filters, select_rows},
+    browse::{Fit, Row, Sql, fetch_rows, ident, key_of, push_filters, select_rows},
     html::{self, cell, filter_params, page, row_url, rows_grid, table_url, value_text},
     keyset::{Dir, push_order},
     pages::table::relations,
-    secrets::is_secret,
 };
 
 /// How many referencing rows a row's page shows per foreign key.
@@ -42,11 +41,8 @@ pub async fn referencing<'a>(
             .referenced_columns
             .iter()
             .map(|name| {
-                if is_secret(&table.name, name) {
-                    return None;
-                }
                 let at = table.columns.iter().position(|c| &c.name == name)?;
-                row.values[at].as_ref().map(value_text)
+                row.values[at].value().map(value_text)
             })
             .collect();
         let Some(values) = values else { continue };
@@ -88,7 +84,7 @@ pub async fn show(
     let row = require_row(&studio.db, table, &key).await?;
     let mut sections = Vec::new();
     for reference in referencing(&studio.db, &catalog, table, &row).await? {
-        let mut sql = select_rows(reference.child, None);
+        let mut sql = select_rows(reference.child, None, Fit::List);
         push_filters(&mut sql, reference.child, &reference.filters)?;
         if !reference.child.primary_key.is_empty() {
             push_order(&mut sql, reference.child, None, Dir::Asc);
@@ -112,7 +108,7 @@ pub async fn show(
             @for (column, value) in table.columns.iter().zip(&row.values) {
                 tr data-column=(column.name) {
                     th { (column.name) br; span.muted { (column.sql_type) } }
-                    td { (cell(table, column, value.as_ref(), false)) }
+                    td { (cell(table, column, value, Fit::Whole)) }
                 }
             }
         }

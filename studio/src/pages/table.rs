@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use catalog::{Column, Table};
+use db_support::secrets::is_secret_column;
 use maud::{Markup, html};
 
 use super::{notice, table};
@@ -13,7 +14,6 @@ use crate::{
     browse::{DEFAULT_PAGE, MAX_PAGE, filterable},
     html::{filter_params, page, rows_grid, table_url},
     keyset::{Cursor, Dir, PageRequest, fetch_page},
-    secrets::is_secret,
 };
 
 /// Columns a page can be ordered by: the primary key and any column leading a full btree
@@ -22,7 +22,7 @@ pub fn sortable(table: &Table) -> Vec<&Column> {
     table
         .columns
         .iter()
-        .filter(|c| !is_secret(&table.name, &c.name))
+        .filter(|c| !is_secret_column(&table.name, &c.name))
         .filter(|c| {
             table.index_leading_columns.contains(&c.name)
                 || table.primary_key == std::slice::from_ref(&c.name)
@@ -201,7 +201,7 @@ pub async fn show(
             input type="hidden" name="dir" value=(view.dir.as_str());
             @if view.limit != DEFAULT_PAGE { input type="hidden" name="limit" value=(view.limit); }
             @for column in &table.columns {
-                @if !is_secret(&table.name, &column.name) {
+                @if !is_secret_column(&table.name, &column.name) {
                     label {
                         (column.name)
                         input type="text" size="12" name={ "eq." (column.name) }

@@ -10,15 +10,16 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use catalog::{Column, OnDelete, Table};
+use db_support::secrets::{REDACTED, is_secret_column, redact_json};
 use maud::{Markup, html};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
+use serde_json::Value as Json;
 
 use super::{describe, no_row, require_row, row::referencing, table};
 use crate::{
     Studio, StudioError,
-    browse::{Sql, check_row_key, edit_text_expr, ident, push_filters},
+    browse::{Sql, check_row_key, edit_text_expr, ident, is_json, push_filters},
     html::{filter_params, page, row_url, rows, table_url},
-    secrets::is_secret,
 };
 
 fn require_write(studio: &Studio) -> Result<(), StudioError> {
@@ -36,7 +37,9 @@ fn require_write(studio: &Studio) -> Result<(), StudioError> {
 /// follow it), not generated.
 fn editable(table: &Table) -> impl Iterator<Item = &Column> {
     table.columns.iter().filter(|c| {
-        !is_secret(&table.name, &c.name) && !table.primary_key.contains(&c.name) && !c.generated
+        !is_secret_column(&table.name, &c.name)
+            && !table.primary_key.contains(&c.name)
+            && !c.generated
     })
 }
 
@@ -60,7 +63,7 @@ impl Submitted {
             .iter()
             .find(|(k, _)| k == "token")
             .map(|(_, v)| v.as_str());
-        if token != Some(studio.form_token.as_str()) {
+        if !studio.is_form_token(token) {
             return Err(StudioError::Forbidden(
                 "the form is missing this studio's token (it was opened before a restart, or \
                  sent from another site); reload the page and try again"
@@ -109,12 +112,22 @@ impl Submitted {
     }
 }
 
+/// A row's editable columns as an edit form shows them.
+struct Current {
+    version: String,
+    /// Each editable column's edit text, `None` for NULL.
+    values: Vec<Option<String>>,
+    /// Whether each is JSON holding a secret key or token: shown redacted, never editable here
+    /// (saving the redacted text back would overwrite the secret).
+    locked: Vec<bool>,
+}
+
 /// The row's editable columns as edit text, with its version, or `None` if it is gone.
 async fn current(
     db: &impl ConnectionTrait,
     table: &Table,
     key: &[(String, String)],
-) -> Result<Option<(String, Vec<Option<String>>)>, StudioError> {
+) -> Result<Option<Current>, StudioError> {
     check_row_key(table, key)?;
     let columns: Vec<&Column> = editable(table).collect();
     let mut sql = Sql::default();
@@ -131,10 +144,28 @@ async fn current(
     };
     let version = row.try_get_by_index::<String>(0)?;
     let mut values = Vec::with_capacity(columns.len());
-    for i in 0..columns.len() {
-        values.push(row.try_get_by_index::<Option<String>>(i + 1)?);
+    let mut locked = Vec::with_capacity(columns.len());
+    for (i, column) in columns.iter().enumerate() {
+        let mut text = row.try_get_by_index::<Option<String>>(i + 1)?;
+        let redacted = match &text {
+            Some(t) if is_json(column) => serde_json::from_str::<Json>(t)
+                .ok()
+                .map(|mut json| (redact_json(&mut json), json))
+                .filter(|(changed, _)| *changed)
+                .map(|(_, json)| serde_json::to_string_pretty(&json).expect("JSON serializes")),
+            _ => None,
+        };
+        locked.push(redacted.is_some());
+        if redacted.is_some() {
+            text = redacted;
+        }
+        values.push(text);
     }
-    Ok(Some((version, values)))
+    Ok(Some(Current {
+        version,
+        values,
+        locked,
+    }))
 }
 
 fn changed_meanwhile(table: &Table) -> StudioError {
@@ -153,23 +184,18 @@ pub async fn edit_form(
     require_write(&studio)?;
     let catalog = studio.catalog();
     let table = table(&catalog, &name)?;
-    let (version, values) = current(&studio.db, table, &key)
+    let current = current(&studio.db, table, &key)
         .await?
         .ok_or_else(|| no_row(table, &key))?;
     let submitted = Submitted {
         key,
-        version,
+        version: current.version.clone(),
         ..Default::default()
     };
-    Ok(edit_page(&studio, table, &submitted, &values))
+    Ok(edit_page(&studio, table, &submitted, &current))
 }
 
-fn edit_page(
-    studio: &Studio,
-    table: &Table,
-    submitted: &Submitted,
-    values: &[Option<String>],
-) -> Markup {
+fn edit_page(studio: &Studio, table: &Table, submitted: &Submitted, current: &Current) -> Markup {
     let action = row_url(&table.name, "/edit", &[]);
     let body = html! {
         h1 { "Edit " a href=(row_url(&table.name, "", &submitted.key)) { (table.name) " › " (describe(&submitted.key)) } }
@@ -177,14 +203,22 @@ fn edit_page(
         form.edit method="post" action=(action) {
             (submitted.hidden(&studio.form_token))
             table.grid {
-                @for (column, value) in editable(table).zip(values) {
+                @for ((column, value), locked) in editable(table).zip(&current.values).zip(&current.locked) {
                     tr data-column=(column.name) {
                         th { label for={ "set." (column.name) } { (column.name) } br; span.muted { (column.sql_type) } }
+                        @if *locked {
+                            td.locked {
+                                pre { (value.as_deref().unwrap_or("")) }
+                                p.muted { "Holds a secret key or token (shown as " code { (REDACTED) } "): not editable here." }
+                            }
+                            td {}
+                        } @else {
                         td { (input(column, value.as_deref())) }
                         td {
                             @if column.nullable {
                                 label { input type="checkbox" name={ "null." (column.name) } value="1" checked[value.is_none()]; " NULL" }
                             }
+                        }
                         }
                     }
                 }
@@ -221,7 +255,11 @@ pub async fn edit_submit(
     let catalog = studio.catalog();
     let table = table(&catalog, &name)?;
     let mut submitted = Submitted::parse(&studio, table, &pairs)?;
-    let (version, values) = current(&studio.db, table, &submitted.key)
+    let Current {
+        version,
+        values,
+        locked,
+    } = current(&studio.db, table, &submitted.key)
         .await?
         .ok_or_else(|| no_row(table, &submitted.key))?;
     if version != submitted.version {
@@ -230,6 +268,14 @@ pub async fn edit_submit(
     let columns: Vec<&Column> = editable(table).collect();
     for (name, new) in &mut submitted.values {
         let at = columns.iter().position(|c| &c.name == name);
+        if let Some(at) = at
+            && locked[at]
+        {
+            return Err(StudioError::BadRequest(format!(
+                "{}.{name} holds a secret key or token: it cannot be edited here",
+                table.name
+            )));
+        }
         if let (Some(at), Some(text)) = (at, new.as_mut()) {
             *text = line_endings_like(values[at].as_deref(), text);
         }

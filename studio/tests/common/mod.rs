@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use axum::{
     Router,
@@ -12,10 +12,12 @@ use axum::{
 };
 use harness::{TestDb, fixtures::seed_everything};
 use http_body_util::BodyExt;
-use studio::{Options, Studio, loopback_hosts};
+use studio::{DEFAULT_STATEMENT_TIMEOUT, Options, Studio, allowed_hosts};
 use tower::ServiceExt;
 
 pub const HOST: &str = "127.0.0.1:4983";
+/// What a browser sends as `Origin` from the studio's own pages.
+pub const ORIGIN: &str = "http://127.0.0.1:4983";
 
 pub struct App {
     pub db: TestDb,
@@ -31,13 +33,31 @@ pub struct Reply {
 impl App {
     /// A seeded database and a studio over it, read-only unless `write`.
     pub async fn start(write: bool) -> Self {
+        Self::start_with(write, DEFAULT_STATEMENT_TIMEOUT, HOST, &[]).await
+    }
+
+    /// As [`App::start`], with the studio's statement timeout, the address it listens on and
+    /// its `--allowed-host` names.
+    pub async fn start_with(
+        write: bool,
+        statement_timeout: Duration,
+        listening: &str,
+        extra_hosts: &[String],
+    ) -> Self {
         let db = TestDb::migrated().await;
         seed_everything(db.conn()).await.unwrap();
+        let settings = db_support::PoolSettings {
+            max_connections: 4,
+            ..Default::default()
+        };
+        let pool = studio::connect(db.url(), &settings, statement_timeout)
+            .await
+            .unwrap();
         let studio = Studio::new(
-            db.new_pool(4).await,
+            pool,
             Options {
                 write,
-                allowed_hosts: Some(loopback_hosts(HOST.parse::<SocketAddr>().unwrap())),
+                allowed_hosts: allowed_hosts(listening.parse::<SocketAddr>().unwrap(), extra_hosts),
             },
         )
         .await
@@ -78,18 +98,28 @@ impl App {
         reply.body
     }
 
+    /// POST of `form` as a browser sends it from one of the studio's pages.
     pub async fn post(&self, uri: &str, form: &[(&str, &str)]) -> Reply {
+        self.post_with(uri, form, &[("origin", ORIGIN)]).await
+    }
+
+    /// POST of `form` to `HOST` with `headers` (e.g. another `Origin`, or none).
+    pub async fn post_with(
+        &self,
+        uri: &str,
+        form: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let body = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
             .finish();
-        self.send(
-            Request::post(uri)
-                .header(header::HOST, HOST)
-                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .body(Body::from(body))
-                .unwrap(),
-        )
-        .await
+        let mut request = Request::post(uri)
+            .header(header::HOST, HOST)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.send(request.body(Body::from(body)).unwrap()).await
     }
 }
 

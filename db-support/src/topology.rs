@@ -1,0 +1,198 @@
+//! Which URL each kind of work uses once the database sits behind a pooler and grows replicas:
+//! the application's queries (`DATABASE_URL`, possibly a transaction-mode pooler), work that
+//! needs a session of its own (`DATABASE_DIRECT_URL`: `LISTEN`, session locks), migrations
+//! (`MIGRATION_DATABASE_URL`, Prisma's `directUrl`) and read-only helpers
+//! (`DATABASE_REPLICA_URL`, trusted while it lags less than `DB_REPLICA_MAX_LAG_MS`).
+
+use std::{fmt, time::Duration};
+
+use crate::config::{ConfigError, DATABASE_URL_VAR, DatabaseUrl, load_dotenv};
+
+pub const DB_POOLER_VAR: &str = "DB_POOLER";
+pub const DIRECT_URL_VAR: &str = "DATABASE_DIRECT_URL";
+pub const MIGRATION_URL_VAR: &str = "MIGRATION_DATABASE_URL";
+pub const REPLICA_URL_VAR: &str = "DATABASE_REPLICA_URL";
+pub const REPLICA_MAX_LAG_VAR: &str = "DB_REPLICA_MAX_LAG_MS";
+
+/// How long a replica may trail the primary before reads leave it, unless configured.
+pub const DEFAULT_REPLICA_MAX_LAG: Duration = Duration::from_millis(1000);
+
+/// What sits between the application and PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pooler {
+    /// Nothing, or a pooler in session mode: every connection is a session of its own.
+    #[default]
+    None,
+    /// A pooler in transaction mode (PgBouncer `pool_mode = transaction`, the managed poolers of
+    /// hosted PostgreSQL): consecutive transactions of one client connection may run on
+    /// different server sessions, so nothing may outlive a transaction (prepared statements,
+    /// `SET`, `LISTEN`, session advisory locks).
+    Transaction,
+}
+
+impl Pooler {
+    /// `DB_POOLER` and the URL's `pgbouncer=` flag together; either may say `transaction`, and
+    /// both saying different things is an error.
+    fn resolve(setting: Option<&str>, url: &DatabaseUrl) -> Result<Self, ConfigError> {
+        let invalid = |value: &str, reason: &str| ConfigError::InvalidSetting {
+            var: DB_POOLER_VAR,
+            value: value.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let from_setting = match setting.map(str::trim).filter(|v| !v.is_empty()) {
+            None => None,
+            Some("none" | "session") => Some(Self::None),
+            Some("transaction") => Some(Self::Transaction),
+            Some(other) => return Err(invalid(other, "expected none, session or transaction")),
+        };
+        let from_url = url.pooler_flag().map(|on| match on {
+            true => Self::Transaction,
+            false => Self::None,
+        });
+        match (from_setting, from_url) {
+            (Some(a), Some(b)) if a != b => Err(invalid(
+                setting.unwrap_or_default(),
+                "it contradicts the pgbouncer= parameter of DATABASE_URL",
+            )),
+            (a, b) => Ok(a.or(b).unwrap_or_default()),
+        }
+    }
+}
+
+impl fmt::Display for Pooler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::None => "none",
+            Self::Transaction => "transaction",
+        })
+    }
+}
+
+/// Every URL of a deployment, validated together.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    /// `DATABASE_URL`: the application's queries.
+    pub application: DatabaseUrl,
+    /// What `application` goes through.
+    pub pooler: Pooler,
+    /// `DATABASE_DIRECT_URL`: the same database without the pooler.
+    pub direct: Option<DatabaseUrl>,
+    /// `MIGRATION_DATABASE_URL`.
+    pub migration: Option<DatabaseUrl>,
+    /// `DATABASE_REPLICA_URL`.
+    pub replica: Option<DatabaseUrl>,
+    /// `DB_REPLICA_MAX_LAG_MS`.
+    pub replica_max_lag: Duration,
+}
+
+/// Why a kind of work has no URL it can use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "DATABASE_URL goes through a transaction-mode pooler (DB_POOLER=transaction or pgbouncer=true), where {purpose} cannot work; set {var} to a URL that reaches PostgreSQL directly"
+)]
+pub struct NeedsDirectUrl {
+    pub purpose: &'static str,
+    pub var: &'static str,
+}
+
+impl Topology {
+    /// Reads the variables (after loading `.env`); `Ok(None)` when `DATABASE_URL` is unset.
+    pub fn from_env() -> Result<Option<Self>, ConfigError> {
+        load_dotenv()?;
+        Self::from_lookup(|var| std::env::var(var).ok())
+    }
+
+    /// Reads the variables through `lookup`, so callers and tests can supply their own source.
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<Self>, ConfigError> {
+        let read = |var: &'static str| lookup(var).filter(|v| !v.trim().is_empty());
+        let url = |var: &'static str| -> Result<Option<DatabaseUrl>, ConfigError> {
+            read(var)
+                .map(|raw| {
+                    DatabaseUrl::parse(&raw).map_err(|err| ConfigError::InvalidUrlVariable {
+                        var,
+                        reason: Box::new(err),
+                    })
+                })
+                .transpose()
+        };
+        let Some(application) = url(DATABASE_URL_VAR)? else {
+            return Ok(None);
+        };
+        let pooler = Pooler::resolve(read(DB_POOLER_VAR).as_deref(), &application)?;
+        let direct = url(DIRECT_URL_VAR)?;
+        let migration = url(MIGRATION_URL_VAR)?;
+        let replica = url(REPLICA_URL_VAR)?;
+        for (var, other) in [(DIRECT_URL_VAR, &direct), (MIGRATION_URL_VAR, &migration)] {
+            if other.as_ref().and_then(DatabaseUrl::pooler_flag) == Some(true) {
+                return Err(ConfigError::InvalidSetting {
+                    var,
+                    value: other.as_ref().map(ToString::to_string).unwrap_or_default(),
+                    reason: "it must reach PostgreSQL directly, not through the pooler".to_owned(),
+                });
+            }
+        }
+        let replica_max_lag = match read(REPLICA_MAX_LAG_VAR) {
+            None => DEFAULT_REPLICA_MAX_LAG,
+            Some(value) => value
+                .trim()
+                .parse::<u64>()
+                .map(Duration::from_millis)
+                .map_err(|_| ConfigError::InvalidSetting {
+                    var: REPLICA_MAX_LAG_VAR,
+                    value: value.clone(),
+                    reason: "expected a whole number of milliseconds".to_owned(),
+                })?,
+        };
+        Ok(Some(Self {
+            application,
+            pooler,
+            direct,
+            migration,
+            replica,
+            replica_max_lag,
+        }))
+    }
+
+    /// A topology of one directly reached database.
+    pub fn direct(url: DatabaseUrl) -> Self {
+        Self {
+            application: url,
+            pooler: Pooler::None,
+            direct: None,
+            migration: None,
+            replica: None,
+            replica_max_lag: DEFAULT_REPLICA_MAX_LAG,
+        }
+    }
+
+    /// Where work that needs a session of its own goes: `DATABASE_DIRECT_URL`, else
+    /// `DATABASE_URL` unless that is a transaction-mode pooler.
+    pub fn session_url(&self, purpose: &'static str) -> Result<&DatabaseUrl, NeedsDirectUrl> {
+        self.direct
+            .as_ref()
+            .or(self.unpooled_application())
+            .ok_or(NeedsDirectUrl {
+                purpose,
+                var: DIRECT_URL_VAR,
+            })
+    }
+
+    /// Where migrations go: `MIGRATION_DATABASE_URL`, else `DATABASE_DIRECT_URL`, else
+    /// `DATABASE_URL` unless that is a transaction-mode pooler.
+    pub fn migration_url(&self) -> Result<&DatabaseUrl, NeedsDirectUrl> {
+        self.migration
+            .as_ref()
+            .or(self.direct.as_ref())
+            .or(self.unpooled_application())
+            .ok_or(NeedsDirectUrl {
+                purpose: "migrations (their lock and their non-transactional steps need a session)",
+                var: MIGRATION_URL_VAR,
+            })
+    }
+
+    fn unpooled_application(&self) -> Option<&DatabaseUrl> {
+        (self.pooler == Pooler::None).then_some(&self.application)
+    }
+}
