@@ -1,7 +1,9 @@
 // Signs in as users of a database filled by `cargo run -p migration -- seed`, through the real
-// `better-auth` package configured exactly as check.mjs configures it (the plural/snake_case
-// mapping, the organization and two-factor plugins). Proves the seed's password hashes are in
-// Better Auth's own format and its organizations read back through the organization plugin.
+// `better-auth` package configured as check.mjs configures it (the plural/snake_case mapping,
+// the organization and two-factor plugins, verification identifiers stored hashed). Proves the
+// seed's password hashes are in Better Auth's own format, its organizations read back through
+// the organization plugin, and (1.7) its verification identifiers have the form Better Auth
+// writes.
 //
 //   DATABASE_URL=postgresql://... BETTER_AUTH_PACKAGE=better-auth-1-3 \
 //     SEED_EMAIL=demo@example.com SEED_PASSWORD=... node sign-in-seeded.mjs
@@ -19,13 +21,19 @@ const pkg = process.env.BETTER_AUTH_PACKAGE ?? "better-auth";
 const { betterAuth } = await import(pkg);
 const { organization, twoFactor } = await import(`${pkg}/plugins`);
 const { readFileSync } = await import("node:fs");
+const { createHash } = await import("node:crypto");
 const manifest = new URL(`./node_modules/${pkg}/package.json`, import.meta.url);
 const { version } = JSON.parse(readFileSync(manifest, "utf8"));
+
+// `verification.storeIdentifier` is known from 1.7 on (1.4.22 and 1.3.34 ignore it).
+const [major, minor] = version.split(".").map(Number);
+const hashesIdentifiers = major > 1 || (major === 1 && minor >= 7);
 
 const pool = new pg.Pool({ connectionString: url, max: 4 });
 const db = new Kysely({ dialect: new PostgresDialect({ pool }), plugins: [new CamelCasePlugin()] });
 
 const plural = (name) => ({ modelName: `${name}s` });
+const resetTokens = [];
 const auth = betterAuth({
   baseURL: "http://localhost:3000",
   secret: "compat-check-secret-compat-check-secret",
@@ -33,8 +41,13 @@ const auth = betterAuth({
   user: plural("user"),
   session: plural("session"),
   account: plural("account"),
-  verification: plural("verification"),
-  emailAndPassword: { enabled: true },
+  verification: { ...plural("verification"), storeIdentifier: "hashed" },
+  emailAndPassword: {
+    enabled: true,
+    sendResetPassword: async ({ token }) => {
+      resetTokens.push(token);
+    },
+  },
   plugins: [
     organization({
       schema: { organization: plural("organization"), member: plural("member"), invitation: plural("invitation") },
@@ -112,6 +125,21 @@ await check("a seeded user with two-factor enabled is asked for the second facto
   const body = await res.json();
   expect(body.twoFactorRedirect === true, "no two-factor redirect");
 });
+
+if (hashesIdentifiers) {
+  await check("the seeded verification identifiers have the form Better Auth writes (hashed)", async () => {
+    await auth.api.requestPasswordReset({ body: { email, redirectTo: "/reset" } });
+    const token = resetTokens.at(-1);
+    expect(token, "no reset token was sent");
+    const written = createHash("sha256").update(`reset-password:${token}`).digest("base64url");
+    const { rows } = await pool.query("SELECT identifier FROM verifications");
+    const identifiers = rows.map((r) => r.identifier);
+    expect(identifiers.includes(written), "Better Auth's own reset request is not among the rows");
+    const shape = /^[A-Za-z0-9_-]{43}$/;
+    const odd = identifiers.filter((i) => !shape.test(i)).length;
+    expect(odd === 0, `${odd} of ${identifiers.length} identifiers are not a base64url SHA-256`);
+  });
+}
 
 await check("a wrong password is refused", async () => {
   const res = await signIn(email, `${password}-wrong`);

@@ -51,6 +51,10 @@ const INVITATION_STATUSES: [(&str, u64); 4] = [
     ("canceled", 15),
 ];
 
+/// Better Auth's organization plugin allows this many members by default (`membershipLimit`);
+/// its own reads of an organization assume no more.
+const MEMBERSHIP_LIMIT: usize = 100;
+
 /// Better Auth's invitations expire after 48 hours.
 const INVITATION_LIFETIME: i64 = Time::hours(48);
 
@@ -88,7 +92,8 @@ impl Organizations {
 }
 
 /// Organization `j` is founded by user `j` (so the demo user owns the first, "Acme"); every
-/// other user joins one organization, the first ones likelier, and one in ten a second one.
+/// other user joins one organization, the first ones likelier (up to Better Auth's default of
+/// 100 members), and one in ten a second one.
 pub fn plan(seed: u64, count: u64, users: &[User]) -> Organizations {
     let mut dice = Dice::new(seed, "organizations");
     let count = count as usize;
@@ -126,22 +131,35 @@ pub fn plan(seed: u64, count: u64, users: &[User]) -> Organizations {
     let mut home: Vec<Option<usize>> = (0..users.len()).map(|i| (i < count).then_some(i)).collect();
     for (i, user) in users.iter().enumerate() {
         let first = match home[i] {
-            Some(org) => org,
+            Some(org) => Some(org),
             None => {
-                let org = dice.skewed(count);
-                home[i] = Some(org);
-                join(&mut dice, &mut all[org], i, user);
+                let org = with_room(&all, dice.skewed(count));
+                if let Some(org) = org {
+                    home[i] = Some(org);
+                    join(&mut dice, &mut all[org], i, user);
+                }
                 org
             }
         };
-        if count > 1 && dice.percent(10) {
+        if let Some(first) = first
+            && count > 1
+            && dice.percent(10)
+        {
             let second = (first + 1 + dice.index(count - 1)) % count;
-            if all[second].owner() != i {
+            if all[second].owner() != i && all[second].members.len() < MEMBERSHIP_LIMIT {
                 join(&mut dice, &mut all[second], i, user);
             }
         }
     }
     Organizations { all, home }
+}
+
+/// `wanted`, or the next organization after it with room for one more member; `None` when all
+/// are full (only when the sizes give more users than organizations can hold).
+fn with_room(all: &[Organization], wanted: usize) -> Option<usize> {
+    (0..all.len())
+        .map(|step| (wanted + step) % all.len())
+        .find(|&org| all[org].members.len() < MEMBERSHIP_LIMIT)
 }
 
 /// The first to join after the owner is an admin; then one in six.
@@ -270,4 +288,27 @@ fn invitations(seed: u64, organizations: &Organizations, users: &[User], sink: &
         }
     }
     rows.finish();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scale::Scale;
+
+    #[test]
+    fn no_organization_outgrows_better_auths_default_membership_limit() {
+        let sizes = Scale::Large.sizes();
+        let users: Vec<User> = (0..sizes.users)
+            .map(|i| User {
+                id: format!("u{i}"),
+                email: format!("u{i}@example.com"),
+                created: Time::history_start(),
+                two_factor: false,
+            })
+            .collect();
+        let organizations = plan(1, sizes.organizations, &users);
+        let largest = organizations.all.iter().map(|o| o.members.len()).max();
+        assert_eq!(largest, Some(MEMBERSHIP_LIMIT));
+        assert!((0..users.len()).all(|i| organizations.home_of(i).is_some()));
+    }
 }

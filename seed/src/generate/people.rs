@@ -2,6 +2,9 @@
 //! older ones expired), email-and-password and OAuth accounts, verification tokens, and
 //! two-factor enrolments.
 
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use sha2::{Digest, Sha256};
+
 use super::organizations::Organizations;
 use crate::{
     DEMO_EMAIL,
@@ -281,7 +284,9 @@ fn accounts(seed: u64, users: &[User], password_hash: &str, sink: &mut dyn Sink)
 }
 
 /// Password-reset and account-deletion tokens of one user in ten: the first still valid, the
-/// others an hour after they were asked for.
+/// others an hour after they were asked for. Identifiers are stored as Better Auth 1.7 stores
+/// them with `verification.storeIdentifier: "hashed"` (docs/security.md's recommendation):
+/// base64url of the SHA-256 of `reset-password:<token>`, so no token is in the database.
 fn verifications(seed: u64, users: &[User], sink: &mut dyn Sink) {
     let mut dice = Dice::new(seed, "verifications");
     let mut rows = Rows::start(sink, &VERIFICATIONS, users.len() as u64 / 10 + 1);
@@ -302,9 +307,10 @@ fn verifications(seed: u64, users: &[User], sink: &mut dyn Sink) {
             created.plus(Time::hours(1))
         };
         let (id, token) = (dice.better_auth_id(), dice.better_auth_id());
+        let identifier = hashed_identifier(&format!("{kind}{token}"));
         rows.row(|r| {
             r.text(&id)
-                .text(&format!("{kind}{token}"))
+                .text(&identifier)
                 .text(&user.id)
                 .time(expires)
                 .time(created)
@@ -313,6 +319,11 @@ fn verifications(seed: u64, users: &[User], sink: &mut dyn Sink) {
         written += 1;
     }
     rows.finish();
+}
+
+/// Better Auth's `defaultKeyHasher`: base64url (no padding) of the SHA-256 of the identifier.
+fn hashed_identifier(identifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(identifier))
 }
 
 /// A verified enrolment for every user with two-factor enabled, and an unfinished one for a few
@@ -355,4 +366,16 @@ fn two_factors(seed: u64, users: &[User], sink: &mut dyn Sink) {
         written += 1;
     }
     rows.finish();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn verification_identifiers_are_hashed_as_better_auth_hashes_them() {
+        // node -e 'crypto.createHash("sha256").update("reset-password:abc").digest("base64url")'
+        assert_eq!(
+            super::hashed_identifier("reset-password:abc"),
+            "IMUqJ3lXuvod79AbI4EdsWmdAkZeIP5syfKs7-d5fQQ"
+        );
+    }
 }
