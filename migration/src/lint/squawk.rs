@@ -16,17 +16,30 @@ pub fn tool_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("lint")
 }
 
-/// The squawk binary, after `npm ci` if the installed packages are missing or older than the
-/// lock file (serialised across processes by a file lock).
+/// Overrides the pinned binary, e.g. on a machine that is not linux-x64.
+pub const SQUAWK_VAR: &str = "SQUAWK";
+
+/// The squawk binary: `SQUAWK` when set, else the pinned linux-x64 build after `npm ci` if the
+/// installed packages are missing or older than the lock file (serialised across processes by a
+/// file lock). The platform package is pinned rather than the `squawk-cli` wrapper because the
+/// wrapper's lock file must list every platform's package, which a registry mirror may not carry.
 pub fn install() -> Result<PathBuf, LintError> {
-    let dir = tool_dir();
     let failed = |reason: String| LintError::Install { reason };
+    if let Some(binary) = std::env::var_os(SQUAWK_VAR).filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(binary));
+    }
+    if !(cfg!(target_os = "linux") && cfg!(target_arch = "x86_64")) {
+        return Err(failed(format!(
+            "the pinned squawk is the linux-x64 build; install squawk-cli 2.66 and set {SQUAWK_VAR} to its binary"
+        )));
+    }
+    let dir = tool_dir();
     let lock = File::create(dir.join(".install.lock")).map_err(|e| failed(e.to_string()))?;
     lock.lock().map_err(|e| failed(e.to_string()))?;
     let modified = |path: PathBuf| std::fs::metadata(path).and_then(|m| m.modified()).ok();
     let installed = modified(dir.join("node_modules/.package-lock.json"));
     let locked = modified(dir.join("package-lock.json"));
-    let binary = dir.join("node_modules/.bin/squawk");
+    let binary = dir.join("node_modules/@squawk-cli/linux-x64/bin/squawk");
     if installed.is_none() || installed < locked || !binary.exists() {
         let status = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
