@@ -164,7 +164,7 @@ async fn bench(args: &Args, plan: &Plan, url: &DatabaseUrl) -> Result<()> {
         .connect(url.expose().expose_secret())
         .await?;
     Migrator::up(&db, None).await?;
-    seed::base(&db, plan.pending).await?;
+    let data = seed::base(&pool, plan.pending).await?;
     let mut report = String::new();
     let mode = if args.smoke {
         "--smoke"
@@ -188,7 +188,7 @@ async fn bench(args: &Args, plan: &Plan, url: &DatabaseUrl) -> Result<()> {
         "1/5 helpers against hand-written sqlx ({} calls each)...",
         plan.iterations
     );
-    let comparisons = overhead::run(&db, &pool, plan.iterations).await?;
+    let comparisons = overhead::run(&db, &pool, &data, plan.iterations).await?;
     writeln!(
         report,
         "## 1. Helper overhead against hand-written sqlx (goal: ratio <= 1.10)\n"

@@ -14,7 +14,10 @@ use service::{
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::stats::{Samples, timed};
+use crate::{
+    seed::{BenchData, running_run},
+    stats::{Samples, timed},
+};
 
 /// One row of the comparison table.
 pub struct Comparison {
@@ -179,6 +182,7 @@ pub fn raw_batch(
 pub async fn run(
     db: &DatabaseConnection,
     pool: &PgPool,
+    data: &BenchData,
     iterations: usize,
 ) -> Result<Vec<Comparison>> {
     let mut out = Vec::new();
@@ -193,18 +197,17 @@ pub async fn run(
             u.updated_at AS u_updated_at
          FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token = $1 AND s.expires_at > now()";
     for i in 0..iterations + warm {
-        let token = format!("tok_{}", i % 1000);
-        let found = timed(&mut c.helper, auth::valid_session(db, &token)).await?;
+        let token = &data.session_tokens[i % data.session_tokens.len()];
+        let found = timed(&mut c.helper, auth::valid_session(db, token)).await?;
         let row: Option<RawSessionWithUser> = timed(
             &mut c.raw,
-            sqlx::query_as(session_sql)
-                .bind(&token)
-                .fetch_optional(pool),
+            sqlx::query_as(session_sql).bind(token).fetch_optional(pool),
         )
         .await?;
         anyhow::ensure!(
             found.is_some() && row.is_some(),
-            "seeded session {token} not found"
+            "seeded session {} not found",
+            i % data.session_tokens.len()
         );
     }
     c.skip_warm_up(warm);
@@ -306,8 +309,8 @@ pub async fn run(
     // Append a tool call to a running run (one run per side).
     let mut c = Comparison::new("append tool call");
     let (run_a, run_b) = (
-        crate::seed::running_run(db).await?,
-        crate::seed::running_run(db).await?,
+        running_run(db, &data.organization_id).await?,
+        running_run(db, &data.organization_id).await?,
     );
     let append_sql = "WITH seq AS (UPDATE agent_runs SET next_tool_call_sequence = next_tool_call_sequence + 1
                      WHERE id = $1 AND status = 'running' RETURNING next_tool_call_sequence - 1 AS sequence)
@@ -338,9 +341,10 @@ pub async fn run(
     // A page of 50 runs, from the middle of the organization's history.
     let mut c = Comparison::new("list runs page (50)");
     let middle: (DateTime<Utc>, Uuid) = sqlx::query_as(
-        "SELECT created_at, id FROM agent_runs WHERE organization_id = 'org_bench'
+        "SELECT created_at, id FROM agent_runs WHERE organization_id = $1
          ORDER BY created_at DESC, id DESC OFFSET 500 LIMIT 1",
     )
+    .bind(&data.organization_id)
     .fetch_one(pool)
     .await?;
     let cursor = Cursor {
@@ -353,13 +357,13 @@ pub async fn run(
     for _ in 0..iterations + warm {
         let page = timed(
             &mut c.helper,
-            agents::list_runs(db, "org_bench", Some(cursor), 50),
+            agents::list_runs(db, &data.organization_id, Some(cursor), 50),
         )
         .await?;
         let rows: Vec<RawRun> = timed(
             &mut c.raw,
             sqlx::query_as(page_sql)
-                .bind("org_bench")
+                .bind(&data.organization_id)
                 .bind(middle.0)
                 .bind(middle.1)
                 .bind(51i64)

@@ -1,45 +1,52 @@
-//! The data every case reads: users with sessions, an organization with a history of runs,
-//! and a pool of pending events.
+//! The data every case reads, from the workspace's one generator (the `seed` crate): 1 000
+//! users with a valid session each, one organization with 2 000 runs, and a queue of pending
+//! Slack events.
 
 use anyhow::Result;
 use entity::enums::TriggerSource;
-use sea_orm::{ConnectionTrait, DatabaseConnection};
-use service::{
-    agents::{self, NewRunInput},
-    events::{self, SlackEvents},
-};
+use sea_orm::DatabaseConnection;
+use seed::{SeedOptions, Silent, Sizes};
+use service::agents::{self, NewRunInput};
+use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::overhead::delivery;
-
-pub async fn base(db: &DatabaseConnection, pending_events: usize) -> Result<()> {
-    db.execute_unprepared(
-        "INSERT INTO users (id, name, email)
-         SELECT 'user_' || g, 'User ' || g, 'user' || g || '@example.com' FROM generate_series(0, 999) g;
-         INSERT INTO sessions (id, expires_at, token, user_id)
-         SELECT 'sess_' || g, now() + interval '7 days', 'tok_' || g, 'user_' || g FROM generate_series(0, 999) g;
-         INSERT INTO organizations (id, name, slug) VALUES ('org_bench', 'Bench', 'bench');
-         INSERT INTO agent_runs (organization_id, user_id, trigger_source, model, created_at)
-         SELECT 'org_bench', 'user_' || (g % 1000), 'api', 'claude-sonnet', now() - g * interval '1 second'
-         FROM generate_series(1, 2000) g;
-         ANALYZE;",
-    )
-    .await?;
-    for start in (0..pending_events).step_by(1000) {
-        let batch: Vec<_> = (start..(start + 1000).min(pending_events))
-            .map(delivery)
-            .collect();
-        events::ingest_batch::<SlackEvents>(db, &batch).await?;
-    }
-    db.execute_unprepared("ANALYZE slack_events").await?;
-    Ok(())
+/// What the cases look up in the seeded rows.
+pub struct BenchData {
+    /// The organization holding every run.
+    pub organization_id: String,
+    /// One valid session token per user.
+    pub session_tokens: Vec<String>,
 }
 
-pub async fn running_run(db: &DatabaseConnection) -> Result<Uuid> {
+/// Seeds the bench's rows: every seeded event pending, so the claim cases always find work.
+pub async fn base(pool: &PgPool, pending_events: usize) -> Result<BenchData> {
+    let sizes = Sizes {
+        users: 1_000,
+        organizations: 1,
+        slack_events: pending_events as u64,
+        linear_events: 0,
+        agent_runs: 2_000,
+        tool_calls: 0,
+        pending_percent: 100,
+    };
+    let mut conn = pool.acquire().await?;
+    let seeded = seed::seed(&mut conn, &SeedOptions::new(1, sizes), &Silent).await?;
+    let session_tokens = sqlx::query_scalar(
+        "SELECT token FROM sessions WHERE expires_at > now() ORDER BY id LIMIT 1000",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(BenchData {
+        organization_id: seeded.busiest_organization_id,
+        session_tokens,
+    })
+}
+
+pub async fn running_run(db: &DatabaseConnection, organization_id: &str) -> Result<Uuid> {
     let run = agents::create_run(
         db,
         NewRunInput {
-            organization_id: "org_bench".into(),
+            organization_id: organization_id.into(),
             user_id: None,
             trigger_source: TriggerSource::Api,
             slack_event_id: None,

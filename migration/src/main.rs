@@ -65,6 +65,8 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         migration_dir: Option<PathBuf>,
     },
+    /// Fill the database with deterministic, realistic rows (see docs/seed.md).
+    Seed(seed::cli::SeedArgs),
     /// Manage the local PostgreSQL cluster used when DATABASE_URL is not set.
     Local {
         #[command(subcommand)]
@@ -284,6 +286,11 @@ async fn main() -> Result<()> {
             return Ok(());
         }
         Command::Local { action } => return local(action).await,
+        Command::Seed(args) => {
+            let url = resolve_url(cli.database_url.as_deref())?;
+            seed::cli::run(&url, &args).await?;
+            return Ok(());
+        }
         Command::Lint => return lint().await,
         Command::Status => {
             let url = resolve_url(cli.database_url.as_deref())?;

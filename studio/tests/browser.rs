@@ -1,7 +1,8 @@
-//! End to end: the real `studio` binary on a seeded database, driven by headless Chromium
-//! through WebDriver (Debian's `chromium` and `chromium-driver`, which `.ci/run` installs).
-//! A person's path: the table list, an organization, its members; an agent run, its tool calls;
-//! the ERD drawn by Mermaid. Screenshots go to `target/studio-e2e/`.
+//! End to end: the real `studio` binary on a database filled by the workspace's seed (`small`),
+//! driven by headless Chromium through WebDriver (Debian's `chromium` and `chromium-driver`,
+//! which `.ci/run` installs). A person's path: the table list, an organization, its members;
+//! an agent run, its tool calls; the ERD drawn by Mermaid. Screenshots go to
+//! `target/studio-e2e/`.
 
 use std::{
     io::{BufRead, BufReader},
@@ -12,9 +13,10 @@ use std::{
 };
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use harness::{TestDb, fixtures::*};
+use harness::{TestDb, text_rows};
 use hyper_util::client::legacy::connect::HttpConnector;
 use secrecy::ExposeSecret;
+use seed::{Scale, SeedOptions, Silent};
 use serde_json::json;
 
 /// A child process killed when the test ends, however it ends.
@@ -163,10 +165,50 @@ async fn texts(client: &Client, css: &str) -> Vec<String> {
     out
 }
 
+/// The single text column `sql` returns, row by row.
+async fn column(db: &TestDb, sql: &str) -> Vec<String> {
+    text_rows(db.conn(), sql)
+        .await
+        .into_iter()
+        .map(|row| row[0].clone().expect("not null"))
+        .collect()
+}
+
+/// A row page lists up to this many rows of each table that references the row.
+const REFERENCING_SHOWN: usize = 10;
+
 #[tokio::test]
 async fn a_person_clicks_from_an_organization_to_its_members_and_from_a_run_to_its_tool_calls() {
     let db = TestDb::migrated().await;
-    seed_everything(db.conn()).await.unwrap();
+    let seeded = seed::seed_database(
+        db.url(),
+        &SeedOptions::new(1, Scale::Small.sizes()),
+        &Silent,
+    )
+    .await
+    .unwrap();
+    let org = &seeded.demo_organization_id;
+    let mut member_ids = column(
+        &db,
+        &format!("SELECT id FROM members WHERE organization_id = '{org}' ORDER BY id"),
+    )
+    .await;
+    member_ids.truncate(REFERENCING_SHOWN);
+    member_ids.sort();
+    // The newest run with tool calls: on the first page of runs, newest first.
+    let run = column(
+        &db,
+        "SELECT id::text FROM agent_runs WHERE next_tool_call_sequence > 0
+         ORDER BY created_at DESC, id DESC LIMIT 1",
+    )
+    .await
+    .remove(0);
+    let mut call_ids = column(
+        &db,
+        &format!("SELECT id::text FROM tool_calls WHERE agent_run_id = '{run}' ORDER BY id"),
+    )
+    .await;
+    call_ids.truncate(REFERENCING_SHOWN);
     let (_studio, address) = start_studio(&db);
     let (_driver, driver_url) = start_driver();
     let profile = tempfile::tempdir().unwrap();
@@ -179,59 +221,73 @@ async fn a_person_clicks_from_an_organization_to_its_members_and_from_a_run_to_i
     click(&client, "a[href='/tables/organizations']", "table.grid").await;
     click(
         &client,
-        &format!("a.open[href='/tables/organizations/row?id={ORG_ID}']"),
+        &format!("a.open[href='/tables/organizations/row?id={org}']"),
         "table.record",
     )
     .await;
     let members = "section[data-fk='fk_members_organization_id']";
-    let mut member_ids = texts(&client, &format!("{members} tbody tr td:nth-child(2)")).await;
-    member_ids.sort();
-    assert_eq!(member_ids, ["mem_other", "mem_owner"]);
+    let mut shown = texts(&client, &format!("{members} tbody tr td:nth-child(2)")).await;
+    shown.sort();
+    assert_eq!(shown, member_ids);
+    let member = &member_ids[0];
+    let expected = text_rows(
+        db.conn(),
+        &format!(
+            "SELECT m.role, u.id, u.email FROM members m JOIN users u ON u.id = m.user_id
+             WHERE m.id = '{member}'"
+        ),
+    )
+    .await
+    .remove(0);
+    let [role, user, email] = [0, 1, 2].map(|i| expected[i].clone().unwrap());
     click(
         &client,
-        &format!("{members} a.open[href='/tables/members/row?id=mem_owner']"),
+        &format!("{members} a.open[href='/tables/members/row?id={member}']"),
         "tr[data-column='role']",
     )
     .await;
-    assert_eq!(texts(&client, "tr[data-column='role'] td").await, ["owner"]);
+    assert_eq!(texts(&client, "tr[data-column='role'] td").await, [role]);
     click(
         &client,
-        &format!("tr[data-column='user_id'] a[href='/tables/users/row?id={OWNER_ID}']"),
+        &format!("tr[data-column='user_id'] a[href='/tables/users/row?id={user}']"),
         "tr[data-column='email']",
     )
     .await;
-    assert_eq!(
-        texts(&client, "tr[data-column='email'] td").await,
-        ["owner@example.com"]
-    );
+    assert_eq!(texts(&client, "tr[data-column='email'] td").await, [email]);
 
     // Agent run -> its tool calls -> one tool call.
     click(&client, "header a[href='/']", "section.domain").await;
     click(&client, "a[href='/tables/agent_runs']", "table.grid").await;
     click(
         &client,
-        &format!("a.open[href='/tables/agent_runs/row?id={AGENT_RUN_ID}']"),
+        &format!("a.open[href='/tables/agent_runs/row?id={run}']"),
         "section[data-fk='fk_tool_calls_agent_run_id']",
     )
     .await;
     let calls = "section[data-fk='fk_tool_calls_agent_run_id']";
     assert_eq!(
         texts(&client, &format!("{calls} tbody tr td:nth-child(2)")).await,
-        [TOOL_CALL_ID]
+        call_ids
     );
     // Tall enough for the whole run and its tool calls in one picture.
     client.set_window_size(1400, 1500).await.unwrap();
     let run_page = screenshot(&client, "agent-run-with-tool-calls.png").await;
     client.set_window_size(1400, 1000).await.unwrap();
+    let call = &call_ids[0];
+    let tool_name = column(
+        &db,
+        &format!("SELECT tool_name FROM tool_calls WHERE id = '{call}'"),
+    )
+    .await;
     click(
         &client,
-        &format!("{calls} a.open[href='/tables/tool_calls/row?id={TOOL_CALL_ID}']"),
+        &format!("{calls} a.open[href='/tables/tool_calls/row?id={call}']"),
         "tr[data-column='tool_name']",
     )
     .await;
     assert_eq!(
         texts(&client, "tr[data-column='tool_name'] td").await,
-        ["github_search"]
+        tool_name
     );
 
     // The ERD, drawn by the vendored Mermaid into an SVG.

@@ -24,6 +24,7 @@ use tokio::sync::OnceCell;
 
 pub use db_support;
 
+pub mod better_auth;
 pub mod fixtures;
 pub mod topology;
 
