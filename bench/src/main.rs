@@ -19,7 +19,6 @@ use clap::Parser;
 use db_support::{DatabaseUrl, PoolSettings};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::ConnectionTrait;
-use secrecy::ExposeSecret;
 use stats::micros;
 
 #[derive(Parser, Clone)]
@@ -159,10 +158,7 @@ async fn bench(args: &Args, plan: &Plan, url: &DatabaseUrl) -> Result<()> {
         ..PoolSettings::default()
     };
     let db = db_support::connect(url, &settings).await?;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(4)
-        .connect(url.expose().expose_secret())
-        .await?;
+    let pool = seed::pool(url, 4).await?;
     Migrator::up(&db, None).await?;
     let data = seed::base(&pool, plan.pending).await?;
     let mut report = String::new();
@@ -335,7 +331,7 @@ async fn bench(args: &Args, plan: &Plan, url: &DatabaseUrl) -> Result<()> {
         ratio(pages.deep.p50(), pages.first.p50()),
         ratio(pages.offset.p50(), pages.deep.p50())
     )?;
-    topology::run(&plan.topology, url, &mut report).await?;
+    topology::run(&plan.topology, url, &data, &mut report).await?;
     report.push_str(
         &online_migrations::section(url, &online_migrations::Plan::new(args.smoke, args.quick))
             .await?,

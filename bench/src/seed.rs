@@ -18,6 +18,16 @@ pub struct BenchData {
     pub session_tokens: Vec<String>,
 }
 
+/// A small sqlx pool for `url`, for the seed's `COPY` (which needs a connection of its own).
+pub async fn pool(url: &db_support::DatabaseUrl, connections: u32) -> Result<PgPool> {
+    use secrecy::ExposeSecret;
+    let options: sqlx::postgres::PgConnectOptions = url.expose().expose_secret().parse()?;
+    Ok(sqlx::postgres::PgPoolOptions::new()
+        .max_connections(connections)
+        .connect_with(db_support::connect::driver_options(options))
+        .await?)
+}
+
 /// Seeds the bench's rows: every seeded event pending, so the claim cases always find work.
 pub async fn base(pool: &PgPool, pending_events: usize) -> Result<BenchData> {
     let sizes = Sizes {

@@ -28,6 +28,7 @@ use tokio::sync::Barrier;
 use crate::{
     overhead::delivery,
     ratio,
+    seed::BenchData,
     stats::{Samples, micros, timed},
 };
 
@@ -50,7 +51,12 @@ const SERVER_CONNECTIONS: u32 = 20;
 
 /// Measures all three and writes a section of `report`; `url` is the bench database (seeded
 /// with sessions, runs and pending events), reached as a user that may read `pg_authid`.
-pub async fn run(size: &Size, url: &DatabaseUrl, report: &mut String) -> Result<()> {
+pub async fn run(
+    size: &Size,
+    url: &DatabaseUrl,
+    data: &BenchData,
+    report: &mut String,
+) -> Result<()> {
     writeln!(
         report,
         "\n## Topology: PgBouncer 1.18 (transaction mode) and a streaming replica\n"
@@ -66,8 +72,8 @@ pub async fn run(size: &Size, url: &DatabaseUrl, report: &mut String) -> Result<
     ) {
         Ok(bouncer) => {
             let pooled = bouncer.url(url.database())?;
-            hot_helpers(size, url, &pooled, report).await?;
-            many_clients(size, url, &pooled, report).await?;
+            hot_helpers(size, url, &pooled, data, report).await?;
+            many_clients(size, url, &pooled, data, report).await?;
         }
         Err(err) => writeln!(
             report,
@@ -83,8 +89,8 @@ pub async fn run(size: &Size, url: &DatabaseUrl, report: &mut String) -> Result<
 
 /// One helper call as a future on any connection.
 type Call<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'a>>;
-/// A hot helper's call number `i`, reading from `cursor` where it pages.
-type HotHelper = fn(&Pool, usize, Option<Cursor>) -> Call<'_>;
+/// A hot helper's call number `i` over the seeded rows, reading from `cursor` where it pages.
+type HotHelper = for<'a> fn(&'a Pool, &'a BenchData, usize, Option<Cursor>) -> Call<'a>;
 
 /// (a) Each hot helper on four pools, call by call in turn: SeaORM's prepared statements
 /// direct, the pooler-safe protocol direct (its own cost), the pooler-safe protocol through
@@ -94,6 +100,7 @@ async fn hot_helpers(
     size: &Size,
     direct_url: &DatabaseUrl,
     pooled_url: &DatabaseUrl,
+    data: &BenchData,
     report: &mut String,
 ) -> Result<()> {
     eprintln!(
@@ -113,7 +120,7 @@ async fn hot_helpers(
         Pool::connect(pooled_url, Pooler::None, &settings).await?,
     ];
     const PREPARED_THROUGH_PGBOUNCER: usize = 3;
-    let middle = agents::list_runs(&sides[0], "org_bench", None, 500)
+    let middle = agents::list_runs(&sides[0], &data.organization_id, None, 500)
         .await?
         .items
         .last()
@@ -122,22 +129,22 @@ async fn hot_helpers(
             id: run.id,
         });
     let cases: [(&str, HotHelper); 4] = [
-        ("session by token + user", |db, i, _| {
+        ("session by token + user", |db, data, i, _| {
             Box::pin(async move {
-                let token = format!("tok_{}", i % 1000);
-                auth::valid_session(db, &token)
+                let token = &data.session_tokens[i % data.session_tokens.len()];
+                auth::valid_session(db, token)
                     .await?
                     .context("a seeded session")?;
                 Ok(())
             })
         }),
-        ("ingest one event", |db, i, _| {
+        ("ingest one event", |db, _, i, _| {
             Box::pin(async move {
                 events::ingest::<SlackEvents>(db, delivery(40_000_000 + i)).await?;
                 Ok(())
             })
         }),
-        ("claim 10 (BEGIN, claim, ROLLBACK)", |db, _, _| {
+        ("claim 10 (BEGIN, claim, ROLLBACK)", |db, _, _, _| {
             Box::pin(async move {
                 let txn = db.begin().await?;
                 events::claim::<SlackEvents>(&txn, 10).await?;
@@ -145,9 +152,9 @@ async fn hot_helpers(
                 Ok(())
             })
         }),
-        ("list runs page (50)", |db, _, cursor| {
+        ("list runs page (50)", |db, data, _, cursor| {
             Box::pin(async move {
-                agents::list_runs(db, "org_bench", cursor, 50).await?;
+                agents::list_runs(db, &data.organization_id, cursor, 50).await?;
                 Ok(())
             })
         }),
@@ -169,7 +176,7 @@ async fn hot_helpers(
         for i in 0..size.iterations + warm {
             for (side, db) in sides.iter().enumerate() {
                 // Each side its own keys: the sides never insert the same event.
-                let call = call(db, sides.len() * i + side, middle);
+                let call = call(db, data, sides.len() * i + side, middle);
                 match side {
                     PREPARED_THROUGH_PGBOUNCER if prepared_failed.is_some() => {}
                     PREPARED_THROUGH_PGBOUNCER => {
@@ -196,7 +203,8 @@ async fn hot_helpers(
             ratio(samples[2].p50(), samples[0].p50())
         )?;
     }
-    let (simple, wrapped) = protocols_compared(pooled_url, size.iterations).await?;
+    let (simple, wrapped) =
+        protocols_compared(pooled_url, &data.session_tokens, size.iterations).await?;
     writeln!(
         report,
         "\nThe two safe protocols through PgBouncer, raw sqlx, the session lookup's statement: \
@@ -221,13 +229,17 @@ const SESSION_LOOKUP: &str = "SELECT s.id, u.email FROM sessions s JOIN users u 
 /// The session lookup both safe ways through a transaction pooler, call by call on one
 /// connection: in the simple protocol with its parameter inlined, and as an unnamed statement
 /// (nothing outlives the transaction) inside a transaction (Parse and Bind on one session).
-async fn protocols_compared(url: &DatabaseUrl, iterations: usize) -> Result<(Samples, Samples)> {
+async fn protocols_compared(
+    url: &DatabaseUrl,
+    tokens: &[String],
+    iterations: usize,
+) -> Result<(Samples, Samples)> {
     let options: sqlx::postgres::PgConnectOptions = url.expose().expose_secret().parse()?;
     let mut conn = sqlx::PgConnection::connect_with(&options.extra_float_digits(None)).await?;
     let (mut simple, mut wrapped) = (Samples::default(), Samples::default());
     let warm = iterations / 10 + 1;
     for i in 0..iterations + warm {
-        let token = format!("tok_{}", i % 1000);
+        let token = &tokens[i % tokens.len()];
         let inlined = db_support::inline::inline(SESSION_LOOKUP, &[token.clone().into()])?;
         let found = timed(
             &mut simple,
@@ -238,7 +250,7 @@ async fn protocols_compared(url: &DatabaseUrl, iterations: usize) -> Result<(Sam
         let started = Instant::now();
         let mut txn = conn.begin().await?;
         let found: Option<(String, String)> = sqlx::query_as(SESSION_LOOKUP)
-            .bind(&token)
+            .bind(token)
             .persistent(false)
             .fetch_optional(&mut *txn)
             .await?;
@@ -268,14 +280,16 @@ async fn many_clients(
     size: &Size,
     direct_url: &DatabaseUrl,
     pooled_url: &DatabaseUrl,
+    data: &BenchData,
     report: &mut String,
 ) -> Result<()> {
     eprintln!(
         "topology (b): {} clients with a connection each, direct and through PgBouncer...",
         size.clients
     );
-    let direct = crowd(size, direct_url, Pooler::None).await;
-    let pooled = crowd(size, pooled_url, Pooler::Transaction).await;
+    let tokens = Arc::new(data.session_tokens.clone());
+    let direct = crowd(size, direct_url, Pooler::None, &tokens).await;
+    let pooled = crowd(size, pooled_url, Pooler::Transaction, &tokens).await;
     writeln!(
         report,
         "### (b) {} clients, one connection each, {} session lookups + claims each\n\n\
@@ -304,7 +318,7 @@ async fn many_clients(
     Ok(())
 }
 
-async fn crowd(size: &Size, url: &DatabaseUrl, pooler: Pooler) -> Crowd {
+async fn crowd(size: &Size, url: &DatabaseUrl, pooler: Pooler, tokens: &Arc<Vec<String>>) -> Crowd {
     let connected = Arc::new(Barrier::new(size.clients + 1));
     let settings = PoolSettings {
         max_connections: 1,
@@ -315,6 +329,7 @@ async fn crowd(size: &Size, url: &DatabaseUrl, pooler: Pooler) -> Crowd {
     let clients: Vec<_> = (0..size.clients)
         .map(|client| {
             let (url, settings, connected) = (url.clone(), settings.clone(), connected.clone());
+            let tokens = tokens.clone();
             let ops = size.ops_per_client;
             tokio::spawn(async move {
                 let pool = Pool::connect(&url, pooler, &settings).await;
@@ -327,7 +342,7 @@ async fn crowd(size: &Size, url: &DatabaseUrl, pooler: Pooler) -> Crowd {
                 for op in 0..ops {
                     let started = Instant::now();
                     let result = match op % 2 {
-                        0 => auth::valid_session(&pool, &format!("tok_{}", (client + op) % 1000))
+                        0 => auth::valid_session(&pool, &tokens[(client + op) % tokens.len()])
                             .await
                             .map(drop),
                         _ => claim_and_roll_back(&pool).await,
@@ -380,8 +395,10 @@ async fn replica_reads(size: &Size, cluster: &ThrowawayCluster, report: &mut Str
     let url = cluster.url("postgres")?;
     let seeding = db_support::connect(&url, &PoolSettings::default()).await?;
     Migrator::up(&seeding, None).await?;
-    crate::seed::base(&seeding, 0).await?;
     seeding.close().await?;
+    let copying = crate::seed::pool(&url, 1).await?;
+    let data = crate::seed::base(&copying, 0).await?;
+    copying.close().await;
     let replica = Replica::start(cluster)?;
     replica.wait_until_caught_up().await?;
     let settings = PoolSettings {
@@ -397,8 +414,8 @@ async fn replica_reads(size: &Size, cluster: &ThrowawayCluster, report: &mut Str
         db.replica_state().await == ReplicaState::Fresh,
         "the replica is not fresh after catching up"
     );
-    let alone = readers(size, &db, false).await?;
-    let both = readers(size, &db, true).await?;
+    let alone = readers(size, &db, &data.organization_id, false).await?;
+    let both = readers(size, &db, &data.organization_id, true).await?;
     writeln!(
         report,
         "### (c) List reads: primary alone against primary + replica\n\n\
@@ -428,18 +445,26 @@ async fn replica_reads(size: &Size, cluster: &ThrowawayCluster, report: &mut Str
 }
 
 /// Pages per second and per-page latencies of `size.readers` concurrent readers.
-async fn readers(size: &Size, db: &Db, use_replica: bool) -> Result<(Samples, f64)> {
+async fn readers(
+    size: &Size,
+    db: &Db,
+    organization_id: &str,
+    use_replica: bool,
+) -> Result<(Samples, f64)> {
     let started = Instant::now();
     let tasks: Vec<_> = (0..size.readers)
         .map(|reader| {
             let (db, pages) = (db.clone(), size.pages_per_reader);
+            let organization_id = organization_id.to_owned();
             tokio::spawn(async move {
                 let mut samples = Samples::default();
                 for _ in 0..pages {
                     let t = Instant::now();
                     match use_replica && reader % 2 == 1 {
-                        true => agents::list_runs(&db.reads(), "org_bench", None, 50).await?,
-                        false => agents::list_runs(db.primary(), "org_bench", None, 50).await?,
+                        true => agents::list_runs(&db.reads(), &organization_id, None, 50).await?,
+                        false => {
+                            agents::list_runs(db.primary(), &organization_id, None, 50).await?
+                        }
                     };
                     samples.record(t.elapsed());
                 }
