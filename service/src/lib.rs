@@ -21,9 +21,11 @@ pub mod events;
 pub mod integrations;
 pub mod organizations;
 mod page;
+mod redact;
 mod secret;
 mod sql;
 pub mod tools;
+pub mod worker;
 
 pub use error::{Error, sqlstate};
 pub use page::{Cursor, HasCursor, Page};
