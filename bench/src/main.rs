@@ -9,6 +9,7 @@ mod seed;
 mod stats;
 mod studio_pages;
 mod throughput;
+mod workers;
 
 use std::{fmt::Write as _, path::Path};
 
@@ -32,6 +33,9 @@ struct Args {
     /// Skip the Drizzle comparison (needs Node.js and npm).
     #[arg(long)]
     no_drizzle: bool,
+    /// Skip the graphile-worker and pg-boss comparison of the event workers (needs Node.js and npm).
+    #[arg(long)]
+    no_node_workers: bool,
     /// Write the report to docs/benchmarks.md (default for a full run).
     #[arg(long)]
     write_docs: bool,
@@ -303,6 +307,9 @@ async fn bench(args: &Args, plan: &Plan, url: &DatabaseUrl) -> Result<()> {
         ratio(pages.deep.p50(), pages.first.p50()),
         ratio(pages.offset.p50(), pages.deep.p50())
     )?;
+    eprintln!("6/6 event workers against graphile-worker and pg-boss...");
+    let workers_plan = workers::Plan::new(args.smoke, args.quick);
+    workers::section(&mut report, &db, url, &workers_plan, !args.no_node_workers).await?;
     println!("{report}");
     if largest >= 100_000 {
         scale::require_index_only(&claim_plan, &page_plan)?;

@@ -61,19 +61,14 @@ struct Running {
     span: Span,
 }
 
-type Claim<Row> = JoinHandle<Result<(Vec<Row>, u64, Option<Duration>), Error>>;
+type Claim<Row> = JoinHandle<Result<(Vec<Row>, u64), Error>>;
 
 async fn claim_batch<S: EventSource>(
     db: DatabaseConnection,
     options: ClaimOptions,
-) -> Result<(Vec<S::Row>, u64, Option<Duration>), Error> {
+) -> Result<(Vec<S::Row>, u64), Error> {
     let rows = events::claim_with::<S>(&db, options).await?;
-    // Short of a full batch: the queue is drained, so learn when the next event is due.
-    let next_due = match (rows.len() as u64) < options.limit {
-        true => events::next_due::<S>(&db).await?,
-        false => None,
-    };
-    Ok((rows, options.limit, next_due))
+    Ok((rows, options.limit))
 }
 
 /// Writes outcomes as they come, all those waiting in one statement. Returns the outcomes that
@@ -411,6 +406,8 @@ where
                 .map_or(Duration::from_secs(3600), |r| r.every),
         );
         let mut claiming: Option<Claim<S::Row>> = None;
+        // After a short claim: when the next event is due, asked after the claimed ones started.
+        let mut probing: Option<JoinHandle<Result<Option<Duration>, Error>>> = None;
         let mut want_claim = true;
         let mut claim_failures = 0u32;
         loop {
@@ -439,13 +436,15 @@ where
                 claimed = async { claiming.as_mut().expect("guarded").await }, if claiming.is_some() => {
                     claiming = None;
                     match claimed {
-                        Ok(Ok((events, asked, next_due))) => {
+                        Ok(Ok((events, asked))) => {
                             claim_failures = 0;
                             if events.len() as u64 == asked {
                                 want_claim = true;
                             } else {
-                                let wait = next_due.map_or(config.poll_interval, |d| d.min(config.poll_interval));
-                                self.idle_until = Instant::now() + wait.max(MIN_IDLE);
+                                // The queue is drained: sleep until the next event is due.
+                                self.idle_until = Instant::now() + config.poll_interval;
+                                let db = self.worker.db.clone();
+                                probing = Some(tokio::spawn(async move { events::next_due::<S>(&db).await }));
                             }
                             self.queue.extend(events);
                         }
@@ -461,6 +460,13 @@ where
                         }
                     }
                 }
+                due = async { probing.as_mut().expect("guarded").await }, if probing.is_some() => {
+                    probing = None;
+                    if let Ok(Ok(Some(due))) = due {
+                        let at = Instant::now() + due.max(MIN_IDLE);
+                        self.idle_until = self.idle_until.min(at);
+                    }
+                }
                 _ = wake.notified() => want_claim = true,
                 _ = tokio::time::sleep_until(self.idle_until), if !want_claim && claiming.is_none() => {
                     want_claim = true;
@@ -472,7 +478,7 @@ where
         }
         // A claim under way still hands its events over: they are released below.
         if let Some(claim) = claiming
-            && let Ok(Ok((events, _, _))) = claim.await
+            && let Ok(Ok((events, _))) = claim.await
         {
             self.queue.extend(events);
         }
