@@ -35,8 +35,8 @@ use crate::stats::Samples;
 
 /// Handlers running at once, for every system.
 const CONCURRENCY: usize = 8;
-/// Ours, claimed ahead of free handlers: like graphile-worker's local queue, for throughput.
-const PREFETCH: usize = 256;
+/// Ours, claimed ahead of free handlers: the size of graphile-worker's local queue, for throughput.
+const PREFETCH: usize = 500;
 
 pub struct Plan {
     pub rounds: usize,
