@@ -79,7 +79,7 @@ async fn main() -> anyhow::Result<()> {
                     );
                     return Err(Timeout);
                 }
-                let outcome = if n % 5 == 0 {
+                let outcome = if n.is_multiple_of(5) {
                     Outcome::Ignored
                 } else {
                     Outcome::Processed
