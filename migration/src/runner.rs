@@ -105,13 +105,17 @@ pub async fn run<M: MigratorTrait>(
         .map_err(RunError::Lock)?
     {
         progress(Progress::WaitingForLock);
-        lock.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT pg_advisory_lock($1)",
-            [MIGRATION_LOCK_KEY.into()],
-        ))
-        .await
-        .map_err(RunError::Lock)?;
+        // Polled, not a blocking pg_advisory_lock: a session blocked in that statement holds a
+        // snapshot, and the other run's CREATE INDEX CONCURRENTLY waits for every older
+        // snapshot to end, so the two would wait for each other for ever.
+        let mut pause = Duration::from_millis(50);
+        while !query_bool(&lock, "SELECT pg_try_advisory_lock($1)")
+            .await
+            .map_err(RunError::Lock)?
+        {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
     }
     progress(Progress::LockAcquired {
         waited: started.elapsed(),
