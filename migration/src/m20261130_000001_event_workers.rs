@@ -51,6 +51,21 @@ async fn drop_if_invalid(manager: &SchemaManager<'_>, index: &str) -> Result<(),
     Ok(())
 }
 
+/// `CREATE INDEX CONCURRENTLY IF NOT EXISTS index ON definition`, rebuilding one that an
+/// interrupted build left invalid.
+async fn create_index_concurrently(
+    manager: &SchemaManager<'_>,
+    index: &str,
+    definition: &str,
+) -> Result<(), DbErr> {
+    drop_if_invalid(manager, index).await?;
+    execute(
+        manager,
+        &format!("CREATE INDEX CONCURRENTLY IF NOT EXISTS {index} ON {definition}"),
+    )
+    .await
+}
+
 /// Pending rows keep their arrival order: `due_at = created_at`, walked in batches along the
 /// old claim index `(created_at, id) WHERE status = 'pending'`.
 async fn backfill_pending(manager: &SchemaManager<'_>, table: &str) -> Result<(), DbErr> {
@@ -127,14 +142,10 @@ impl MigrationTrait for Migration {
                 ),
             )
             .await?;
-            let index = format!("idx_{table}_due");
-            drop_if_invalid(manager, &index).await?;
-            execute(
+            create_index_concurrently(
                 manager,
-                &format!(
-                    "CREATE INDEX CONCURRENTLY IF NOT EXISTS {index} ON {table} (due_at, id)
-                     WHERE status IN ('pending', 'processing')"
-                ),
+                &format!("idx_{table}_due"),
+                &format!("{table} (due_at, id) WHERE status IN ('pending', 'processing')"),
             )
             .await?;
             // The claim now reads the due index; the arrival-order one would only cost writes.
@@ -162,14 +173,10 @@ impl MigrationTrait for Migration {
                 &format!("DROP TRIGGER IF EXISTS trg_{table}_notify ON {table}"),
             )
             .await?;
-            let index = format!("idx_{table}_pending");
-            drop_if_invalid(manager, &index).await?;
-            execute(
+            create_index_concurrently(
                 manager,
-                &format!(
-                    "CREATE INDEX CONCURRENTLY IF NOT EXISTS {index} ON {table} (created_at, id)
-                     WHERE status = 'pending'"
-                ),
+                &format!("idx_{table}_pending"),
+                &format!("{table} (created_at, id) WHERE status = 'pending'"),
             )
             .await?;
             execute(

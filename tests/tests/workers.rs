@@ -382,6 +382,14 @@ async fn outcomes_move_events_as_the_handler_says() {
     assert_eq!(row(3), [Some("pending"), None, Some("false"), Some("true")]);
 }
 
+/// Makes every event due: its backoff or its lease is over.
+async fn make_due(db: &TestDb) {
+    db.conn()
+        .execute_unprepared("UPDATE slack_events SET due_at = now() - interval '1 second'")
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn claims_honour_due_times_and_leases_and_fence_moves_of_lost_claims() {
     let db = TestDb::migrated().await;
@@ -391,9 +399,12 @@ async fn claims_honour_due_times_and_leases_and_fence_moves_of_lost_claims() {
         lease: Duration::from_secs(300),
         max_attempts: Some(2),
     };
-    let first = events::claim_with::<SlackEvents>(db.conn(), lease)
-        .await
-        .unwrap();
+    let claim_due = || async {
+        events::claim_with::<SlackEvents>(db.conn(), lease)
+            .await
+            .unwrap()
+    };
+    let first = claim_due().await;
     let claim = Claimed {
         id: first[0].id,
         attempt: 1,
@@ -418,28 +429,11 @@ async fn claims_honour_due_times_and_leases_and_fence_moves_of_lost_claims() {
         Some("00:00:05"),
         "due exactly the backoff after the failure"
     );
-    assert!(
-        events::claim_with::<SlackEvents>(db.conn(), lease)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    // The backoff is over.
-    db.conn()
-        .execute_unprepared("UPDATE slack_events SET due_at = now() - interval '1 second'")
-        .await
-        .unwrap();
-    let second = events::claim_with::<SlackEvents>(db.conn(), lease)
-        .await
-        .unwrap();
+    assert!(claim_due().await.is_empty());
+    make_due(&db).await;
+    let second = claim_due().await;
     assert_eq!(second[0].attempts, 2);
-    assert!(
-        events::claim_with::<SlackEvents>(db.conn(), lease)
-            .await
-            .unwrap()
-            .is_empty(),
-        "leased"
-    );
+    assert!(claim_due().await.is_empty(), "leased");
     // A move naming the old attempt changes nothing.
     assert!(
         events::settle::<SlackEvents>(db.conn(), &[(claim, Settle::Processed)])
@@ -448,16 +442,8 @@ async fn claims_honour_due_times_and_leases_and_fence_moves_of_lost_claims() {
             .is_empty()
     );
     // Its worker dies on the last attempt: when the lease ends, the event fails.
-    db.conn()
-        .execute_unprepared("UPDATE slack_events SET due_at = now() - interval '1 second'")
-        .await
-        .unwrap();
-    assert!(
-        events::claim_with::<SlackEvents>(db.conn(), lease)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    make_due(&db).await;
+    assert!(claim_due().await.is_empty());
     let row = text_rows(
         db.conn(),
         "SELECT status, attempts::text, last_error FROM slack_events",
