@@ -220,10 +220,22 @@ fn node_dir() -> PathBuf {
 /// Installs `bench/workers/` from its lock file; `Err` says why the comparison cannot run.
 pub fn prepare_node() -> Result<()> {
     let dir = node_dir();
-    Command::new("node")
+    let version = Command::new("node")
         .arg("--version")
         .output()
         .context("Node.js is not installed")?;
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
+    let major: u32 = version
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    // They declare Node 22; 20 runs them (checked), older ones do not.
+    anyhow::ensure!(
+        major >= 20,
+        "graphile-worker 0.18 and pg-boss 12 need Node.js 20 or newer, found {version}"
+    );
     if !dir.join("node_modules/graphile-worker").is_dir()
         || !dir.join("node_modules/pg-boss").is_dir()
     {
