@@ -61,14 +61,15 @@ struct Running {
     span: Span,
 }
 
-type Claim<Row> = JoinHandle<Result<(Vec<Row>, u64), Error>>;
+/// Claims under way at once: a busy worker starts the next while the last one's events run,
+/// so handlers do not wait for a claim's round trip.
+const MAX_CLAIMS_IN_FLIGHT: usize = 2;
 
 async fn claim_batch<S: EventSource>(
     db: DatabaseConnection,
     options: ClaimOptions,
-) -> Result<(Vec<S::Row>, u64), Error> {
-    let rows = events::claim_with::<S>(&db, options).await?;
-    Ok((rows, options.limit))
+) -> (u64, Result<Vec<S::Row>, Error>) {
+    (options.limit, events::claim_with::<S>(&db, options).await)
 }
 
 /// Writes outcomes as they come, all those waiting in one statement. Returns the outcomes that
@@ -405,10 +406,15 @@ where
                 .retention
                 .map_or(Duration::from_secs(3600), |r| r.every),
         );
-        let mut claiming: Option<Claim<S::Row>> = None;
+        let mut claiming = JoinSet::new();
+        // Events asked for by the claims under way, by claim task.
+        let mut reserved: HashMap<task::Id, usize> = HashMap::new();
         // After a short claim: when the next event is due, asked after the claimed ones started.
         let mut probing: Option<JoinHandle<Result<Option<Duration>, Error>>> = None;
-        let mut want_claim = true;
+        // Woken (a notification, a poll, a retry coming due) since the last claim began.
+        let mut woken = true;
+        // The last claim came back full: there is more to claim.
+        let mut busy = false;
         let mut claim_failures = 0u32;
         loop {
             while self.running.len() < config.concurrency
@@ -416,31 +422,36 @@ where
             {
                 self.start(event);
             }
-            let room = capacity.saturating_sub(self.queue.len() + self.running.len());
-            if claiming.is_none() && want_claim && room >= batch_at_least.min(config.concurrency) {
+            let in_hand = self.queue.len() + self.running.len() + reserved.values().sum::<usize>();
+            let room = capacity.saturating_sub(in_hand);
+            if claiming.len() < MAX_CLAIMS_IN_FLIGHT
+                && (woken || busy)
+                && room >= batch_at_least.min(config.concurrency)
+            {
                 let options = ClaimOptions {
                     limit: room as u64,
                     lease: config.lease,
                     max_attempts: Some(config.max_attempts),
                 };
-                claiming = Some(tokio::spawn(claim_batch::<S>(
-                    self.worker.db.clone(),
-                    options,
-                )));
-                want_claim = false;
+                let claim = claiming.spawn(claim_batch::<S>(self.worker.db.clone(), options));
+                reserved.insert(claim.id(), room);
+                woken = false;
             }
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => break,
                 Some(done) = self.running.join_next_with_id() => self.finish(done),
-                claimed = async { claiming.as_mut().expect("guarded").await }, if claiming.is_some() => {
-                    claiming = None;
+                Some(claimed) = claiming.join_next_with_id() => {
+                    let claimed = claimed.map(|(id, result)| {
+                        reserved.remove(&id);
+                        result
+                    });
                     match claimed {
-                        Ok(Ok((events, asked))) => {
+                        Ok((asked, Ok(events))) => {
                             claim_failures = 0;
-                            if events.len() as u64 == asked {
-                                want_claim = true;
-                            } else {
+                            // A full batch: there may be more. A short one: the queue is drained.
+                            busy = events.len() as u64 == asked;
+                            if !busy {
                                 // The queue is drained: sleep until the next event is due.
                                 self.idle_until = Instant::now() + config.poll_interval;
                                 let db = self.worker.db.clone();
@@ -448,12 +459,15 @@ where
                             }
                             self.queue.extend(events);
                         }
-                        Ok(Err(err)) => {
+                        Ok((_, Err(err))) => {
+                            busy = false;
                             claim_failures += 1;
                             tracing::warn!(source = S::TABLE, error = %err, "claiming failed; backing off");
                             self.idle_until = Instant::now() + config.reconnect.delay(claim_failures);
                         }
                         Err(err) => {
+                            reserved.remove(&err.id());
+                            busy = false;
                             claim_failures += 1;
                             tracing::error!(source = S::TABLE, error = %err, "the claim task failed");
                             self.idle_until = Instant::now() + config.reconnect.delay(claim_failures);
@@ -467,20 +481,20 @@ where
                         self.idle_until = self.idle_until.min(at);
                     }
                 }
-                _ = wake.notified() => want_claim = true,
-                _ = tokio::time::sleep_until(self.idle_until), if !want_claim && claiming.is_none() => {
-                    want_claim = true;
+                _ = wake.notified() => woken = true,
+                _ = tokio::time::sleep_until(self.idle_until), if !woken && !busy && claiming.is_empty() => {
+                    woken = true;
                     self.idle_until = Instant::now() + config.poll_interval;
                 }
                 _ = heartbeat.tick() => self.renew_leases(),
                 _ = retention.tick(), if config.retention.is_some() => self.prune_now(),
             }
         }
-        // A claim under way still hands its events over: they are released below.
-        if let Some(claim) = claiming
-            && let Ok(Ok((events, _))) = claim.await
-        {
-            self.queue.extend(events);
+        // Claims under way still hand their events over: they are released below.
+        while let Some(claimed) = claiming.join_next().await {
+            if let Ok((_, Ok(events))) = claimed {
+                self.queue.extend(events);
+            }
         }
     }
 
