@@ -371,7 +371,7 @@ pub async fn section(
         for (i, system) in systems.iter().enumerate().skip(1) {
             writeln!(
                 report,
-                "\nagainst {system}: latency p50 {:.2}x lower, throughput {:.2}x higher",
+                "\nagainst {system}: latency p50 theirs / ours {:.2} (above 1: ours is lower), throughput ours / theirs {:.2} (above 1: ours is higher)",
                 median(latency[i].iter().map(|f| f.p50_ms).collect()) / ours_p50,
                 ours / median(throughput[i].iter().map(|f| f.events_per_s).collect()),
             )?;
