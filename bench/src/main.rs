@@ -11,6 +11,7 @@ mod stats;
 mod studio_pages;
 mod throughput;
 mod topology;
+mod workers;
 
 use std::{fmt::Write as _, path::Path};
 
@@ -36,6 +37,9 @@ struct Args {
     /// Run only section 6, migrations under load (at the size --smoke/--quick choose).
     #[arg(long)]
     online_migrations: bool,
+    /// Skip the graphile-worker and pg-boss comparison of the event workers (needs Node.js and npm).
+    #[arg(long)]
+    no_node_workers: bool,
     /// Write the report to docs/benchmarks.md (default for a full run).
     #[arg(long)]
     write_docs: bool,
@@ -336,6 +340,9 @@ async fn bench(args: &Args, plan: &Plan, url: &DatabaseUrl) -> Result<()> {
         &online_migrations::section(url, &online_migrations::Plan::new(args.smoke, args.quick))
             .await?,
     );
+    eprintln!("7/7 event workers against graphile-worker and pg-boss...");
+    let workers_plan = workers::Plan::new(args.smoke, args.quick);
+    workers::section(&mut report, &db, url, &workers_plan, !args.no_node_workers).await?;
     println!("{report}");
     if largest >= 100_000 {
         scale::require_index_only(&claim_plan, &page_plan)?;

@@ -15,9 +15,11 @@ pub struct ScalePoint {
     pub page: Samples,
 }
 
-pub const CLAIM_SQL: &str = "WITH next AS (SELECT id FROM slack_events WHERE status = 'pending'
-    ORDER BY created_at, id LIMIT 10 FOR UPDATE SKIP LOCKED)
-UPDATE slack_events e SET status = 'processing', attempts = e.attempts + 1
+pub const CLAIM_SQL: &str = "WITH next AS (SELECT id FROM slack_events
+    WHERE status IN ('pending', 'processing') AND due_at <= now()
+    ORDER BY due_at, id LIMIT 10 FOR UPDATE SKIP LOCKED)
+UPDATE slack_events e SET status = 'processing', attempts = e.attempts + 1,
+    due_at = now() + interval '5 minutes'
 FROM next WHERE e.id = next.id RETURNING e.*";
 
 fn page_sql(cursor: &Cursor) -> String {
@@ -29,15 +31,18 @@ fn page_sql(cursor: &Cursor) -> String {
     )
 }
 
-/// `rows` events, one in a hundred pending, spread over time.
+/// `rows` events, one in a hundred pending, spread over time; half of the pending ones wait out
+/// a retry's backoff (due in an hour), which the claim must not have to read.
 async fn fill(db: &DatabaseConnection, rows: usize) -> Result<()> {
     db.execute_unprepared("TRUNCATE slack_events CASCADE")
         .await?;
     db.execute_unprepared(&format!(
-        "INSERT INTO slack_events (event_id, event_type, team_id, payload, status, created_at)
+        "INSERT INTO slack_events (event_id, event_type, team_id, payload, status, created_at, due_at)
          SELECT 'S' || g, CASE WHEN g % 3 = 0 THEN 'app_mention' ELSE 'message' END, 'T1',
                 jsonb_build_object('n', g), CASE WHEN g % 100 = 0 THEN 'pending' ELSE 'processed' END,
-                now() - (({rows} - g) * interval '1 millisecond')
+                now() - (({rows} - g) * interval '1 millisecond'),
+                CASE WHEN g % 200 = 0 THEN now() + interval '1 hour'
+                     ELSE now() - (({rows} - g) * interval '1 millisecond') END
          FROM generate_series(1, {rows}) g"
     ))
     .await?;

@@ -145,6 +145,13 @@ fn simple(stmt: &Statement) -> Result<String, DbErr> {
     inline(&stmt.sql, values).map_err(|err| DbErr::Custom(err.to_string()))
 }
 
+impl From<DatabaseConnection> for Pool {
+    /// A SeaORM pool that reaches its database directly.
+    fn from(conn: DatabaseConnection) -> Self {
+        Self::direct(conn)
+    }
+}
+
 #[async_trait::async_trait]
 impl ConnectionTrait for Pool {
     fn get_database_backend(&self) -> DbBackend {

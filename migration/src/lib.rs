@@ -16,6 +16,7 @@ pub mod m20261129_000006_events;
 pub mod m20261129_000007_tools;
 pub mod m20261129_000008_agents;
 mod m20261129_000009_service_support;
+mod m20261130_000001_event_workers;
 
 /// The migrations in the order they apply: each domain after the ones it references.
 pub struct Migrator;
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000007_tools::Migration),
             Box::new(m20261129_000008_agents::Migration),
             Box::new(m20261129_000009_service_support::Migration),
+            Box::new(m20261130_000001_event_workers::Migration),
         ]
     }
 }

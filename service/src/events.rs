@@ -4,11 +4,18 @@
 //! [`LinearEvents`].
 //!
 //! ```text
-//! pending --claim--> processing --mark_processed--> processed
-//!                       |  \--mark_ignored--> ignored
-//!                       \--mark_failed--> pending (attempts < max) | failed (attempts >= max)
+//! pending (due) --claim--> processing (leased until due_at) --mark_processed / settle--> processed
+//!                             |  \--mark_ignored / settle--> ignored
+//!                             \--mark_failed / settle--> pending, due after a backoff | failed
+//! processing, lease expired --claim--> processing (the next attempt) | failed (none left)
+//! processing, claimed but not started --release--> pending, due now
 //! processing, untouched too long --requeue_stuck--> pending | failed
 //! ```
+//!
+//! `due_at` says when an event next needs a worker: a pending event when it may run (its
+//! arrival, or the end of a retry's backoff), a processing one when its claim's lease runs out
+//! (a worker that died gives its events back that way, to exactly one next claimer). The
+//! worker runtime ([`crate::worker`]) is the loop around these statements.
 
 use std::time::Duration;
 
@@ -25,7 +32,12 @@ use crate::{
 };
 
 /// The longest `last_error` kept; longer messages are cut (at a character boundary).
-pub const MAX_ERROR_LEN: usize = 8 * 1024;
+pub use crate::redact::MAX_ERROR_LEN;
+/// How long a claim made by [`claim`] keeps its events from other workers: after that, a
+/// claimed event not yet settled is due again (its worker is presumed dead).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(5 * 60);
+/// The statuses of the queue, which the claim index (`idx_<events>_due`) covers.
+const QUEUED: &str = "status IN ('pending', 'processing')";
 /// The largest payload stored, as JSON text. Slack and Linear deliveries are far smaller; a
 /// larger one is a bug or an attack, refused before it reaches the database.
 pub const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
@@ -93,6 +105,8 @@ pub trait EventSource: Send + Sync + 'static {
     /// A stored row.
     type Row: FromQueryResult + Send + Sync + HasCursor;
 
+    /// The claim a claimed row carries: its id and attempt.
+    fn claimed(row: &Self::Row) -> Claimed;
     fn event_id(delivery: &Self::Delivery) -> &str;
     fn payload(delivery: &Self::Delivery) -> &Json;
     /// One array per column but the last (`payload`, which [`ingest_batch`] adds itself):
@@ -160,6 +174,13 @@ impl EventSource for SlackEvents {
     type Delivery = SlackDelivery;
     type Row = SlackEvent;
 
+    fn claimed(row: &SlackEvent) -> Claimed {
+        Claimed {
+            id: row.id,
+            attempt: row.attempts,
+        }
+    }
+
     fn event_id(delivery: &SlackDelivery) -> &str {
         &delivery.event_id
     }
@@ -200,6 +221,13 @@ impl EventSource for LinearEvents {
     const SELECT: &'static str = "c1, c2, c3, c4, NULLIF(c5, '')::uuid, c6::jsonb";
     type Delivery = LinearDelivery;
     type Row = LinearEvent;
+
+    fn claimed(row: &LinearEvent) -> Claimed {
+        Claimed {
+            id: row.id,
+            attempt: row.attempts,
+        }
+    }
 
     fn event_id(delivery: &LinearDelivery) -> &str {
         &delivery.event_id
@@ -341,28 +369,276 @@ pub async fn ingest_batch<S: EventSource>(
     })
 }
 
-/// Hands up to `limit` pending events, oldest first, to this worker and no other: they become
-/// `processing` with `attempts + 1`. Rows another worker is claiming are skipped, not waited for.
+/// Hands up to `limit` due events, oldest first, to this worker and no other: they become
+/// `processing` with `attempts + 1`, leased for [`DEFAULT_LEASE`]. Rows another worker is
+/// claiming are skipped, not waited for.
 pub async fn claim<S: EventSource>(
     db: &impl ConnectionTrait,
     limit: u64,
 ) -> Result<Vec<S::Row>, Error> {
+    claim_with::<S>(
+        db,
+        ClaimOptions {
+            limit,
+            lease: DEFAULT_LEASE,
+            max_attempts: None,
+        },
+    )
+    .await
+}
+
+/// What a claim takes and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimOptions {
+    /// At most this many events (at most 1000).
+    pub limit: u64,
+    /// How long the claimed events stay this worker's before they are due again.
+    pub lease: Duration,
+    /// Events that already had this many attempts (their last worker died, or a shutdown
+    /// interrupted their last attempt) become `failed` instead of being handed out.
+    pub max_attempts: Option<u32>,
+}
+
+/// Hands up to `options.limit` due events (pending ones whose `due_at` has come, and processing
+/// ones whose lease ran out) to this worker and no other, in due order, in one statement that
+/// reads only the claim index: they become `processing`, `attempts + 1`, leased for
+/// `options.lease`. Those out of attempts become `failed` instead and are not returned.
+pub async fn claim_with<S: EventSource>(
+    db: &impl ConnectionTrait,
+    options: ClaimOptions,
+) -> Result<Vec<S::Row>, Error> {
     let sql = format!(
         "WITH next AS (
-             SELECT id FROM {0} WHERE status = 'pending'
-             ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED)
-         UPDATE {0} e SET status = 'processing', attempts = e.attempts + 1
-         FROM next WHERE e.id = next.id
-         RETURNING e.*",
+             SELECT id FROM {0} WHERE {QUEUED} AND due_at <= now()
+             ORDER BY due_at, id LIMIT $1 FOR UPDATE SKIP LOCKED),
+         moved AS (
+             UPDATE {0} e SET
+                 status = CASE WHEN e.attempts >= $3 THEN 'failed' ELSE 'processing' END,
+                 attempts = CASE WHEN e.attempts >= $3 THEN e.attempts ELSE e.attempts + 1 END,
+                 due_at = now() + make_interval(secs => $2),
+                 last_error = CASE
+                     WHEN e.attempts < $3 THEN e.last_error
+                     WHEN e.status = 'processing' THEN 'its worker stopped during the last attempt (lease expired)'
+                     ELSE COALESCE(e.last_error, 'no attempts left') END
+             FROM next WHERE e.id = next.id
+             RETURNING e.*)
+         SELECT * FROM moved WHERE status = 'processing'",
         S::TABLE
     );
-    let mut rows: Vec<S::Row> = sql::all(db, &sql, [(clamp_limit(limit) as i64).into()]).await?;
+    let max_attempts = options.max_attempts.map_or(i64::MAX, i64::from);
+    let mut rows: Vec<S::Row> = sql::all(
+        db,
+        &sql,
+        [
+            (clamp_limit(options.limit) as i64).into(),
+            options.lease.as_secs_f64().into(),
+            max_attempts.into(),
+        ],
+    )
+    .await?;
     // RETURNING has no order; workers expect arrival order.
     rows.sort_by_key(|row| {
         let c = row.cursor();
         (c.created_at, c.id)
     });
     Ok(rows)
+}
+
+/// One claim of one event: its id and the attempt the claim made. Moves after a claim name
+/// both, so a worker whose lease ran out (and whose event another worker claimed again) moves
+/// nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Claimed {
+    pub id: Uuid,
+    pub attempt: i32,
+}
+
+/// How a claimed event ends its attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settle {
+    Processed,
+    Ignored,
+    /// Back to `pending`, due after `after`; `error` (redacted, cut) goes to `last_error`.
+    Retry {
+        after: Duration,
+        error: String,
+    },
+    /// `failed` for good; `error` (redacted, cut) goes to `last_error`.
+    Failed {
+        error: String,
+    },
+}
+
+/// Ends the attempts of many claimed events in one statement. Returns the claims that still
+/// held their lease, so were moved; the others are left to whoever holds them now.
+pub async fn settle<S: EventSource>(
+    db: &impl ConnectionTrait,
+    settled: &[(Claimed, Settle)],
+) -> Result<Vec<Uuid>, Error> {
+    if settled.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut ids = Vec::with_capacity(settled.len());
+    let mut attempts = Vec::with_capacity(settled.len());
+    let mut statuses = Vec::with_capacity(settled.len());
+    let mut errors = Vec::with_capacity(settled.len());
+    let mut delays = Vec::with_capacity(settled.len());
+    for (claim, how) in settled {
+        let (status, error, delay) = match how {
+            Settle::Processed => (EventStatus::Processed, String::new(), 0.0),
+            Settle::Ignored => (EventStatus::Ignored, String::new(), 0.0),
+            Settle::Retry { after, error } => (
+                EventStatus::Pending,
+                crate::redact::error_text(error),
+                after.as_secs_f64(),
+            ),
+            Settle::Failed { error } => {
+                (EventStatus::Failed, crate::redact::error_text(error), 0.0)
+            }
+        };
+        ids.push(claim.id);
+        attempts.push(claim.attempt);
+        statuses.push(status.as_str().to_owned());
+        errors.push(error);
+        delays.push(delay);
+    }
+    let sql = format!(
+        "UPDATE {} e SET
+             status = d.status,
+             due_at = CASE WHEN d.status = 'pending' THEN now() + make_interval(secs => d.delay)
+                           ELSE e.due_at END,
+             last_error = CASE WHEN d.status = 'processed' THEN NULL
+                               ELSE COALESCE(NULLIF(d.error, ''), e.last_error) END,
+             processed_at = CASE WHEN d.status IN ('processed', 'ignored') THEN now()
+                                 ELSE e.processed_at END
+         FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::text[], $5::float8[])
+              AS d(id, attempt, status, error, delay)
+         WHERE e.id = d.id AND e.attempts = d.attempt AND e.status = 'processing'
+         RETURNING e.id",
+        S::TABLE
+    );
+    let rows: Vec<IdRow> = sql::all(
+        db,
+        &sql,
+        [
+            ids.into(),
+            attempts.into(),
+            statuses.into(),
+            errors.into(),
+            delays.into(),
+        ],
+    )
+    .await?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
+#[derive(FromQueryResult)]
+struct IdRow {
+    id: Uuid,
+}
+
+fn claim_arrays(claims: &[Claimed]) -> [Value; 2] {
+    [
+        claims.iter().map(|c| c.id).collect::<Vec<_>>().into(),
+        claims.iter().map(|c| c.attempt).collect::<Vec<_>>().into(),
+    ]
+}
+
+/// Extends the leases of claims still held to `lease` from now (a worker's heartbeat), in one
+/// statement. Returns the claims that were still held.
+pub async fn extend_leases<S: EventSource>(
+    db: &impl ConnectionTrait,
+    claims: &[Claimed],
+    lease: Duration,
+) -> Result<Vec<Uuid>, Error> {
+    if claims.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "UPDATE {} e SET due_at = now() + make_interval(secs => $3)
+         FROM unnest($1::uuid[], $2::int4[]) AS d(id, attempt)
+         WHERE e.id = d.id AND e.attempts = d.attempt AND e.status = 'processing'
+         RETURNING e.id",
+        S::TABLE
+    );
+    let [ids, attempts] = claim_arrays(claims);
+    let rows: Vec<IdRow> = sql::all(db, &sql, [ids, attempts, lease.as_secs_f64().into()]).await?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
+/// Why claimed events go back to `pending` without an outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// Claimed but never handed to a handler: the attempt is given back.
+    NotStarted,
+    /// A handler was stopped before it finished (a shutdown's grace period ran out): the
+    /// attempt counts.
+    Interrupted,
+}
+
+/// Gives claims still held back to the queue, due now, and wakes the listening workers, in one
+/// statement. Returns how many went back.
+pub async fn release<S: EventSource>(
+    db: &impl ConnectionTrait,
+    claims: &[Claimed],
+    why: Release,
+) -> Result<u64, Error> {
+    if claims.is_empty() {
+        return Ok(0);
+    }
+    let (given_back, error): (i32, Option<&str>) = match why {
+        Release::NotStarted => (1, None),
+        Release::Interrupted => (
+            0,
+            Some("interrupted: the worker shut down before the handler finished"),
+        ),
+    };
+    let sql = format!(
+        "WITH released AS (
+             UPDATE {0} e SET status = 'pending', due_at = now(), attempts = e.attempts - $3,
+                              last_error = COALESCE($4, e.last_error)
+             FROM unnest($1::uuid[], $2::int4[]) AS d(id, attempt)
+             WHERE e.id = d.id AND e.attempts = d.attempt AND e.status = 'processing'
+             RETURNING e.id)
+         SELECT count(*) AS released FROM released
+         CROSS JOIN LATERAL (SELECT pg_notify('{0}', '')) AS woken",
+        S::TABLE
+    );
+    #[derive(FromQueryResult)]
+    struct Count {
+        released: i64,
+    }
+    let [ids, attempts] = claim_arrays(claims);
+    let count: Option<Count> = sql::one(
+        db,
+        &sql,
+        [
+            ids,
+            attempts,
+            given_back.into(),
+            error.map(str::to_owned).into(),
+        ],
+    )
+    .await?;
+    Ok(count.map_or(0, |c| c.released as u64))
+}
+
+/// How long until the next queued event is due (zero when one is due now), or `None` when
+/// nothing is queued: one probe of the claim index.
+pub async fn next_due<S: EventSource>(
+    db: &impl ConnectionTrait,
+) -> Result<Option<Duration>, Error> {
+    #[derive(FromQueryResult)]
+    struct Wait {
+        seconds: f64,
+    }
+    let sql = format!(
+        "SELECT GREATEST(EXTRACT(EPOCH FROM due_at - now()), 0)::float8 AS seconds
+         FROM {} WHERE {QUEUED} ORDER BY due_at, id LIMIT 1",
+        S::TABLE
+    );
+    let wait: Option<Wait> = sql::one(db, &sql, []).await?;
+    Ok(wait.map(|w| Duration::from_secs_f64(w.seconds)))
 }
 
 async fn finish<S: EventSource>(
@@ -416,25 +692,26 @@ pub async fn mark_ignored<S: EventSource>(
     .await
 }
 
-/// Handling a claimed event failed: back to `pending` for another attempt, or `failed` for
-/// good once it has had `max_attempts`. The error is kept in `last_error`.
+/// Handling a claimed event failed: back to `pending`, due now, for another attempt, or
+/// `failed` for good once it has had `max_attempts`. The error is kept in `last_error`, with
+/// what looks like a secret redacted and cut to [`MAX_ERROR_LEN`].
 pub async fn mark_failed<S: EventSource>(
     db: &impl ConnectionTrait,
     id: Uuid,
     error: &str,
     max_attempts: u32,
 ) -> Result<S::Row, Error> {
-    let mut end = error.len().min(MAX_ERROR_LEN);
-    while !error.is_char_boundary(end) {
-        end -= 1;
-    }
     finish::<S>(
         db,
         id,
-        "status = CASE WHEN attempts >= $3 THEN 'failed' ELSE 'pending' END, last_error = $2",
+        "status = CASE WHEN attempts >= $3 THEN 'failed' ELSE 'pending' END, last_error = $2,
+         due_at = now()",
         "'processing'",
         "failed",
-        vec![error[..end].into(), i64::from(max_attempts).into()],
+        vec![
+            crate::redact::error_text(error).into(),
+            i64::from(max_attempts).into(),
+        ],
     )
     .await
 }
@@ -448,7 +725,8 @@ pub async fn requeue_stuck<S: EventSource>(
 ) -> Result<u64, Error> {
     let sql = format!(
         "UPDATE {} SET status = CASE WHEN attempts >= $2 THEN 'failed' ELSE 'pending' END,
-                       last_error = COALESCE(last_error, 'requeued: processing took too long')
+                       last_error = COALESCE(last_error, 'requeued: processing took too long'),
+                       due_at = now()
          WHERE status = 'processing' AND updated_at < now() - make_interval(secs => $1)",
         S::TABLE
     );

@@ -22,10 +22,12 @@ pub mod events;
 pub mod integrations;
 pub mod organizations;
 mod page;
+mod redact;
 pub mod routing;
 mod secret;
 mod sql;
 pub mod tools;
+pub mod worker;
 
 pub use error::{Error, sqlstate};
 pub use page::{Cursor, HasCursor, Page};

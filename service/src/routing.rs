@@ -357,6 +357,13 @@ impl TransactionTrait for Db {
 }
 
 /// A `Db` of one pool, without a replica.
+impl From<Db> for Pool {
+    /// The primary's pool: what writers (a worker, say) hold.
+    fn from(db: Db) -> Self {
+        db.primary().clone()
+    }
+}
+
 impl From<Pool> for Db {
     fn from(primary: Pool) -> Self {
         Self {

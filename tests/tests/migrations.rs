@@ -339,15 +339,16 @@ async fn reset_removes_the_schema_and_the_migration_table() {
 #[tokio::test]
 async fn down_n_rolls_back_exactly_the_n_newest() {
     let db = TestDb::migrated().await;
-    let steps = run(&db, Action::Down(2)).await;
+    let steps = run(&db, Action::Down(3)).await;
     assert_eq!(
         rolled_back(&steps),
         [
+            "m20261130_000001_event_workers",
             "m20261129_000009_service_support",
             "m20261129_000008_agents"
         ]
     );
-    assert_eq!(recorded(&db).await, migrations() as i64 - 2);
+    assert_eq!(recorded(&db).await, migrations() as i64 - 3);
     assert!(!user_tables(&db).await.contains(&"agent_runs".to_owned()));
     assert!(user_tables(&db).await.contains(&"slack_events".to_owned()));
 }

@@ -179,6 +179,7 @@ const COLUMNS: &[(&str, &[&str])] = &[
             "processed_at ts null",
             "created_at ts = now()",
             "updated_at ts = now()",
+            "due_at ts = now()",
         ],
     ),
     (
@@ -197,6 +198,7 @@ const COLUMNS: &[(&str, &[&str])] = &[
             "processed_at ts null",
             "created_at ts = now()",
             "updated_at ts = now()",
+            "due_at ts = now()",
         ],
     ),
     (
@@ -653,7 +655,7 @@ async fn query_columns_lead_an_index() {
 }
 
 #[tokio::test]
-async fn pending_events_are_claimed_through_a_partial_index() {
+async fn due_events_are_claimed_through_a_partial_index() {
     let db = TestDb::migrated().await;
     for table in ["slack_events", "linear_events"] {
         let rows = text_rows(
@@ -667,7 +669,7 @@ async fn pending_events_are_claimed_through_a_partial_index() {
         assert_eq!(rows.len(), 1, "{table} has one partial index");
         let definition = rows[0][0].clone().unwrap();
         assert!(
-            definition.contains("(created_at, id) WHERE ((status)::text = 'pending'::text)"),
+            definition.contains("(due_at, id) WHERE ((status)::text = ANY ((ARRAY['pending'::character varying, 'processing'::character varying])::text[]))"),
             "{definition}"
         );
     }
@@ -683,15 +685,16 @@ async fn pending_events_are_claimed_through_a_partial_index() {
         .unwrap();
     let plan = text_rows(
         db.conn(),
-        "EXPLAIN SELECT id FROM slack_events WHERE status = 'pending'
-         ORDER BY created_at, id LIMIT 10 FOR UPDATE SKIP LOCKED",
+        "EXPLAIN SELECT id FROM slack_events
+         WHERE status IN ('pending', 'processing') AND due_at <= now()
+         ORDER BY due_at, id LIMIT 10 FOR UPDATE SKIP LOCKED",
     )
     .await
     .into_iter()
     .map(|r| r[0].clone().unwrap())
     .collect::<Vec<_>>()
     .join("\n");
-    assert!(plan.contains("idx_slack_events_pending"), "{plan}");
+    assert!(plan.contains("idx_slack_events_due"), "{plan}");
     assert!(!plan.contains("Seq Scan"), "{plan}");
 }
 

@@ -28,6 +28,7 @@ pub struct Model {
     pub processed_at: Option<DateTimeWithTimeZone>,
     pub created_at: DateTimeWithTimeZone,
     pub updated_at: DateTimeWithTimeZone,
+    pub due_at: DateTimeWithTimeZone,
 }
 
 /// Written by `cargo xtask entities`: secret columns print as `****` (a verification's
@@ -49,6 +50,7 @@ impl std::fmt::Debug for Model {
             .field("processed_at", &self.processed_at)
             .field("created_at", &self.created_at)
             .field("updated_at", &self.updated_at)
+            .field("due_at", &self.due_at)
             .finish()
     }
 }

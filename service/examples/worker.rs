@@ -1,0 +1,140 @@
+//! A service running the event worker: twenty Slack deliveries are ingested, a worker woken by
+//! their notification handles them four at a time (some ignored, some failing once and retried
+//! after a backoff), and the worker shuts down once all are done, or after 30 s at most.
+//!
+//! ```sh
+//! cargo run -p migration -- up                 # once: the schema (local cluster unless DATABASE_URL is set)
+//! cargo run -p service --example worker
+//! ```
+//!
+//! With `DATABASE_URL` set, the listener goes where the topology says (`DATABASE_DIRECT_URL`
+//! behind a transaction-mode pooler). The worker handles every pending Slack event of the
+//! database, not only the example's; the example deletes its own rows at the end.
+
+use std::{
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use entity::SlackEvent;
+use serde_json::json;
+use service::{
+    PoolSettings,
+    events::{self, SlackDelivery, SlackEvents},
+    worker::{Backoff, CancellationToken, Outcome, Wakeup, Worker, WorkerConfig},
+};
+
+const EVENTS: usize = 20;
+
+#[derive(Debug, thiserror::Error)]
+#[error("the agent backend timed out")]
+struct Timeout;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "service=info".into()),
+        )
+        .init();
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let (url, mut config) = match WorkerConfig::from_env() {
+        Ok(config) => (service::DatabaseUrl::require_env()?, config),
+        Err(service::worker::WorkerError::MissingDatabaseUrl) => {
+            let url = db_support::database_url_or_local(&workspace)?;
+            (url.clone(), WorkerConfig::new(Wakeup::Listen(url)))
+        }
+        Err(other) => return Err(other.into()),
+    };
+    let db = service::connect_to(&url, &PoolSettings::default()).await?;
+    config.concurrency = 4;
+    config.retry = Backoff {
+        base: Duration::from_millis(200),
+        ..Backoff::RETRIES
+    };
+
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let prefix = format!("EvExample-{run}-");
+    let done = Arc::new(AtomicUsize::new(0));
+    let stop = CancellationToken::new();
+    let handler = {
+        let (prefix, done, stop) = (prefix.clone(), done.clone(), stop.clone());
+        move |event: SlackEvent| {
+            let (prefix, done, stop) = (prefix.clone(), done.clone(), stop.clone());
+            async move {
+                let n: usize = event
+                    .event_id
+                    .strip_prefix(&prefix)
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(usize::MAX);
+                if n % 7 == 3 && event.attempts == 1 {
+                    println!(
+                        "{}: attempt 1 fails, retried after a backoff",
+                        event.event_id
+                    );
+                    return Err(Timeout);
+                }
+                let outcome = if n.is_multiple_of(5) {
+                    Outcome::Ignored
+                } else {
+                    Outcome::Processed
+                };
+                println!(
+                    "{}: {:?} on attempt {}",
+                    event.event_id, outcome, event.attempts
+                );
+                if n != usize::MAX && done.fetch_add(1, Ordering::SeqCst) + 1 == EVENTS {
+                    stop.cancel();
+                }
+                Ok(outcome)
+            }
+        }
+    };
+    let worker = Worker::<SlackEvents, _>::new(db.clone(), handler, config)?;
+    let running = tokio::spawn(worker.run(stop.clone()));
+
+    // The webhook side: one batch, one statement, one notification.
+    let deliveries: Vec<SlackDelivery> = (0..EVENTS)
+        .map(|n| SlackDelivery {
+            event_id: format!("{prefix}{n}"),
+            event_type: "app_mention".into(),
+            team_id: "T_EXAMPLE".into(),
+            channel_id: Some("C_EXAMPLE".into()),
+            slack_user_id: Some("U_EXAMPLE".into()),
+            slack_connection_id: None,
+            payload: json!({ "type": "event_callback", "event": { "text": format!("hello {n}") } }),
+        })
+        .collect();
+    let ingested = events::ingest_batch::<SlackEvents>(&db, &deliveries).await?;
+    println!("ingested {} events", ingested.inserted.len());
+
+    // Bounded: stop after 30 s whatever happened.
+    let deadline = tokio::time::sleep(Duration::from_secs(30));
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = deadline => {
+            println!("not done after 30 s; shutting down");
+            stop.cancel();
+        }
+    }
+    let summary = running.await?;
+    println!("{summary:?}");
+
+    sea_orm::ConnectionTrait::execute_unprepared(
+        &db,
+        &format!("DELETE FROM slack_events WHERE event_id LIKE '{prefix}%'"),
+    )
+    .await?;
+    db.close().await?;
+    anyhow::ensure!(
+        done.load(Ordering::SeqCst) == EVENTS,
+        "only {} of {EVENTS} events were handled",
+        done.load(Ordering::SeqCst)
+    );
+    Ok(())
+}

@@ -1,0 +1,550 @@
+//! The loop: one coordinating task claims in batches, hands events to at most `concurrency`
+//! handler tasks, and sends their outcomes to a settling task that writes them many per
+//! statement. Alongside: the listener (wake-ups), a heartbeat that renews the leases of what is
+//! in hand, and optional pruning.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    marker::PhantomData,
+    sync::Arc,
+    time::Duration,
+};
+
+use db_support::Pool;
+use tokio::{
+    sync::{Notify, mpsc},
+    task::{self, JoinHandle, JoinSet},
+    time::{Instant, MissedTickBehavior},
+};
+use tracing::{Instrument, Span, field};
+
+use super::{Handler, Outcome, Wakeup, WorkerConfig, WorkerError, listener, prune::prune};
+use crate::{
+    Error,
+    events::{self, ClaimOptions, Claimed, EventSource, Release, Settle},
+};
+
+/// Outcomes written per settling statement at most.
+const MAX_SETTLE_BATCH: usize = 1000;
+/// The shortest idle wait: when due events exist but other workers hold them.
+const MIN_IDLE: Duration = Duration::from_millis(10);
+/// Tries of a settling statement while the database is unavailable.
+const SETTLE_TRIES: u32 = 8;
+
+/// What a run did, counted by this worker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    pub processed: u64,
+    pub ignored: u64,
+    /// Attempts that failed and were scheduled again.
+    pub retried: u64,
+    pub failed: u64,
+    /// Claimed but not started when the worker stopped: given back.
+    pub released: u64,
+    /// Still running when the shutdown's grace ran out: stopped and given back.
+    pub interrupted: u64,
+    /// Outcomes not written because the lease had passed to another worker meanwhile.
+    pub lost_leases: u64,
+}
+
+/// A worker for the events of `S`, running `H`.
+pub struct Worker<S: EventSource, H> {
+    db: Pool,
+    handler: Arc<H>,
+    config: WorkerConfig,
+    source: PhantomData<S>,
+}
+
+struct Running {
+    claim: Claimed,
+    started: Instant,
+    span: Span,
+}
+
+/// Claims under way at once: a busy worker starts the next while the last one's events run,
+/// so handlers do not wait for a claim's round trip.
+const MAX_CLAIMS_IN_FLIGHT: usize = 2;
+
+async fn claim_batch<S: EventSource>(
+    db: Pool,
+    options: ClaimOptions,
+) -> (u64, Result<Vec<S::Row>, Error>) {
+    (options.limit, events::claim_with::<S>(&db, options).await)
+}
+
+/// Writes outcomes as they come, all those waiting in one statement. Returns the outcomes that
+/// found their lease gone.
+async fn settle_all<S: EventSource>(
+    db: Pool,
+    mut outcomes: mpsc::UnboundedReceiver<(Claimed, Settle)>,
+    backoff: super::Backoff,
+) -> u64 {
+    let mut lost = 0;
+    let mut batch = Vec::new();
+    while let Some(first) = outcomes.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_SETTLE_BATCH {
+            match outcomes.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        for tries in 1.. {
+            match events::settle::<S>(&db, &batch).await {
+                Ok(held) => {
+                    let gone = batch.len() - held.len();
+                    if gone > 0 {
+                        tracing::warn!(
+                            source = S::TABLE,
+                            gone,
+                            "outcomes not written: their lease expired and another worker claimed them"
+                        );
+                    }
+                    lost += gone as u64;
+                    break;
+                }
+                Err(err) if err.is_retryable() && tries < SETTLE_TRIES => {
+                    tracing::warn!(source = S::TABLE, error = %err, "settling failed; retrying");
+                    tokio::time::sleep(backoff.delay(tries)).await;
+                }
+                Err(err) => {
+                    // Their leases run out and they are claimed again: nothing is lost.
+                    tracing::error!(source = S::TABLE, error = %err, outcomes = batch.len(), "outcomes not written");
+                    break;
+                }
+            }
+        }
+        batch.clear();
+    }
+    lost
+}
+
+fn panic_message(err: task::JoinError) -> String {
+    match err.try_into_panic() {
+        Ok(payload) => {
+            let text = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            format!("the handler panicked: {text}")
+        }
+        Err(_) => "the handler was cancelled".to_owned(),
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+impl<S, H> Worker<S, H>
+where
+    S: EventSource,
+    H: Handler<S::Row>,
+{
+    /// A worker over `db` (the application's pool: claims and outcomes are one statement each,
+    /// so a transaction-mode pooler is fine) running `handler`; refuses invalid settings.
+    pub fn new(db: impl Into<Pool>, handler: H, config: WorkerConfig) -> Result<Self, WorkerError> {
+        config.validate()?;
+        Ok(Self {
+            db: db.into(),
+            handler: Arc::new(handler),
+            config,
+            source: PhantomData,
+        })
+    }
+
+    /// Runs until Ctrl-C or SIGTERM, then shuts down as [`Worker::run`] does.
+    pub async fn run_until_signal(self) -> RunSummary {
+        let stop = super::CancellationToken::new();
+        let on_signal = stop.clone();
+        let signals = tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!(source = S::TABLE, "signal received: shutting down");
+            on_signal.cancel();
+        });
+        let summary = self.run(stop).await;
+        signals.abort();
+        summary
+    }
+
+    /// Runs until `stop` is cancelled; then stops claiming, gives back what was claimed but not
+    /// started, lets running handlers finish within the grace period, interrupts and gives back
+    /// the rest, and writes every outcome before returning.
+    pub async fn run(self, stop: super::CancellationToken) -> RunSummary {
+        let config = &self.config;
+        let background = super::CancellationToken::new();
+        let wake = Arc::new(Notify::new());
+        let listener = match &config.wakeup {
+            Wakeup::Listen(url) => Some(tokio::spawn(listener::run(
+                url.clone(),
+                S::TABLE,
+                wake.clone(),
+                config.reconnect,
+                background.clone(),
+            ))),
+            Wakeup::PollOnly => None,
+        };
+        let (settle_tx, settle_rx) = mpsc::unbounded_channel();
+        let settler = tokio::spawn(settle_all::<S>(
+            self.db.clone(),
+            settle_rx,
+            config.reconnect,
+        ));
+        let mut state = State::<S, H> {
+            worker: &self,
+            summary: RunSummary::default(),
+            queue: VecDeque::new(),
+            running: JoinSet::new(),
+            in_flight: HashMap::new(),
+            settle: settle_tx,
+            heartbeat: None,
+            pruning: None,
+            idle_until: Instant::now() + config.poll_interval,
+        };
+        state.serve(&stop, &wake).await;
+        state.shut_down().await;
+        let State {
+            mut summary,
+            settle,
+            heartbeat,
+            pruning,
+            ..
+        } = state;
+        drop(settle);
+        summary.lost_leases += settler.await.unwrap_or_default();
+        background.cancel();
+        for task in [listener, heartbeat, pruning].into_iter().flatten() {
+            let _ = task.await;
+        }
+        summary
+    }
+}
+
+struct State<'w, S: EventSource, H> {
+    worker: &'w Worker<S, H>,
+    summary: RunSummary,
+    /// Claimed, not started.
+    queue: VecDeque<S::Row>,
+    running: JoinSet<Result<Outcome, String>>,
+    in_flight: HashMap<task::Id, Running>,
+    settle: mpsc::UnboundedSender<(Claimed, Settle)>,
+    heartbeat: Option<JoinHandle<()>>,
+    pruning: Option<JoinHandle<()>>,
+    idle_until: Instant,
+}
+
+impl<S, H> State<'_, S, H>
+where
+    S: EventSource,
+    H: Handler<S::Row>,
+{
+    fn config(&self) -> &WorkerConfig {
+        &self.worker.config
+    }
+
+    fn in_hand(&self) -> Vec<Claimed> {
+        self.queue
+            .iter()
+            .map(S::claimed)
+            .chain(self.in_flight.values().map(|r| r.claim))
+            .collect()
+    }
+
+    fn start(&mut self, event: S::Row) {
+        let claim = S::claimed(&event);
+        let span = tracing::info_span!(
+            "event",
+            source = S::TABLE,
+            id = %claim.id,
+            attempt = claim.attempt,
+            outcome = field::Empty,
+            duration_ms = field::Empty,
+        );
+        let handler = self.worker.handler.clone();
+        let handle = self.running.spawn(
+            async move { handler.handle(event).await.map_err(|e| e.to_string()) }
+                .instrument(span.clone()),
+        );
+        self.in_flight.insert(
+            handle.id(),
+            Running {
+                claim,
+                started: Instant::now(),
+                span,
+            },
+        );
+    }
+
+    /// The outcome of a finished handler, as the move it makes.
+    fn settlement(&self, attempt: i32, result: Result<Outcome, String>) -> Settle {
+        let config = self.config();
+        let last = attempt.max(0) as u32 >= config.max_attempts;
+        match result {
+            Ok(Outcome::Processed) => Settle::Processed,
+            Ok(Outcome::Ignored) => Settle::Ignored,
+            Ok(Outcome::Failed(reason)) => Settle::Failed { error: reason },
+            Ok(Outcome::RetryAfter(after)) if !last => Settle::Retry {
+                after,
+                error: String::new(),
+            },
+            Ok(Outcome::RetryAfter(_)) => Settle::Failed {
+                error: format!(
+                    "the handler asked to retry after the last of {} attempts",
+                    config.max_attempts
+                ),
+            },
+            Err(error) if !last => Settle::Retry {
+                after: config.retry.delay(attempt.max(1) as u32),
+                error,
+            },
+            Err(error) => Settle::Failed { error },
+        }
+    }
+
+    fn finish(&mut self, done: Result<(task::Id, Result<Outcome, String>), task::JoinError>) {
+        let (id, result) = match done {
+            Ok((id, result)) => (id, result),
+            Err(err) => (err.id(), Err(panic_message(err))),
+        };
+        let Some(running) = self.in_flight.remove(&id) else {
+            return;
+        };
+        let settle = self.settlement(running.claim.attempt, result);
+        let (outcome, counter) = match &settle {
+            Settle::Processed => ("processed", &mut self.summary.processed),
+            Settle::Ignored => ("ignored", &mut self.summary.ignored),
+            Settle::Retry { .. } => ("retry", &mut self.summary.retried),
+            Settle::Failed { .. } => ("failed", &mut self.summary.failed),
+        };
+        *counter += 1;
+        let took = running.started.elapsed();
+        running.span.record("outcome", outcome);
+        running.span.record("duration_ms", took.as_secs_f64() * 1e3);
+        tracing::debug!(parent: &running.span, outcome, "event handled");
+        if let Settle::Retry { after, .. } = &settle {
+            // Come back for it ourselves if nothing else wakes us first.
+            self.idle_until = self.idle_until.min(Instant::now() + *after);
+        }
+        // The settler outlives this state; a closed channel only happens after shutdown.
+        let _ = self.settle.send((running.claim, settle));
+    }
+
+    fn renew_leases(&mut self) {
+        if self.heartbeat.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        let claims = self.in_hand();
+        if claims.is_empty() {
+            return;
+        }
+        let db = self.worker.db.clone();
+        let lease = self.config().lease;
+        self.heartbeat = Some(tokio::spawn(async move {
+            match events::extend_leases::<S>(&db, &claims, lease).await {
+                Ok(held) if held.len() < claims.len() => tracing::warn!(
+                    source = S::TABLE,
+                    lost = claims.len() - held.len(),
+                    "leases lost: another worker claimed these events again"
+                ),
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(source = S::TABLE, error = %err, "renewing leases failed")
+                }
+            }
+        }));
+    }
+
+    fn prune_now(&mut self) {
+        let Some(retention) = self.config().retention else {
+            return;
+        };
+        if self.pruning.as_ref().is_some_and(|p| !p.is_finished()) {
+            return;
+        }
+        let db = self.worker.db.clone();
+        self.pruning = Some(tokio::spawn(async move {
+            match prune::<S>(&db, retention.keep_for, super::DEFAULT_PRUNE_BATCH).await {
+                Ok(deleted) => tracing::info!(source = S::TABLE, deleted, "pruned finished events"),
+                Err(err) => tracing::warn!(source = S::TABLE, error = %err, "pruning failed"),
+            }
+        }));
+    }
+
+    /// Claims and runs events until `stop`.
+    async fn serve(&mut self, stop: &super::CancellationToken, wake: &Notify) {
+        let config = self.config().clone();
+        let capacity = config.concurrency + config.prefetch;
+        // Busy workers claim in batches of at least half the prefetch, not one by one.
+        let batch_at_least = (config.prefetch / 2).max(1);
+        let mut heartbeat = tokio::time::interval(config.lease / 3);
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut retention = tokio::time::interval(
+            config
+                .retention
+                .map_or(Duration::from_secs(3600), |r| r.every),
+        );
+        let mut claiming = JoinSet::new();
+        // Events asked for by the claims under way, by claim task.
+        let mut reserved: HashMap<task::Id, usize> = HashMap::new();
+        // After a short claim: when the next event is due, asked after the claimed ones started.
+        let mut probing: Option<JoinHandle<Result<Option<Duration>, Error>>> = None;
+        // Woken (a notification, a poll, a retry coming due) since the last claim began.
+        let mut woken = true;
+        // The last claim came back full: there is more to claim.
+        let mut busy = false;
+        let mut claim_failures = 0u32;
+        loop {
+            while self.running.len() < config.concurrency
+                && let Some(event) = self.queue.pop_front()
+            {
+                self.start(event);
+            }
+            let in_hand = self.queue.len() + self.running.len() + reserved.values().sum::<usize>();
+            let room = capacity.saturating_sub(in_hand);
+            if claiming.len() < MAX_CLAIMS_IN_FLIGHT
+                && (woken || busy)
+                && room >= batch_at_least.min(config.concurrency)
+            {
+                let options = ClaimOptions {
+                    limit: room as u64,
+                    lease: config.lease,
+                    max_attempts: Some(config.max_attempts),
+                };
+                let claim = claiming.spawn(claim_batch::<S>(self.worker.db.clone(), options));
+                reserved.insert(claim.id(), room);
+                woken = false;
+            }
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                Some(done) = self.running.join_next_with_id() => self.finish(done),
+                Some(claimed) = claiming.join_next_with_id() => {
+                    let claimed = claimed.map(|(id, result)| {
+                        reserved.remove(&id);
+                        result
+                    });
+                    match claimed {
+                        Ok((asked, Ok(events))) => {
+                            claim_failures = 0;
+                            // A full batch: there may be more. A short one: the queue is drained.
+                            busy = events.len() as u64 == asked;
+                            if !busy {
+                                // The queue is drained: sleep until the next event is due.
+                                self.idle_until = Instant::now() + config.poll_interval;
+                                let db = self.worker.db.clone();
+                                probing = Some(tokio::spawn(async move { events::next_due::<S>(&db).await }));
+                            }
+                            self.queue.extend(events);
+                        }
+                        Ok((_, Err(err))) => {
+                            busy = false;
+                            claim_failures += 1;
+                            tracing::warn!(source = S::TABLE, error = %err, "claiming failed; backing off");
+                            self.idle_until = Instant::now() + config.reconnect.delay(claim_failures);
+                        }
+                        Err(err) => {
+                            reserved.remove(&err.id());
+                            busy = false;
+                            claim_failures += 1;
+                            tracing::error!(source = S::TABLE, error = %err, "the claim task failed");
+                            self.idle_until = Instant::now() + config.reconnect.delay(claim_failures);
+                        }
+                    }
+                }
+                due = async { probing.as_mut().expect("guarded").await }, if probing.is_some() => {
+                    probing = None;
+                    if let Ok(Ok(Some(due))) = due {
+                        let at = Instant::now() + due.max(MIN_IDLE);
+                        self.idle_until = self.idle_until.min(at);
+                    }
+                }
+                _ = wake.notified() => woken = true,
+                _ = tokio::time::sleep_until(self.idle_until), if !woken && !busy && claiming.is_empty() => {
+                    woken = true;
+                    self.idle_until = Instant::now() + config.poll_interval;
+                }
+                _ = heartbeat.tick() => self.renew_leases(),
+                _ = retention.tick(), if config.retention.is_some() => self.prune_now(),
+            }
+        }
+        // Claims under way still hand their events over: they are released below.
+        while let Some(claimed) = claiming.join_next().await {
+            if let Ok((_, Ok(events))) = claimed {
+                self.queue.extend(events);
+            }
+        }
+    }
+
+    async fn give_back(&mut self, claims: &[Claimed], why: Release) -> u64 {
+        for tries in 1..=SETTLE_TRIES {
+            match events::release::<S>(&self.worker.db, claims, why).await {
+                Ok(released) => return released,
+                Err(err) if err.is_retryable() && tries < SETTLE_TRIES => {
+                    tokio::time::sleep(self.config().reconnect.delay(tries)).await
+                }
+                Err(err) => {
+                    // Their leases run out and they are claimed again.
+                    tracing::error!(source = S::TABLE, error = %err, "giving events back failed");
+                    return 0;
+                }
+            }
+        }
+        0
+    }
+
+    /// Gives back the unstarted, waits for the running within the grace period, then
+    /// interrupts and gives back the rest.
+    async fn shut_down(&mut self) {
+        let unstarted: Vec<Claimed> = self.queue.drain(..).map(|e| S::claimed(&e)).collect();
+        if !unstarted.is_empty() {
+            self.summary.released += self.give_back(&unstarted, Release::NotStarted).await;
+        }
+        let deadline = Instant::now() + self.config().shutdown_grace;
+        let mut heartbeat = tokio::time::interval(self.config().lease / 3);
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        while !self.running.is_empty() {
+            tokio::select! {
+                Some(done) = self.running.join_next_with_id() => self.finish(done),
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = heartbeat.tick() => self.renew_leases(),
+            }
+        }
+        if self.running.is_empty() {
+            return;
+        }
+        self.running.abort_all();
+        while let Some(done) = self.running.join_next_with_id().await {
+            match done {
+                Err(err) if err.is_cancelled() => {}
+                // Finished (or panicked) just before it was stopped: its outcome stands.
+                done => self.finish(done),
+            }
+        }
+        let interrupted: Vec<Claimed> = self.in_flight.drain().map(|(_, r)| r.claim).collect();
+        tracing::warn!(
+            source = S::TABLE,
+            handlers = interrupted.len(),
+            "shutdown grace period over: interrupting handlers"
+        );
+        self.summary.interrupted += self.give_back(&interrupted, Release::Interrupted).await;
+    }
+}
