@@ -33,6 +33,7 @@ pub static SLACK_EVENTS: Table = Table {
         "processed_at",
         "created_at",
         "updated_at",
+        "due_at",
     ],
 };
 
@@ -52,6 +53,7 @@ pub static LINEAR_EVENTS: Table = Table {
         "processed_at",
         "created_at",
         "updated_at",
+        "due_at",
     ],
 };
 
@@ -104,6 +106,9 @@ struct Lifecycle {
     attempts: i64,
     last_error: Option<&'static str>,
     processed_at: Option<Time>,
+    /// A pending delivery's next try (its arrival, or the end of a retry's backoff); a
+    /// processing one's lease end; for the rest, their arrival.
+    due_at: Time,
 }
 
 /// Deliveries `i` of `count`: the newest `pending_percent` pending (one in ten after a failed
@@ -138,41 +143,52 @@ impl Queue {
         };
         let handled = created.plus(dice.between(Time::millis(200), Time::seconds(30)));
         match status {
-            "pending" if dice.percent(10) => Lifecycle {
-                status,
-                attempts: dice.between(1, MAX_ATTEMPTS - 1),
-                last_error: Some(*dice.pick(words::EVENT_ERRORS)),
-                processed_at: None,
-            },
+            "pending" if dice.percent(10) => {
+                let attempts = dice.between(1, MAX_ATTEMPTS - 1);
+                Lifecycle {
+                    status,
+                    attempts,
+                    last_error: Some(*dice.pick(words::EVENT_ERRORS)),
+                    processed_at: None,
+                    // The worker's exponential backoff after `attempts` failures, from 1 s.
+                    due_at: handled.plus(Time::seconds(1 << attempts)),
+                }
+            }
             "pending" => Lifecycle {
                 status,
                 attempts: 0,
                 last_error: None,
                 processed_at: None,
+                due_at: created,
             },
             "processing" => Lifecycle {
                 status,
                 attempts: 1,
                 last_error: None,
                 processed_at: None,
+                // Claimed with the worker's default 5-minute lease.
+                due_at: handled.plus(Time::minutes(5)),
             },
             "failed" => Lifecycle {
                 status,
                 attempts: MAX_ATTEMPTS,
                 last_error: Some(*dice.pick(words::EVENT_ERRORS)),
                 processed_at: None,
+                due_at: created,
             },
             "ignored" => Lifecycle {
                 status,
                 attempts: 1,
                 last_error: None,
                 processed_at: Some(handled),
+                due_at: created,
             },
             _ => Lifecycle {
                 status,
                 attempts: if dice.percent(95) { 1 } else { 2 },
                 last_error: None,
                 processed_at: Some(handled),
+                due_at: created,
             },
         }
     }
@@ -297,7 +313,8 @@ fn write_lifecycle(
         .opt_text(lifecycle.last_error)
         .opt_time(lifecycle.processed_at)
         .time(created)
-        .time(lifecycle.processed_at.unwrap_or(created));
+        .time(lifecycle.processed_at.unwrap_or(created))
+        .time(lifecycle.due_at);
 }
 
 /// The Events API envelope Slack posts, around the event itself.
