@@ -308,17 +308,26 @@ impl Drop for TestDb {
             eprintln!("keeping test database {} ({})", self.name, self.url);
             return;
         }
-        // Drop runs outside any runtime we may block on, so the DROP gets a runtime of its own.
+        // Drop cannot await, so the DROP gets a thread and a runtime of its own.
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote(&self.name));
-        let dropped = std::thread::spawn(move || {
+        let dropping = std::thread::spawn(move || {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("a runtime for the DROP")
                 .block_on(admin_execute(&sql));
-        })
-        .join();
-        if dropped.is_err() && !std::thread::panicking() {
+        });
+        // Inside a test's runtime, waiting here would stop that runtime's thread, and with it
+        // this database's pool, which may be half-way through opening a connection: the
+        // server then holds that backend in authentication for `authentication_timeout`
+        // (60 s), and `DROP ... WITH (FORCE)` waits for it, while every other future of the
+        // test (a `join!`) is stopped too. So there the DROP finishes on its own; a database
+        // it leaves when the process ends goes with the throwaway cluster, or is dropped by the
+        // next run on a `TEST_DATABASE_URL` server (`drop_leftovers`).
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return;
+        }
+        if dropping.join().is_err() && !std::thread::panicking() {
             panic!("could not drop test database {}", self.name);
         }
     }
