@@ -1,6 +1,8 @@
 //! `migration up` pointed at a real transaction-mode PgBouncer: told so (`DB_POOLER=transaction`)
 //! and given no direct URL, it refuses at once naming MIGRATION_DATABASE_URL; not told (an
-//! operator who forgot the flag), it still applies the schema exactly once and leaves no lock.
+//! operator who forgot the flag), it applies transactional migrations exactly once and leaves
+//! no lock, and refuses, before applying anything, a run that includes a migration needing a
+//! session of its own (`CREATE INDEX CONCURRENTLY` with its timeouts), naming the variable.
 
 use std::{
     process::{Child, Command, Output, Stdio},
@@ -8,7 +10,10 @@ use std::{
 };
 
 use harness::{TestDb, scalar, text_rows, topology::pgbouncer};
-use migration::{Migrator, MigratorTrait};
+use migration::{
+    MigrationTrait, Migrator, MigratorTrait,
+    runner::{self, Action},
+};
 use secrecy::ExposeSecret;
 
 mod common;
@@ -113,22 +118,55 @@ async fn told_it_is_behind_a_transaction_pooler_without_a_direct_url_up_refuses_
     assert_eq!(tables(&db).await, 0, "nothing was applied");
 }
 
+/// The migrations that run in a transaction of their own, up to the first that does not.
+fn transactional_prefix() -> Vec<Box<dyn MigrationTrait>> {
+    Migrator::migrations()
+        .into_iter()
+        .take_while(|m| m.use_transaction() != Some(false))
+        .collect()
+}
+
+/// The schema's transactional migrations alone, which need nothing beyond one transaction each.
+struct TransactionalPrefix;
+
+impl MigratorTrait for TransactionalPrefix {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        transactional_prefix()
+    }
+}
+
 #[tokio::test]
 async fn eight_runs_through_a_transaction_pooler_nobody_declared_apply_the_schema_once() {
     let db = TestDb::empty().await;
-    let children = (0..PROCESSES)
-        .map(|_| up_through_pgbouncer(&db, &[]).spawn().unwrap())
-        .collect();
-    let outputs = outputs_within_patience(children, "applying");
-    let direct = harness::connect(db.direct_url(), 1).await;
-    let failures: Vec<_> = outputs
-        .iter()
-        .filter(|o| !o.status.success())
-        .map(|o| {
-            let stderr = String::from_utf8_lossy(&o.stderr);
-            stderr.lines().next().unwrap_or_default().to_owned()
+    let count = transactional_prefix().len();
+    assert!(count >= 9, "the first migrations are transactional");
+    let url = pgbouncer().url(db.name()).unwrap();
+    // Eight runs at once, each with connections of its own through PgBouncer, as eight
+    // deployments would be (in one process, so the migrator can be this test's own).
+    let runs: Vec<_> = (0..PROCESSES)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                tokio::time::timeout(
+                    PATIENCE,
+                    runner::run::<TransactionalPrefix>(&url, Action::Up(None), |_| {}),
+                )
+                .await
+            })
         })
         .collect();
+    let mut failures = Vec::new();
+    for run in runs {
+        match run.await.expect("a run panicked") {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => failures.push(err.to_string()),
+            Err(_) => failures.push(format!(
+                "still running after {PATIENCE:?} (a session advisory lock taken through a \
+                 transaction pooler lands on whatever server session was free and can be \
+                 orphaned there)"
+            )),
+        }
+    }
     assert!(
         failures.is_empty(),
         "{} of {PROCESSES} runs failed ({} tables now exist):\n{}",
@@ -136,12 +174,13 @@ async fn eight_runs_through_a_transaction_pooler_nobody_declared_apply_the_schem
         tables(&db).await,
         failures.join("\n")
     );
+    let direct = harness::connect(db.direct_url(), 1).await;
     let versions = text_rows(
         &direct,
         "SELECT version, count(*)::text FROM seaql_migrations GROUP BY version",
     )
     .await;
-    assert_eq!(versions.len(), Migrator::migrations().len());
+    assert_eq!(versions.len(), count);
     assert!(
         versions.iter().all(|v| v[1].as_deref() == Some("1")),
         "each migration recorded once: {versions:?}"
@@ -155,11 +194,45 @@ async fn eight_runs_through_a_transaction_pooler_nobody_declared_apply_the_schem
     .await;
     assert_eq!(held, 0, "no advisory lock is left held");
     let reference = TestDb::empty().await;
-    let single = common::with_url(&reference, &["up"]).output().unwrap();
-    assert!(single.status.success());
+    runner::run::<TransactionalPrefix>(reference.url(), Action::Up(None), |_| {})
+        .await
+        .unwrap();
     assert_eq!(
         db.schema_dump(),
         reference.schema_dump(),
         "same schema as one direct run"
+    );
+}
+
+#[tokio::test]
+async fn a_run_that_needs_a_session_refuses_through_an_undeclared_pooler_before_applying_anything()
+{
+    let db = TestDb::empty().await;
+    assert!(
+        transactional_prefix().len() < Migrator::migrations().len(),
+        "the schema has a migration that runs outside a transaction"
+    );
+    let children = (0..PROCESSES)
+        .map(|_| up_through_pgbouncer(&db, &[]).spawn().unwrap())
+        .collect();
+    for output in outputs_within_patience(children, "refusing") {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "it ran: {stderr}");
+        assert!(
+            stderr.contains("runs outside a transaction")
+                && stderr.contains("MIGRATION_DATABASE_URL"),
+            "the refusal says why and names the variable to set: {stderr}"
+        );
+    }
+    let direct = harness::connect(db.direct_url(), 1).await;
+    assert_eq!(
+        scalar(&direct, "SELECT count(*) FROM seaql_migrations").await,
+        0,
+        "no migration was recorded"
+    );
+    assert_eq!(
+        tables(&db).await,
+        1,
+        "no table but the migration table was made"
     );
 }

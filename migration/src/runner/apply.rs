@@ -345,6 +345,20 @@ impl Applier<'_> {
         }
     }
 
+    /// Fails as [`Applier::session`] would, before anything is applied, when `migration` will
+    /// need a session this URL cannot give (a transaction-mode pooler refuses or drops the
+    /// timeouts), so a run through a pooler stops at once rather than half-way.
+    pub(crate) async fn check_session_for(
+        &self,
+        migration: &dyn MigrationTrait,
+    ) -> Result<(), RunError> {
+        if migration.use_transaction().unwrap_or(true) {
+            return Ok(());
+        }
+        let _ = self.session(migration.name()).await?.close().await;
+        Ok(())
+    }
+
     async fn outside_transaction(
         &mut self,
         migration: &dyn MigrationTrait,

@@ -252,6 +252,9 @@ async fn steps<M: MigratorTrait>(
     if todo.is_empty() {
         progress(Progress::NothingToDo);
     }
+    if let Some(first) = todo.iter().find(|m| m.use_transaction() == Some(false)) {
+        applier.check_session_for(first.as_ref()).await?;
+    }
     for migration in todo {
         let took = applier
             .step(migration.as_ref(), direction, progress)

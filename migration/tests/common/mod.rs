@@ -1,5 +1,8 @@
 //! How the migration tests run the real binary.
 
+// Each test binary includes this module and uses only part of it.
+#![allow(dead_code)]
+
 use std::process::Command;
 
 use harness::TestDb;
