@@ -245,7 +245,29 @@ pub async fn add_index_concurrently(
     table: &str,
     columns: &[&str],
 ) -> Result<(), DbErr> {
-    let name = index_name(table, columns);
+    build_concurrently(manager, &index_name(table, columns), table, columns, None).await
+}
+
+/// As [`add_index_concurrently`], for a partial index `idx_<table>_<name>` on `columns` of the
+/// rows matching `predicate` (SQL, e.g. `status IN ('pending', 'processing')`).
+pub async fn add_partial_index_concurrently(
+    manager: &SchemaManager<'_>,
+    table: &str,
+    name: &str,
+    columns: &[&str],
+    predicate: &str,
+) -> Result<(), DbErr> {
+    let index = format!("idx_{table}_{name}");
+    build_concurrently(manager, &index, table, columns, Some(predicate)).await
+}
+
+async fn build_concurrently(
+    manager: &SchemaManager<'_>,
+    name: &str,
+    table: &str,
+    columns: &[&str],
+    predicate: Option<&str>,
+) -> Result<(), DbErr> {
     let conn = manager.get_connection();
     let invalid = conn
         .query_one_raw(Statement::from_sql_and_values(
@@ -253,7 +275,7 @@ pub async fn add_index_concurrently(
             "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
                             WHERE c.relname = $1 AND c.relnamespace = current_schema()::regnamespace
                               AND NOT i.indisvalid)",
-            [name.clone().into()],
+            [name.into()],
         ))
         .await?
         .map(|row| row.try_get_by_index::<bool>(0))
@@ -263,14 +285,15 @@ pub async fn add_index_concurrently(
         tracing::warn!(index = %name, "dropping the invalid index an interrupted build left, to build it again");
         conn.execute_unprepared(&format!(
             "DROP INDEX CONCURRENTLY IF EXISTS {}",
-            quoted(&name)
+            quoted(name)
         ))
         .await?;
     }
     let columns: Vec<String> = columns.iter().map(|c| quoted(c)).collect();
+    let filter = predicate.map_or_else(String::new, |p| format!(" WHERE {p}"));
     conn.execute_unprepared(&format!(
-        "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ({})",
-        quoted(&name),
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ({}){filter}",
+        quoted(name),
         quoted(table),
         columns.join(", ")
     ))

@@ -12,6 +12,8 @@ use sea_orm_migration::{
     sea_orm::{ConnectionTrait, DbBackend, Statement},
 };
 
+use crate::conventions::add_partial_index_concurrently;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -27,43 +29,6 @@ async fn execute(manager: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {
         .execute_unprepared(sql)
         .await
         .map(drop)
-}
-
-/// Drops `index` if an interrupted `CREATE INDEX CONCURRENTLY` left it invalid, so the
-/// `IF NOT EXISTS` that follows builds it again instead of keeping the broken one.
-async fn drop_if_invalid(manager: &SchemaManager<'_>, index: &str) -> Result<(), DbErr> {
-    let invalid = manager
-        .get_connection()
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT 1 FROM pg_index WHERE indexrelid = to_regclass($1) AND NOT indisvalid",
-            [index.into()],
-        ))
-        .await?
-        .is_some();
-    if invalid {
-        execute(
-            manager,
-            &format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"),
-        )
-        .await?;
-    }
-    Ok(())
-}
-
-/// `CREATE INDEX CONCURRENTLY IF NOT EXISTS index ON definition`, rebuilding one that an
-/// interrupted build left invalid.
-async fn create_index_concurrently(
-    manager: &SchemaManager<'_>,
-    index: &str,
-    definition: &str,
-) -> Result<(), DbErr> {
-    drop_if_invalid(manager, index).await?;
-    execute(
-        manager,
-        &format!("CREATE INDEX CONCURRENTLY IF NOT EXISTS {index} ON {definition}"),
-    )
-    .await
 }
 
 /// Pending rows keep their arrival order: `due_at = created_at`, walked in batches along the
@@ -142,10 +107,12 @@ impl MigrationTrait for Migration {
                 ),
             )
             .await?;
-            create_index_concurrently(
+            add_partial_index_concurrently(
                 manager,
-                &format!("idx_{table}_due"),
-                &format!("{table} (due_at, id) WHERE status IN ('pending', 'processing')"),
+                table,
+                "due",
+                &["due_at", "id"],
+                "status IN ('pending', 'processing')",
             )
             .await?;
             // The claim now reads the due index; the arrival-order one would only cost writes.
@@ -173,10 +140,12 @@ impl MigrationTrait for Migration {
                 &format!("DROP TRIGGER IF EXISTS trg_{table}_notify ON {table}"),
             )
             .await?;
-            create_index_concurrently(
+            add_partial_index_concurrently(
                 manager,
-                &format!("idx_{table}_pending"),
-                &format!("{table} (created_at, id) WHERE status = 'pending'"),
+                table,
+                "pending",
+                &["created_at", "id"],
+                "status = 'pending'",
             )
             .await?;
             execute(
