@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use entity::{LinearEvent, SlackEvent, enums::EventStatus, enums::LinearEventAction};
 use sea_orm::{
-    ConnectionTrait, FromQueryResult, Value,
+    ConnectionTrait, FromQueryResult, Statement, Value,
     prelude::{Json, Uuid},
 };
 
@@ -347,6 +347,20 @@ pub async fn claim<S: EventSource>(
     db: &impl ConnectionTrait,
     limit: u64,
 ) -> Result<Vec<S::Row>, Error> {
+    let mut rows: Vec<S::Row> = S::Row::find_by_statement(claim_statement::<S>(limit))
+        .all(db)
+        .await?;
+    // RETURNING has no order; workers expect arrival order.
+    rows.sort_by_key(|row| {
+        let c = row.cursor();
+        (c.created_at, c.id)
+    });
+    Ok(rows)
+}
+
+/// The statement [`claim`] sends, for checks of its plan (`EXPLAIN`) by tests and the bench.
+#[doc(hidden)]
+pub fn claim_statement<S: EventSource>(limit: u64) -> Statement {
     let sql = format!(
         "WITH next AS (
              SELECT id FROM {0} WHERE status = 'pending'
@@ -356,13 +370,7 @@ pub async fn claim<S: EventSource>(
          RETURNING e.*",
         S::TABLE
     );
-    let mut rows: Vec<S::Row> = sql::all(db, &sql, [(clamp_limit(limit) as i64).into()]).await?;
-    // RETURNING has no order; workers expect arrival order.
-    rows.sort_by_key(|row| {
-        let c = row.cursor();
-        (c.created_at, c.id)
-    });
-    Ok(rows)
+    sql::statement(&sql, [(clamp_limit(limit) as i64).into()])
 }
 
 async fn finish<S: EventSource>(
@@ -478,7 +486,19 @@ pub async fn list<S: EventSource>(
     after: Option<Cursor>,
     limit: u64,
 ) -> Result<Page<S::Row>, Error> {
-    let limit = clamp_limit(limit);
+    let statement = list_statement::<S>(filter, after, limit);
+    let rows = S::Row::find_by_statement(statement).all(db).await?;
+    Ok(Page::from_overfetch(rows, clamp_limit(limit)))
+}
+
+/// The statement [`list`] sends (one row more than a page, to know whether another follows),
+/// for checks of its plan (`EXPLAIN`) by tests and the bench.
+#[doc(hidden)]
+pub fn list_statement<S: EventSource>(
+    filter: &EventFilter,
+    after: Option<Cursor>,
+    limit: u64,
+) -> Statement {
     // Only the predicates in use, so each shape gets a plan that fits it.
     let mut conditions = Vec::new();
     let mut values: Vec<Value> = Vec::new();
@@ -496,7 +516,7 @@ pub async fn list<S: EventSource>(
         let n = values.len();
         conditions.push(format!("(created_at, id) < (${}, ${n})", n - 1));
     }
-    values.push(((limit + 1) as i64).into());
+    values.push(((clamp_limit(limit) + 1) as i64).into());
     let sql = format!(
         "SELECT * FROM {} {} ORDER BY created_at DESC, id DESC LIMIT ${}",
         S::TABLE,
@@ -507,8 +527,7 @@ pub async fn list<S: EventSource>(
         },
         values.len()
     );
-    let rows: Vec<S::Row> = sql::all(db, &sql, values).await?;
-    Ok(Page::from_overfetch(rows, limit))
+    sql::statement(&sql, values)
 }
 
 /// One stored event by id.
