@@ -317,17 +317,34 @@ pub async fn scalar(db: &impl ConnectionTrait, sql: &str) -> i64 {
 /// Runs `work(connection, task_index)` in `tasks` spawned tasks at once, each on a connection
 /// of its own to `url` (separate sessions, as separate service instances would have), and
 /// returns their results in task order.
+///
+/// Every connection is open before any task starts, and the tasks pass a barrier together, so
+/// their first statements reach the server at the same moment: a race between them is run,
+/// not left to whether connecting happened to overlap.
 pub async fn on_separate_connections<T, F, Fut>(url: &DatabaseUrl, tasks: usize, work: F) -> Vec<T>
 where
     F: Fn(DatabaseConnection, usize) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = T> + Send + 'static,
     T: Send + 'static,
 {
-    let handles: Vec<_> = (0..tasks)
-        .map(|i| {
-            let (url, work) = (url.clone(), work.clone());
+    // Connected here, not in the tasks: a task that failed before the barrier would leave the
+    // others waiting at it forever.
+    let mut connections = Vec::with_capacity(tasks);
+    for _ in 0..tasks {
+        let conn = connect(url, 1).await;
+        conn.ping()
+            .await
+            .unwrap_or_else(|err| panic!("a racing connection to {url} failed: {err}"));
+        connections.push(conn);
+    }
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(tasks));
+    let handles: Vec<_> = connections
+        .into_iter()
+        .enumerate()
+        .map(|(i, conn)| {
+            let (start, work) = (start.clone(), work.clone());
             tokio::spawn(async move {
-                let conn = connect(&url, 1).await;
+                start.wait().await;
                 work(conn, i).await
             })
         })

@@ -134,43 +134,78 @@ async fn members_are_added_changed_and_removed_but_the_last_owner_stays() {
     ));
 }
 
-#[tokio::test]
-async fn two_owners_demoting_each_other_at_once_leave_one_owner() {
-    for _ in 0..5 {
-        let db = TestDb::migrated().await;
-        fixtures::seed_everything(db.conn()).await.unwrap();
-        orgs::change_role(
-            db.conn(),
-            fixtures::ORG_ID,
-            fixtures::OTHER_USER_ID,
-            "owner",
-        )
+/// Tasks in each race, each on its own connection, released together.
+const RACERS: usize = 16;
+/// Each race is run this many times, on a fresh database each.
+const ROUNDS: usize = 3;
+
+/// `RACERS` owners of `ORG_ID`: the fixture's owner and `RACERS - 1` more.
+async fn many_owners(db: &TestDb) -> Vec<String> {
+    fixtures::seed_everything(db.conn()).await.unwrap();
+    db.conn()
+        .execute_unprepared(&format!(
+            "INSERT INTO users (id, name, email)
+             SELECT 'racer_' || g, 'Racer', 'racer' || g || '@example.com' FROM generate_series(1, {n}) g;
+             INSERT INTO members (id, organization_id, user_id, role)
+             SELECT 'mem_racer_' || g, '{org}', 'racer_' || g, 'owner' FROM generate_series(1, {n}) g;",
+            n = RACERS - 1,
+            org = fixtures::ORG_ID,
+        ))
         .await
         .unwrap();
-        let results = harness::on_separate_connections(db.url(), 2, |conn, i| async move {
-            let user = [fixtures::OWNER_ID, fixtures::OTHER_USER_ID][i];
-            orgs::change_role(&conn, fixtures::ORG_ID, user, "member").await
+    std::iter::once(fixtures::OWNER_ID.to_owned())
+        .chain((1..RACERS).map(|g| format!("racer_{g}")))
+        .collect()
+}
+
+async fn owners_left(db: &TestDb) -> i64 {
+    scalar(
+        db.conn(),
+        &format!(
+            "SELECT count(*) FROM members WHERE organization_id = '{}' AND role = 'owner'",
+            fixtures::ORG_ID
+        ),
+    )
+    .await
+}
+
+/// All but one racer won; the one that lost got `LastOwner`.
+fn assert_one_owner_refused<T: std::fmt::Debug>(results: &[Result<T, Error>]) {
+    let refused = results
+        .iter()
+        .filter(|r| matches!(r, Err(Error::LastOwner { .. })))
+        .count();
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!((won, refused), (RACERS - 1, 1), "{results:?}");
+}
+
+#[tokio::test]
+async fn owners_demoting_themselves_all_at_once_leave_exactly_one_owner() {
+    for _ in 0..ROUNDS {
+        let db = TestDb::migrated().await;
+        let owners = many_owners(&db).await;
+        let results = harness::on_separate_connections(db.url(), RACERS, move |conn, i| {
+            let user = owners[i].clone();
+            async move { orgs::change_role(&conn, fixtures::ORG_ID, &user, "member").await }
         })
         .await;
-        assert_eq!(
-            results.iter().filter(|r| r.is_ok()).count(),
-            1,
-            "{results:?}"
-        );
-        assert!(
-            results
-                .iter()
-                .any(|r| matches!(r, Err(Error::LastOwner { .. })))
-        );
-        let owners = scalar(
-            db.conn(),
-            &format!(
-                "SELECT count(*) FROM members WHERE organization_id = '{}' AND role = 'owner'",
-                fixtures::ORG_ID
-            ),
-        )
+        assert_one_owner_refused(&results);
+        assert_eq!(owners_left(&db).await, 1);
+    }
+}
+
+#[tokio::test]
+async fn owners_leaving_all_at_once_leave_exactly_one_owner() {
+    for _ in 0..ROUNDS {
+        let db = TestDb::migrated().await;
+        let owners = many_owners(&db).await;
+        let results = harness::on_separate_connections(db.url(), RACERS, move |conn, i| {
+            let user = owners[i].clone();
+            async move { orgs::remove_member(&conn, fixtures::ORG_ID, &user).await }
+        })
         .await;
-        assert_eq!(owners, 1);
+        assert_one_owner_refused(&results);
+        assert_eq!(owners_left(&db).await, 1);
     }
 }
 
@@ -324,27 +359,24 @@ async fn an_expired_invitation_cannot_be_accepted() {
 }
 
 #[tokio::test]
-async fn two_concurrent_accepts_make_one_member_and_one_typed_error() {
-    for _ in 0..5 {
+async fn concurrent_accepts_make_one_member_and_typed_errors_for_the_rest() {
+    for _ in 0..ROUNDS {
         let db = TestDb::migrated().await;
         fixtures::seed_everything(db.conn()).await.unwrap();
         let invitation = invite_new_user(&db).await;
-        let results = harness::on_separate_connections(db.url(), 2, move |conn, _| {
+        let results = harness::on_separate_connections(db.url(), RACERS, move |conn, _| {
             let invitation = invitation.clone();
             async move { orgs::accept_invitation(&conn, &invitation, "user_new").await }
         })
         .await;
-        assert_eq!(
-            results.iter().filter(|r| r.is_ok()).count(),
-            1,
-            "{results:?}"
-        );
-        assert!(
-            results
-                .iter()
-                .any(|r| matches!(r, Err(Error::InvalidTransition { .. }))),
-            "{results:?}"
-        );
+        let refused = results
+            .iter()
+            .filter(
+                |r| matches!(r, Err(Error::InvalidTransition { from, .. }) if from == "accepted"),
+            )
+            .count();
+        let won = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!((won, refused), (1, RACERS - 1), "{results:?}");
         assert_eq!(
             scalar(
                 db.conn(),
