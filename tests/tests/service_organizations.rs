@@ -134,10 +134,29 @@ async fn members_are_added_changed_and_removed_but_the_last_owner_stays() {
     ));
 }
 
-/// Tasks in each race, each on its own connection, released together.
+/// Tasks in each race, each on its own connection.
 const RACERS: usize = 16;
-/// Each race is run this many times, on a fresh database each.
-const ROUNDS: usize = 3;
+
+/// Runs `work` in [`RACERS`] tasks at once. With `lock_rows`, every task is queued behind
+/// those rows, locked, before any goes (the worst case, the same every time: a check-then-write
+/// implementation always fails); without, the tasks are only released together and the server
+/// interleaves them as it will.
+async fn race<T, F, Fut>(db: &TestDb, lock_rows: Option<&str>, work: F) -> Vec<T>
+where
+    F: Fn(sea_orm::DatabaseConnection, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    match lock_rows {
+        Some(rows) => harness::behind_row_locks(db.url(), rows, RACERS, work).await,
+        None => harness::on_separate_connections(db.url(), RACERS, work).await,
+    }
+}
+
+/// Every member row of `ORG_ID`, owners included.
+const ORG_MEMBERS: &str = "SELECT id FROM members WHERE organization_id = 'org_acme' FOR UPDATE";
+/// The fixture's invitation.
+const INVITATION: &str = "SELECT id FROM invitations WHERE id = 'inv_1' FOR UPDATE";
 
 /// `RACERS` owners of `ORG_ID`: the fixture's owner and `RACERS - 1` more.
 async fn many_owners(db: &TestDb) -> Vec<String> {
@@ -181,10 +200,10 @@ fn assert_one_owner_refused<T: std::fmt::Debug>(results: &[Result<T, Error>]) {
 
 #[tokio::test]
 async fn owners_demoting_themselves_all_at_once_leave_exactly_one_owner() {
-    for _ in 0..ROUNDS {
+    for lock_rows in [Some(ORG_MEMBERS), None] {
         let db = TestDb::migrated().await;
         let owners = many_owners(&db).await;
-        let results = harness::on_separate_connections(db.url(), RACERS, move |conn, i| {
+        let results = race(&db, lock_rows, move |conn, i| {
             let user = owners[i].clone();
             async move { orgs::change_role(&conn, fixtures::ORG_ID, &user, "member").await }
         })
@@ -196,10 +215,10 @@ async fn owners_demoting_themselves_all_at_once_leave_exactly_one_owner() {
 
 #[tokio::test]
 async fn owners_leaving_all_at_once_leave_exactly_one_owner() {
-    for _ in 0..ROUNDS {
+    for lock_rows in [Some(ORG_MEMBERS), None] {
         let db = TestDb::migrated().await;
         let owners = many_owners(&db).await;
-        let results = harness::on_separate_connections(db.url(), RACERS, move |conn, i| {
+        let results = race(&db, lock_rows, move |conn, i| {
             let user = owners[i].clone();
             async move { orgs::remove_member(&conn, fixtures::ORG_ID, &user).await }
         })
@@ -360,11 +379,11 @@ async fn an_expired_invitation_cannot_be_accepted() {
 
 #[tokio::test]
 async fn concurrent_accepts_make_one_member_and_typed_errors_for_the_rest() {
-    for _ in 0..ROUNDS {
+    for lock_rows in [Some(INVITATION), None] {
         let db = TestDb::migrated().await;
         fixtures::seed_everything(db.conn()).await.unwrap();
         let invitation = invite_new_user(&db).await;
-        let results = harness::on_separate_connections(db.url(), RACERS, move |conn, _| {
+        let results = race(&db, lock_rows, move |conn, _| {
             let invitation = invitation.clone();
             async move { orgs::accept_invitation(&conn, &invitation, "user_new").await }
         })
