@@ -553,6 +553,7 @@ fn cargo_test(package: &str, test: &str) -> Command {
 fn run_tests(package: &str, test: &str, timeout: Duration) -> Result<Option<(bool, Vec<String>)>> {
     use std::os::unix::process::CommandExt;
     let log = workspace().join("target/sql-mutants/last-test.log");
+    std::fs::create_dir_all(log.parent().expect("a folder"))?;
     let mut child = cargo_test(package, test)
         .stdout(std::fs::File::create(&log)?)
         .stderr(Stdio::null())
