@@ -568,7 +568,7 @@ fn run_tests(package: &str, test: &str, timeout: Duration) -> Result<Option<(boo
         if started.elapsed() > timeout {
             // The whole group: cargo, the test binary and anything it started.
             let _ = Command::new("kill")
-                .args(["-KILL", &format!("-{}", child.id())])
+                .args(["-s", "KILL", "--", &format!("-{}", child.id())])
                 .status();
             let _ = child.wait();
             return Ok(None);
