@@ -365,7 +365,8 @@ where
         let waiting = scalar(
             &monitor,
             "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+             WHERE datname = current_database() AND backend_type = 'client backend'
+               AND wait_event_type = 'Lock'",
         )
         .await as usize;
         let finished = racers.iter().filter(|r| r.is_finished()).count();
