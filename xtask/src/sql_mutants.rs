@@ -358,7 +358,7 @@ pub const MUTANTS: &[SqlMutant] = &[
         to: "AND created_at < $2 AND id <> $3",
         package: IT,
         test: "service_agents",
-        caught_by: &["an_organizations_runs_page_newest_first_and_tokens_add_up"],
+        caught_by: &["runs_sharing_a_created_at_page_without_gaps_and_ranges_exclude_their_end"],
     },
     SqlMutant {
         name: "token-usage-closed-range",
@@ -368,7 +368,7 @@ pub const MUTANTS: &[SqlMutant] = &[
         to: "created_at >= $2 AND created_at <= $3",
         package: IT,
         test: "service_agents",
-        caught_by: &["an_organizations_runs_page_newest_first_and_tokens_add_up"],
+        caught_by: &["runs_sharing_a_created_at_page_without_gaps_and_ranges_exclude_their_end"],
     },
     SqlMutant {
         name: "upsert-tools-re-enables",
