@@ -41,6 +41,8 @@ async fn a_run_goes_queued_running_succeeded_with_its_timestamps_and_tokens() {
     input.slack_event_id = Some(fixtures::SLACK_EVENT_ID.parse().unwrap());
     let run = agents::create_run(db.conn(), input).await.unwrap();
     assert_eq!(run.status(), Ok(AgentRunStatus::Queued));
+    assert_eq!(run.user_id.as_deref(), Some(fixtures::OWNER_ID));
+    assert_eq!(run.input, json!({ "prompt": "triage" }));
     assert_eq!(
         run.slack_event_id.unwrap().to_string(),
         fixtures::SLACK_EVENT_ID
@@ -422,4 +424,8 @@ async fn runs_sharing_a_created_at_page_without_gaps_and_ranges_exclude_their_en
         .await
         .unwrap();
     assert_eq!((usage.runs, usage.prompt_tokens), (6, 6));
+    let empty = agents::token_usage(db.conn(), fixtures::OTHER_ORG_ID, at(1), at(1))
+        .await
+        .unwrap();
+    assert_eq!(empty.runs, 0, "an empty range is not an error");
 }

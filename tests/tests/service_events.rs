@@ -417,6 +417,14 @@ async fn listing_pages_through_everything_newest_first_with_filters() {
         }
     }
     assert_eq!(seen.len(), 45);
+    let whole = events::list::<SlackEvents>(db.conn(), &EventFilter::default(), None, 45)
+        .await
+        .unwrap();
+    assert_eq!(
+        (whole.items.len(), whole.next),
+        (45, None),
+        "a page holding exactly the rest has no next page"
+    );
     assert!(
         seen.windows(2).all(|w| w[0] > w[1]),
         "strictly newest first, no repeats"

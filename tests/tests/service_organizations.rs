@@ -99,6 +99,16 @@ async fn members_are_added_changed_and_removed_but_the_last_owner_stays() {
         orgs::add_member(db.conn(), org, "ghost", "member").await,
         Err(Error::MissingReference { .. })
     ));
+    let still_owner = orgs::change_role(db.conn(), org, fixtures::OWNER_ID, "admin,owner")
+        .await
+        .unwrap();
+    assert_eq!(
+        still_owner.role, "admin,owner",
+        "the last owner may take another role that includes owner"
+    );
+    orgs::change_role(db.conn(), org, fixtures::OWNER_ID, "owner")
+        .await
+        .unwrap();
     let promoted = orgs::change_role(db.conn(), org, other, "admin,owner")
         .await
         .unwrap();
@@ -366,6 +376,11 @@ async fn an_expired_invitation_cannot_be_accepted() {
     assert_eq!(
         orgs::expire_overdue_invitations(db.conn()).await.unwrap(),
         1
+    );
+    assert_eq!(
+        orgs::expire_overdue_invitations(db.conn()).await.unwrap(),
+        0,
+        "nothing left to expire"
     );
     assert_eq!(
         scalar(
