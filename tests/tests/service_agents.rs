@@ -315,6 +315,26 @@ async fn a_tool_call_runs_and_finishes_with_output_or_error() {
     ));
 }
 
+/// `(created_at, id)` of every run of `organization`, following `next` from page to page.
+async fn every_page(
+    db: &TestDb,
+    organization: &str,
+    per_page: u64,
+) -> Vec<(chrono::DateTime<chrono::FixedOffset>, uuid::Uuid)> {
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = agents::list_runs(db.conn(), organization, after, per_page)
+            .await
+            .unwrap();
+        seen.extend(page.items.iter().map(|r| (r.created_at, r.id)));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return seen,
+        }
+    }
+}
+
 #[tokio::test]
 async fn an_organizations_runs_page_newest_first_and_tokens_add_up() {
     let db = TestDb::migrated().await;
@@ -335,18 +355,7 @@ async fn an_organizations_runs_page_newest_first_and_tokens_add_up() {
                 .unwrap();
         }
     }
-    let mut seen = Vec::new();
-    let mut after = None;
-    loop {
-        let page = agents::list_runs(db.conn(), fixtures::ORG_ID, after, 10)
-            .await
-            .unwrap();
-        seen.extend(page.items.iter().map(|r| (r.created_at, r.id)));
-        match page.next {
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
+    let seen = every_page(&db, fixtures::ORG_ID, 10).await;
     assert_eq!(seen.len(), 24, "23 new runs and the fixture's");
     assert!(seen.windows(2).all(|w| w[0] > w[1]));
     let usage = agents::token_usage(
@@ -397,18 +406,7 @@ async fn runs_sharing_a_created_at_page_without_gaps_and_ranges_exclude_their_en
         ))
         .await
         .unwrap();
-    let mut seen = Vec::new();
-    let mut after = None;
-    loop {
-        let page = agents::list_runs(db.conn(), fixtures::OTHER_ORG_ID, after, 5)
-            .await
-            .unwrap();
-        seen.extend(page.items.iter().map(|r| (r.created_at, r.id)));
-        match page.next {
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
+    let seen = every_page(&db, fixtures::OTHER_ORG_ID, 5).await;
     let at = |second: i64| {
         chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap()
             + Duration::seconds(second)

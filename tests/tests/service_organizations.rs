@@ -198,44 +198,46 @@ async fn owners_left(db: &TestDb) -> i64 {
     .await
 }
 
-/// All but one racer won; the one that lost got `LastOwner`.
-fn assert_one_owner_refused<T: std::fmt::Debug>(results: &[Result<T, Error>]) {
-    let refused = results
-        .iter()
-        .filter(|r| matches!(r, Err(Error::LastOwner { .. })))
-        .count();
-    let won = results.iter().filter(|r| r.is_ok()).count();
-    assert_eq!((won, refused), (RACERS - 1, 1), "{results:?}");
+/// Every one of [`RACERS`] owners runs `leave(conn, user)` (a demotion or a removal of
+/// themselves) at once, behind the member rows and then released by the barrier only: all but
+/// one win, the last gets `LastOwner`, and exactly one owner is left.
+async fn owners_leaving_at_once<F, Fut>(leave: F)
+where
+    F: Fn(sea_orm::DatabaseConnection, String) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<entity::Member, Error>> + Send + 'static,
+{
+    for lock_rows in [Some(ORG_MEMBERS), None] {
+        let db = TestDb::migrated().await;
+        let owners = many_owners(&db).await;
+        let leave = leave.clone();
+        let results = race(&db, lock_rows, move |conn, i| {
+            leave(conn, owners[i].clone())
+        })
+        .await;
+        let refused = results
+            .iter()
+            .filter(|r| matches!(r, Err(Error::LastOwner { .. })))
+            .count();
+        let won = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!((won, refused), (RACERS - 1, 1), "{results:?}");
+        assert_eq!(owners_left(&db).await, 1);
+    }
 }
 
 #[tokio::test]
 async fn owners_demoting_themselves_all_at_once_leave_exactly_one_owner() {
-    for lock_rows in [Some(ORG_MEMBERS), None] {
-        let db = TestDb::migrated().await;
-        let owners = many_owners(&db).await;
-        let results = race(&db, lock_rows, move |conn, i| {
-            let user = owners[i].clone();
-            async move { orgs::change_role(&conn, fixtures::ORG_ID, &user, "member").await }
-        })
-        .await;
-        assert_one_owner_refused(&results);
-        assert_eq!(owners_left(&db).await, 1);
-    }
+    owners_leaving_at_once(|conn, user| async move {
+        orgs::change_role(&conn, fixtures::ORG_ID, &user, "member").await
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn owners_leaving_all_at_once_leave_exactly_one_owner() {
-    for lock_rows in [Some(ORG_MEMBERS), None] {
-        let db = TestDb::migrated().await;
-        let owners = many_owners(&db).await;
-        let results = race(&db, lock_rows, move |conn, i| {
-            let user = owners[i].clone();
-            async move { orgs::remove_member(&conn, fixtures::ORG_ID, &user).await }
-        })
-        .await;
-        assert_one_owner_refused(&results);
-        assert_eq!(owners_left(&db).await, 1);
-    }
+    owners_leaving_at_once(|conn, user| async move {
+        orgs::remove_member(&conn, fixtures::ORG_ID, &user).await
+    })
+    .await;
 }
 
 fn in_days(days: i64) -> chrono::DateTime<chrono::FixedOffset> {
