@@ -11,6 +11,7 @@ mod stats;
 mod studio_pages;
 mod throughput;
 mod topology;
+mod versus;
 mod workers;
 
 use std::{fmt::Write as _, path::Path};
@@ -51,6 +52,8 @@ struct Plan {
     sizes: Vec<usize>,
     pending: usize,
     topology: topology::Size,
+    /// Measured rounds of each side of the ingest and Drizzle comparisons (after a warm-up).
+    rounds: usize,
 }
 
 impl Args {
@@ -68,6 +71,7 @@ impl Args {
                     readers: 4,
                     pages_per_reader: 10,
                 },
+                rounds: 1,
             },
             (false, true) => Plan {
                 iterations: 300,
@@ -81,6 +85,7 @@ impl Args {
                     readers: 8,
                     pages_per_reader: 100,
                 },
+                rounds: 3,
             },
             (false, false) => Plan {
                 iterations: 2_000,
@@ -94,6 +99,7 @@ impl Args {
                     readers: 16,
                     pages_per_reader: 300,
                 },
+                rounds: 5,
             },
         }
     }
@@ -130,7 +136,29 @@ fn machine() -> String {
     format!("{cores} cores ({cpu}), {memory} RAM")
 }
 
-#[tokio::main]
+fn build_profile() -> &'static str {
+    if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    }
+}
+
+/// The server as it describes itself: version and the address this run reached it at.
+async fn server_label(db: &sea_orm::DatabaseConnection) -> Result<String> {
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT current_setting('server_version'),
+                    COALESCE(host(inet_server_addr()) || ':' || inet_server_port(), 'a Unix socket')",
+        ))
+        .await?
+        .context("the server described itself")?;
+    let (version, address): (String, String) = (row.try_get_by_index(0)?, row.try_get_by_index(1)?);
+    Ok(format!("PostgreSQL {version} at {address}"))
+}
+
+#[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
     let args = Args::parse();
     let plan = args.plan();
@@ -175,8 +203,10 @@ async fn bench(args: &Args, plan: &Plan, url: &DatabaseUrl) -> Result<()> {
     };
     writeln!(
         report,
-        "Machine: {}; PostgreSQL on 127.0.0.1; release build unless noted; mode {mode}",
-        machine()
+        "Machine: {}; {}; {} build; mode {mode}",
+        machine(),
+        server_label(&db).await?,
+        build_profile()
     )?;
     writeln!(
         report,
@@ -210,60 +240,61 @@ async fn bench(args: &Args, plan: &Plan, url: &DatabaseUrl) -> Result<()> {
         )?;
     }
 
-    eprintln!("2/5 ingest throughput ({} rows)...", plan.ingest_rows);
-    let t = throughput::run(&db, &pool, plan.ingest_rows).await?;
+    let mut drizzle = match args.no_drizzle {
+        true => None,
+        false => Some(drizzle::Drizzle::start(url)?),
+    };
+    eprintln!(
+        "2/5 ingest throughput ({} rows, {} rounds per side)...",
+        plan.ingest_rows, plan.rounds
+    );
+    let t = throughput::run(&db, &pool, drizzle.as_mut(), plan.ingest_rows, plan.rounds).await?;
     writeln!(
         report,
-        "\n## 2. Batch ingest throughput (1 000-row batches, 10% duplicates; goal >= 0.5x the ceiling)\n"
+        "\n## 2. Batch ingest throughput (1 000-row batches, 10% duplicates; goal: >= 0.8x the best ceiling)\n"
     )?;
     writeln!(
         report,
-        "| rows | helper rows/s | ceiling rows/s (bare unnest INSERT) | ratio |\n| --- | --- | --- | --- |"
+        "{} rows a round; {} measured rounds per side after a warm-up round, interleaved in a rotating order; the median round.\n",
+        t.rows, plan.rounds
     )?;
+    writeln!(report, "| side | rows/s |\n| --- | --- |")?;
+    for side in [
+        throughput::Side::Helper,
+        throughput::Side::Unnest,
+        throughput::Side::Copy,
+    ] {
+        let rows_per_s = t.rows_per_s(side).expect("every side ran");
+        writeln!(report, "| {} | {rows_per_s:.0} |", side.label())?;
+    }
+    let (best, ceiling) = t.best_ceiling();
     writeln!(
         report,
-        "| {} | {:.0} | {:.0} | {:.2} |",
-        t.rows,
-        t.helper_rows_per_s,
-        t.ceiling_rows_per_s,
-        t.helper_rows_per_s / t.ceiling_rows_per_s
+        "\nhelper / best ceiling ({}): {:.2}",
+        best.label(),
+        t.rows_per_s(throughput::Side::Helper)
+            .expect("the helper ran")
+            / ceiling
     )?;
 
-    if !args.no_drizzle {
-        eprintln!("3/5 Drizzle ORM on node-postgres...");
-        let d = drizzle::run(url, plan.ingest_rows, plan.iterations)?;
-        let ours_claim = drizzle::our_claim(&db, plan.iterations).await?;
-        let lookup = &comparisons[0].helper;
-        writeln!(
-            report,
-            "\n## 3. Against Drizzle ORM 0.45 on node-postgres (same statements, same data; goals: >= 3x ingest, lower lookup latency)\n"
-        )?;
-        writeln!(
-            report,
-            "| case | this workspace | Drizzle | ratio |\n| --- | --- | --- | --- |"
-        )?;
-        writeln!(
-            report,
-            "| batch ingest rows/s | {:.0} | {:.0} | {:.2}x faster |",
-            t.helper_rows_per_s,
-            d.ingest_rows_per_s,
-            t.helper_rows_per_s / d.ingest_rows_per_s
-        )?;
-        writeln!(
-            report,
-            "| session by token + user, p50 | {} | {:.0} µs | {:.2}x faster |",
-            micros(lookup.p50()),
-            d.lookup_p50_us,
-            d.lookup_p50_us / (lookup.p50().as_secs_f64() * 1e6)
-        )?;
-        writeln!(
-            report,
-            "| claim 10 (BEGIN + claim), p50 | {} | {:.0} µs | {:.2}x faster |",
-            micros(ours_claim.p50()),
-            d.claim_p50_us,
-            d.claim_p50_us / (ours_claim.p50().as_secs_f64() * 1e6)
-        )?;
+    if let Some(drizzle) = drizzle.as_mut() {
+        eprintln!(
+            "3/5 Drizzle ORM on node-postgres ({} rounds per side)...",
+            plan.rounds
+        );
+        let claim_table_rows = plan.sizes[0];
+        let latencies = versus::run(
+            &db,
+            drizzle,
+            &data.session_tokens,
+            claim_table_rows,
+            plan.iterations,
+            plan.rounds,
+        )
+        .await?;
+        versus::report(&mut report, drizzle, &t, &latencies, plan.rounds)?;
     }
+    drop(drizzle);
 
     eprintln!("4/5 scale: {:?} events...", plan.sizes);
     let mut points = Vec::new();
@@ -355,7 +386,12 @@ async fn bench(args: &Args, plan: &Plan, url: &DatabaseUrl) -> Result<()> {
             .map(|(_, n)| n.to_owned())
             .unwrap_or_default();
         let command = format!(
-            "cargo run -p bench --release -- {}",
+            "cargo run -p bench{} -- {}",
+            if cfg!(debug_assertions) {
+                ""
+            } else {
+                " --release"
+            },
             std::env::args().skip(1).collect::<Vec<_>>().join(" ")
         );
         std::fs::write(

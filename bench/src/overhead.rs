@@ -256,6 +256,13 @@ pub async fn run(
                      ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED)
          UPDATE slack_events e SET status = 'processing', attempts = e.attempts + 1
          FROM next WHERE e.id = next.id RETURNING e.*";
+    // Written by hand as a sqlx user would, but it must stay the statement the helper sends.
+    let squash = |sql: &str| sql.split_whitespace().collect::<String>();
+    anyhow::ensure!(
+        squash(claim_sql)
+            == squash(&events::claim_statement::<SlackEvents>(events::ClaimOptions::new(10)).sql),
+        "the hand-written claim differs from the one `events::claim` sends"
+    );
     for _ in 0..iterations + warm {
         let txn = db.begin().await?;
         let claimed = timed(&mut c.helper, events::claim::<SlackEvents>(&txn, 10)).await?;

@@ -15,25 +15,10 @@ pub struct ScalePoint {
     pub page: Samples,
 }
 
-pub const CLAIM_SQL: &str = "WITH next AS (SELECT id FROM slack_events
-    WHERE status IN ('pending', 'processing') AND due_at <= now()
-    ORDER BY due_at, id LIMIT 10 FOR UPDATE SKIP LOCKED)
-UPDATE slack_events e SET status = 'processing', attempts = e.attempts + 1,
-    due_at = now() + interval '5 minutes'
-FROM next WHERE e.id = next.id RETURNING e.*";
-
-fn page_sql(cursor: &Cursor) -> String {
-    format!(
-        "SELECT * FROM slack_events WHERE (created_at, id) < ('{}', '{}')
-         ORDER BY created_at DESC, id DESC LIMIT 51",
-        cursor.created_at.to_rfc3339(),
-        cursor.id
-    )
-}
-
 /// `rows` events, one in a hundred pending, spread over time; half of the pending ones wait out
-/// a retry's backoff (due in an hour), which the claim must not have to read.
-async fn fill(db: &DatabaseConnection, rows: usize) -> Result<()> {
+/// a retry's backoff (due in an hour), which the claim must not have to read. Vacuumed and
+/// analysed: the same table state every time it is called with the same `rows`.
+pub async fn fill(db: &DatabaseConnection, rows: usize) -> Result<()> {
     db.execute_unprepared("TRUNCATE slack_events CASCADE")
         .await?;
     db.execute_unprepared(&format!(
@@ -92,32 +77,35 @@ pub async fn measure(
     Ok(point)
 }
 
-/// `EXPLAIN (ANALYZE, BUFFERS)` of the claim (rolled back) and page queries at the current size.
+/// `EXPLAIN (ANALYZE, BUFFERS)` of the claim (rolled back) and page statements the service
+/// sends, with their values bound as it binds them.
 pub async fn explain(db: &DatabaseConnection, rows: usize) -> Result<(String, String)> {
-    let plan = |rows: Vec<sea_orm::QueryResult>| -> Result<String> {
-        Ok(rows
+    async fn plan(db: &impl ConnectionTrait, statement: Statement) -> Result<String> {
+        let explain = Statement {
+            sql: format!("EXPLAIN (ANALYZE, BUFFERS) {}", statement.sql),
+            ..statement
+        };
+        Ok(db
+            .query_all_raw(explain)
+            .await?
             .iter()
             .map(|r| r.try_get_by_index::<String>(0))
             .collect::<Result<Vec<_>, _>>()?
             .join("\n"))
-    };
+    }
     let txn = db.begin().await?;
     let claim = plan(
-        txn.query_all_raw(Statement::from_string(
-            DbBackend::Postgres,
-            format!("EXPLAIN (ANALYZE, BUFFERS) {CLAIM_SQL}"),
-        ))
-        .await?,
-    )?;
+        &txn,
+        events::claim_statement::<SlackEvents>(events::ClaimOptions::new(10)),
+    )
+    .await?;
     txn.rollback().await?;
     let cursor = middle_cursor(db, rows).await?;
     let page = plan(
-        db.query_all_raw(Statement::from_string(
-            DbBackend::Postgres,
-            format!("EXPLAIN (ANALYZE, BUFFERS) {}", page_sql(&cursor)),
-        ))
-        .await?,
-    )?;
+        db,
+        events::list_statement::<SlackEvents>(&EventFilter::default(), Some(cursor), 50),
+    )
+    .await?;
     Ok((claim, page))
 }
 

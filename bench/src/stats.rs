@@ -50,3 +50,35 @@ impl Samples {
         self.0.drain(..calls.min(self.0.len()));
     }
 }
+
+/// The median of per-round figures (rounds are odd in number; with an even count, the upper
+/// of the two middle ones).
+pub fn median<T: PartialOrd + Copy>(rounds: &[T]) -> T {
+    let mut sorted = rounds.to_vec();
+    sorted.sort_by(|a, b| a.partial_cmp(b).expect("figures are comparable"));
+    sorted[sorted.len() / 2]
+}
+
+/// One side's per-round latency figures: the p50 and p99 of each round.
+#[derive(Debug, Default, Clone)]
+pub struct RoundFigures {
+    p50: Vec<Duration>,
+    p99: Vec<Duration>,
+}
+
+impl RoundFigures {
+    pub fn add(&mut self, round: &Samples) {
+        self.p50.push(round.p50());
+        self.p99.push(round.p99());
+    }
+
+    /// The median over rounds of each round's p50.
+    pub fn p50(&self) -> Duration {
+        median(&self.p50)
+    }
+
+    /// The median over rounds of each round's p99.
+    pub fn p99(&self) -> Duration {
+        median(&self.p99)
+    }
+}

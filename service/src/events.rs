@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use entity::{LinearEvent, SlackEvent, enums::EventStatus, enums::LinearEventAction};
 use sea_orm::{
-    ConnectionTrait, FromQueryResult, Value,
+    ConnectionTrait, FromQueryResult, Statement, Value,
     prelude::{Json, Uuid},
 };
 
@@ -376,15 +376,7 @@ pub async fn claim<S: EventSource>(
     db: &impl ConnectionTrait,
     limit: u64,
 ) -> Result<Vec<S::Row>, Error> {
-    claim_with::<S>(
-        db,
-        ClaimOptions {
-            limit,
-            lease: DEFAULT_LEASE,
-            max_attempts: None,
-        },
-    )
-    .await
+    claim_with::<S>(db, ClaimOptions::new(limit)).await
 }
 
 /// What a claim takes and for how long.
@@ -399,6 +391,17 @@ pub struct ClaimOptions {
     pub max_attempts: Option<u32>,
 }
 
+impl ClaimOptions {
+    /// [`claim`]'s options: `limit` events, the default lease, no attempt limit.
+    pub fn new(limit: u64) -> Self {
+        Self {
+            limit,
+            lease: DEFAULT_LEASE,
+            max_attempts: None,
+        }
+    }
+}
+
 /// Hands up to `options.limit` due events (pending ones whose `due_at` has come, and processing
 /// ones whose lease ran out) to this worker and no other, in due order, in one statement that
 /// reads only the claim index: they become `processing`, `attempts + 1`, leased for
@@ -407,6 +410,20 @@ pub async fn claim_with<S: EventSource>(
     db: &impl ConnectionTrait,
     options: ClaimOptions,
 ) -> Result<Vec<S::Row>, Error> {
+    let mut rows: Vec<S::Row> = S::Row::find_by_statement(claim_statement::<S>(options))
+        .all(db)
+        .await?;
+    // RETURNING has no order; workers expect arrival order.
+    rows.sort_by_key(|row| {
+        let c = row.cursor();
+        (c.created_at, c.id)
+    });
+    Ok(rows)
+}
+
+/// The statement [`claim_with`] sends, for checks of its plan (`EXPLAIN`) by tests and the bench.
+#[doc(hidden)]
+pub fn claim_statement<S: EventSource>(options: ClaimOptions) -> Statement {
     let sql = format!(
         "WITH next AS (
              SELECT id FROM {0} WHERE {QUEUED} AND due_at <= now()
@@ -426,8 +443,7 @@ pub async fn claim_with<S: EventSource>(
         S::TABLE
     );
     let max_attempts = options.max_attempts.map_or(i64::MAX, i64::from);
-    let mut rows: Vec<S::Row> = sql::all(
-        db,
+    sql::statement(
         &sql,
         [
             (clamp_limit(options.limit) as i64).into(),
@@ -435,13 +451,6 @@ pub async fn claim_with<S: EventSource>(
             max_attempts.into(),
         ],
     )
-    .await?;
-    // RETURNING has no order; workers expect arrival order.
-    rows.sort_by_key(|row| {
-        let c = row.cursor();
-        (c.created_at, c.id)
-    });
-    Ok(rows)
 }
 
 /// One claim of one event: its id and the attempt the claim made. Moves after a claim name
@@ -756,7 +765,19 @@ pub async fn list<S: EventSource>(
     after: Option<Cursor>,
     limit: u64,
 ) -> Result<Page<S::Row>, Error> {
-    let limit = clamp_limit(limit);
+    let statement = list_statement::<S>(filter, after, limit);
+    let rows = S::Row::find_by_statement(statement).all(db).await?;
+    Ok(Page::from_overfetch(rows, clamp_limit(limit)))
+}
+
+/// The statement [`list`] sends (one row more than a page, to know whether another follows),
+/// for checks of its plan (`EXPLAIN`) by tests and the bench.
+#[doc(hidden)]
+pub fn list_statement<S: EventSource>(
+    filter: &EventFilter,
+    after: Option<Cursor>,
+    limit: u64,
+) -> Statement {
     // Only the predicates in use, so each shape gets a plan that fits it.
     let mut conditions = Vec::new();
     let mut values: Vec<Value> = Vec::new();
@@ -774,7 +795,7 @@ pub async fn list<S: EventSource>(
         let n = values.len();
         conditions.push(format!("(created_at, id) < (${}, ${n})", n - 1));
     }
-    values.push(((limit + 1) as i64).into());
+    values.push(((clamp_limit(limit) + 1) as i64).into());
     let sql = format!(
         "SELECT * FROM {} {} ORDER BY created_at DESC, id DESC LIMIT ${}",
         S::TABLE,
@@ -785,8 +806,7 @@ pub async fn list<S: EventSource>(
         },
         values.len()
     );
-    let rows: Vec<S::Row> = sql::all(db, &sql, values).await?;
-    Ok(Page::from_overfetch(rows, limit))
+    sql::statement(&sql, values)
 }
 
 /// One stored event by id.

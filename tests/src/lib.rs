@@ -365,24 +365,124 @@ pub async fn scalar(db: &impl ConnectionTrait, sql: &str) -> i64 {
 /// Runs `work(connection, task_index)` in `tasks` spawned tasks at once, each on a connection
 /// of its own to `url` (separate sessions, as separate service instances would have), and
 /// returns their results in task order.
+///
+/// Every connection is open before any task starts, and the tasks pass a barrier together, so
+/// their first statements leave at the same moment: a race between them is run, not left to
+/// whether connecting happened to overlap. How they then interleave is up to the server; for
+/// one fixed, worst-case interleaving use [`behind_row_locks`].
 pub async fn on_separate_connections<T, F, Fut>(url: &DatabaseUrl, tasks: usize, work: F) -> Vec<T>
 where
     F: Fn(Pool, usize) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = T> + Send + 'static,
     T: Send + 'static,
 {
-    let handles: Vec<_> = (0..tasks)
-        .map(|i| {
-            let (url, work) = (url.clone(), work.clone());
+    join_racers(start_racers(url, tasks, work).await).await
+}
+
+/// Like [`on_separate_connections`] on `db`'s URL, but a transaction of the harness first locks
+/// the rows that `lock_rows` selects (a `SELECT ... FOR UPDATE`) and keeps them locked until
+/// every task is waiting for a lock (or has already finished); then it lets them all go at once.
+///
+/// So every task has done whatever it does before its first write to those rows (a read, a
+/// check) before any task writes: a check-then-write implementation fails every time instead
+/// of when the timing happens to allow it, and a correct one meets its worst case, every task
+/// queued on the same rows.
+///
+/// Through PgBouncer only as many tasks as it has server connections can reach the server at
+/// once (the rest queue in PgBouncer), so there the rows are let go once that many wait. The
+/// lock holder and the watcher reach the database directly, taking none of those connections.
+pub async fn behind_row_locks<T, F, Fut>(
+    db: &TestDb,
+    lock_rows: &str,
+    tasks: usize,
+    work: F,
+) -> Vec<T>
+where
+    F: Fn(Pool, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    use sea_orm::TransactionTrait;
+    let at_once = match topology::through_pgbouncer() {
+        true => tasks.min(topology::pgbouncer().settings().server_pool_size as usize),
+        false => tasks,
+    };
+    let gate = connect(db.direct_url(), 1).await;
+    let held = gate.begin().await.expect("BEGIN of the lock holder");
+    let locked = held
+        .query_all_raw(Statement::from_string(DbBackend::Postgres, lock_rows))
+        .await
+        .unwrap_or_else(|err| panic!("`{lock_rows}` failed: {err}"));
+    assert!(!locked.is_empty(), "`{lock_rows}` locked no row");
+    let racers = start_racers(db.url(), tasks, work).await;
+    let monitor = connect(db.direct_url(), 1).await;
+    let started = std::time::Instant::now();
+    loop {
+        let waiting = scalar(
+            &monitor,
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND backend_type = 'client backend'
+               AND wait_event_type = 'Lock'",
+        )
+        .await as usize;
+        let finished = racers.iter().filter(|r| r.is_finished()).count();
+        if waiting + finished >= at_once {
+            break;
+        }
+        // Not a timing assertion: only a bound on a hang, should a task wait on something else.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "after 60 s only {waiting} of {at_once} tasks wait for the locked rows ({finished} finished)"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    held.rollback().await.expect("releasing the locked rows");
+    let results = join_racers(racers).await;
+    monitor.close().await.ok();
+    gate.close().await.ok();
+    results
+}
+
+/// Connects `tasks` sessions, then spawns one task per session that waits at a common barrier
+/// before running `work`.
+async fn start_racers<T, F, Fut>(
+    url: &DatabaseUrl,
+    tasks: usize,
+    work: F,
+) -> Vec<tokio::task::JoinHandle<T>>
+where
+    F: Fn(Pool, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    // Connected here, not in the tasks: a task that failed before the barrier would leave the
+    // others waiting at it forever.
+    let mut connections = Vec::with_capacity(tasks);
+    for _ in 0..tasks {
+        let conn = connect(url, 1).await;
+        conn.ping()
+            .await
+            .unwrap_or_else(|err| panic!("a racing connection to {url} failed: {err}"));
+        connections.push(conn);
+    }
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(tasks));
+    connections
+        .into_iter()
+        .enumerate()
+        .map(|(i, conn)| {
+            let (start, work) = (start.clone(), work.clone());
             tokio::spawn(async move {
-                let conn = connect(&url, 1).await;
+                start.wait().await;
                 work(conn, i).await
             })
         })
-        .collect();
-    let mut results = Vec::with_capacity(tasks);
-    for handle in handles {
-        results.push(handle.await.expect("a racing task panicked"));
+        .collect()
+}
+
+async fn join_racers<T>(racers: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut results = Vec::with_capacity(racers.len());
+    for racer in racers {
+        results.push(racer.await.expect("a racing task panicked"));
     }
     results
 }

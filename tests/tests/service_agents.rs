@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use chrono::{Duration, Utc};
 use entity::enums::{AgentRunStatus, ToolCallStatus, TriggerSource};
 use harness::{TestDb, fixtures, scalar};
+use sea_orm::ConnectionTrait;
 use serde_json::json;
 use service::{
     Error,
@@ -40,6 +41,8 @@ async fn a_run_goes_queued_running_succeeded_with_its_timestamps_and_tokens() {
     input.slack_event_id = Some(fixtures::SLACK_EVENT_ID.parse().unwrap());
     let run = agents::create_run(db.conn(), input).await.unwrap();
     assert_eq!(run.status(), Ok(AgentRunStatus::Queued));
+    assert_eq!(run.user_id.as_deref(), Some(fixtures::OWNER_ID));
+    assert_eq!(run.input, json!({ "prompt": "triage" }));
     assert_eq!(
         run.slack_event_id.unwrap().to_string(),
         fixtures::SLACK_EVENT_ID
@@ -252,6 +255,11 @@ async fn a_tool_call_runs_and_finishes_with_output_or_error() {
         .unwrap();
     let started = agents::start_tool_call(db.conn(), first.id).await.unwrap();
     assert_eq!(started.status(), Ok(ToolCallStatus::Running));
+    let again = agents::start_tool_call(db.conn(), first.id).await;
+    assert!(
+        matches!(&again, Err(Error::InvalidTransition { from, .. }) if from == "running"),
+        "{again:?}"
+    );
     let ok = agents::finish_tool_call(
         db.conn(),
         first.id,
@@ -285,6 +293,11 @@ async fn a_tool_call_runs_and_finishes_with_output_or_error() {
     )
     .await;
     assert!(matches!(&twice, Err(Error::InvalidTransition { from, .. }) if from == "succeeded"));
+    let restarted = agents::start_tool_call(db.conn(), first.id).await;
+    assert!(
+        matches!(&restarted, Err(Error::InvalidTransition { from, .. }) if from == "succeeded"),
+        "{restarted:?}"
+    );
     let (stored, calls) = agents::run_with_tool_calls(db.conn(), run.id)
         .await
         .unwrap();
@@ -300,6 +313,26 @@ async fn a_tool_call_runs_and_finishes_with_output_or_error() {
         agents::run_with_tool_calls(db.conn(), uuid::Uuid::new_v4()).await,
         Err(Error::NotFound { .. })
     ));
+}
+
+/// `(created_at, id)` of every run of `organization`, following `next` from page to page.
+async fn every_page(
+    db: &TestDb,
+    organization: &str,
+    per_page: u64,
+) -> Vec<(chrono::DateTime<chrono::FixedOffset>, uuid::Uuid)> {
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = agents::list_runs(db.conn(), organization, after, per_page)
+            .await
+            .unwrap();
+        seen.extend(page.items.iter().map(|r| (r.created_at, r.id)));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return seen,
+        }
+    }
 }
 
 #[tokio::test]
@@ -322,18 +355,7 @@ async fn an_organizations_runs_page_newest_first_and_tokens_add_up() {
                 .unwrap();
         }
     }
-    let mut seen = Vec::new();
-    let mut after = None;
-    loop {
-        let page = agents::list_runs(db.conn(), fixtures::ORG_ID, after, 10)
-            .await
-            .unwrap();
-        seen.extend(page.items.iter().map(|r| (r.created_at, r.id)));
-        match page.next {
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
+    let seen = every_page(&db, fixtures::ORG_ID, 10).await;
     assert_eq!(seen.len(), 24, "23 new runs and the fixture's");
     assert!(seen.windows(2).all(|w| w[0] > w[1]));
     let usage = agents::token_usage(
@@ -366,4 +388,42 @@ async fn an_organizations_runs_page_newest_first_and_tokens_add_up() {
         .await,
         Err(Error::Validation { .. })
     ));
+}
+
+#[tokio::test]
+async fn runs_sharing_a_created_at_page_without_gaps_and_ranges_exclude_their_end() {
+    let db = TestDb::migrated().await;
+    fixtures::seed_everything(db.conn()).await.unwrap();
+    // 12 runs, 3 per second: pages of 5 end inside a group of equal times, where only the `id`
+    // tie-break continues correctly.
+    db.conn()
+        .execute_unprepared(&format!(
+            "INSERT INTO agent_runs (organization_id, trigger_source, model, prompt_tokens, created_at)
+             SELECT '{}', 'api', 'claude-sonnet', 1,
+                    timestamptz '2026-01-01 00:00:00+00' + (g / 3) * interval '1 second'
+             FROM generate_series(0, 11) g",
+            fixtures::OTHER_ORG_ID
+        ))
+        .await
+        .unwrap();
+    let seen = every_page(&db, fixtures::OTHER_ORG_ID, 5).await;
+    let at = |second: i64| {
+        chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap()
+            + Duration::seconds(second)
+    };
+    let inserted = seen.iter().filter(|(created, _)| *created < at(4)).count();
+    assert_eq!(inserted, 12, "every run of a shared second is listed once");
+    assert!(
+        seen.windows(2).all(|w| w[0] > w[1]),
+        "strictly newest first"
+    );
+    // [from, to): the runs of second 3 (created exactly at `to`) are outside.
+    let usage = agents::token_usage(db.conn(), fixtures::OTHER_ORG_ID, at(1), at(3))
+        .await
+        .unwrap();
+    assert_eq!((usage.runs, usage.prompt_tokens), (6, 6));
+    let empty = agents::token_usage(db.conn(), fixtures::OTHER_ORG_ID, at(1), at(1))
+        .await
+        .unwrap();
+    assert_eq!(empty.runs, 0, "an empty range is not an error");
 }

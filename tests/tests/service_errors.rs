@@ -122,3 +122,87 @@ async fn a_missing_row_is_not_found_and_lookups_of_nothing_are_none() {
         .unwrap_err();
     assert_eq!(err.to_string(), "session `nothing` was not found");
 }
+
+/// The error of a statement that fails.
+async fn raw(db: &TestDb, sql: &str) -> sea_orm::DbErr {
+    db.conn().execute_unprepared(sql).await.unwrap_err()
+}
+
+#[tokio::test]
+async fn sqlstates_are_read_and_classified() {
+    let db = TestDb::migrated().await;
+    let duplicate = raw(&db, "INSERT INTO tools (name, display_name, provider) VALUES ('t', 'T', 'builtin'), ('t', 'T', 'builtin')").await;
+    assert_eq!(service::sqlstate(&duplicate).as_deref(), Some("23505"));
+    assert_eq!(service::sqlstate(&sea_orm::DbErr::Custom("x".into())), None);
+    let missing: Error = raw(
+        &db,
+        "INSERT INTO users (id, email) VALUES ('u', 'u@example.com')",
+    )
+    .await
+    .into();
+    assert!(
+        matches!(&missing, Error::Validation { field, reason } if field == "users.name" && reason == "a value is required"),
+        "{missing:?}"
+    );
+    let unknown = raw(&db, "SELECT * FROM no_such_table").await;
+    assert_eq!(service::sqlstate(&unknown).as_deref(), Some("42P01"));
+    let unknown: Error = unknown.into();
+    assert!(
+        matches!(unknown, Error::Database(_)) && !unknown.is_retryable(),
+        "any other SQLSTATE is a plain database error: {unknown:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_lost_serialization_race_is_retryable() {
+    use sea_orm::{IsolationLevel, TransactionTrait};
+    let db = TestDb::migrated().await;
+    fixtures::seed_everything(db.conn()).await.unwrap();
+    let slack_event = fixtures::SLACK_EVENT_ID.parse().unwrap();
+    let txn = db
+        .conn()
+        .begin_with_config(Some(IsolationLevel::RepeatableRead), None)
+        .await
+        .unwrap();
+    events::find::<SlackEvents>(&txn, slack_event)
+        .await
+        .unwrap();
+    // Another session moves the event after this transaction's snapshot was taken.
+    let other = harness::connect(db.url(), 1).await;
+    events::mark_ignored::<SlackEvents>(&other, slack_event)
+        .await
+        .unwrap();
+    let lost = events::mark_ignored::<SlackEvents>(&txn, slack_event)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        match &lost {
+            Error::Database(err) => service::sqlstate(err),
+            _ => None,
+        }
+        .as_deref(),
+        Some("40001"),
+        "{lost:?}"
+    );
+    assert!(lost.is_retryable(), "{lost:?}");
+}
+
+#[tokio::test]
+async fn a_session_the_server_terminates_is_unavailable() {
+    use sea_orm::TransactionTrait;
+    let db = TestDb::migrated().await;
+    let victim = harness::connect(db.url(), 1).await;
+    let txn = victim.begin().await.unwrap();
+    let pid = harness::scalar(&txn, "SELECT pg_backend_pid()::bigint").await;
+    harness::scalar(
+        db.conn(),
+        &format!("SELECT pg_terminate_backend({pid})::int::bigint"),
+    )
+    .await;
+    // The server says why before it closes the session: 57P01, admin shutdown.
+    let err = auth::find_user(&txn, "anyone").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Unavailable(_)) && err.is_retryable(),
+        "{err:?}"
+    );
+}

@@ -152,17 +152,70 @@ async fn seed_pending(db: &TestDb, n: u32) {
         .unwrap();
 }
 
+/// Gives the `n` seeded events arrival times in an order unrelated to the order they were
+/// inserted in (and so to the order a scan without `ORDER BY` returns them): event `i` arrived
+/// at second `(i * 419 + 250) % n / same` of 2026, `same` events sharing each second so that
+/// the `id` tie-break matters too. Arrival sets both `created_at` and `due_at`, as ingest
+/// does. `n` must be coprime with 419.
+async fn shuffle_arrivals(db: &TestDb, n: u32, same: u32) {
+    db.conn()
+        .execute_unprepared(&format!(
+            "UPDATE slack_events e SET created_at = a.arrived, due_at = a.arrived
+             FROM (SELECT id, timestamptz '2026-01-01 00:00:00+00'
+                       + ((substr(event_id, 3)::int * 419 + 250) % {n} / {same}) * interval '1 second'
+                       AS arrived
+                   FROM slack_events) a
+             WHERE e.id = a.id"
+        ))
+        .await
+        .unwrap();
+}
+
+/// `(created_at, id, event_id)` of every event in `status`, oldest first, sorted here rather
+/// than by the database, so a statement's `ORDER BY` is checked against an independent order.
+async fn oldest_first(db: &TestDb, status: &str) -> Vec<(i64, uuid::Uuid, String)> {
+    let mut rows: Vec<_> = harness::text_rows(
+        db.conn(),
+        &format!(
+            "SELECT (extract(epoch FROM created_at) * 1000000)::bigint::text, id::text, event_id
+             FROM slack_events WHERE status = '{status}'"
+        ),
+    )
+    .await
+    .into_iter()
+    .map(|row| {
+        let text = |i: usize| row[i].clone().unwrap();
+        (text(0).parse().unwrap(), text(1).parse().unwrap(), text(2))
+    })
+    .collect();
+    rows.sort();
+    rows
+}
+
 #[tokio::test]
 async fn workers_claim_each_event_exactly_once_oldest_first() {
     let db = TestDb::migrated().await;
     seed_pending(&db, 500).await;
+    shuffle_arrivals(&db, 500, 1).await;
+    // The two oldest events are already done: a claim must skip them, however old.
+    db.conn()
+        .execute_unprepared(
+            "UPDATE slack_events SET status = 'processed' WHERE id IN (
+                 SELECT id FROM slack_events ORDER BY created_at LIMIT 2)",
+        )
+        .await
+        .unwrap();
+    let oldest_pending: Vec<String> = oldest_first(&db, "pending")
+        .await
+        .into_iter()
+        .take(3)
+        .map(|(_, _, event_id)| event_id)
+        .collect();
     let first = events::claim::<SlackEvents>(db.conn(), 3).await.unwrap();
     let firsts: Vec<&str> = first.iter().map(|e| e.event_id.as_str()).collect();
-    assert_eq!(firsts.len(), 3);
-    assert!(
-        first
-            .windows(2)
-            .all(|w| (w[0].created_at, w[0].id) < (w[1].created_at, w[1].id))
+    assert_eq!(
+        firsts, oldest_pending,
+        "a claim takes the oldest pending events, oldest first"
     );
     assert!(
         first
@@ -188,7 +241,7 @@ async fn workers_claim_each_event_exactly_once_oldest_first() {
     let mut all = first.iter().map(|e| e.id).collect::<Vec<_>>();
     all.extend(per_worker.into_iter().flatten());
     let distinct: HashSet<_> = all.iter().collect();
-    assert_eq!(all.len(), 500, "every event claimed");
+    assert_eq!(all.len(), 498, "every pending event claimed");
     assert_eq!(distinct.len(), all.len(), "no event claimed twice");
     assert_eq!(
         scalar(
@@ -206,9 +259,18 @@ async fn a_claim_rolled_back_by_a_crashing_worker_is_claimed_again() {
     seed_pending(&db, 10).await;
     let txn = db.conn().begin().await.unwrap();
     let crashed = events::claim::<SlackEvents>(&txn, 4).await.unwrap();
-    // While that worker holds its rows, another skips them instead of waiting.
+    // While that worker holds its rows, another skips them instead of waiting. A claim that
+    // waited would hang on the open transaction: the lock timeout turns that into a failure.
     let other = harness::connect(db.url(), 1).await;
-    let meanwhile = events::claim::<SlackEvents>(&other, 100).await.unwrap();
+    other
+        .execute_unprepared("SET lock_timeout = '2s'")
+        .await
+        .unwrap();
+    let meanwhile = events::claim::<SlackEvents>(&other, 100)
+        .await
+        .unwrap_or_else(|err| {
+            panic!("the claim waited for rows another worker holds instead of skipping them: {err}")
+        });
     assert_eq!(meanwhile.len(), 6);
     txn.rollback().await.unwrap();
     let again = events::claim::<SlackEvents>(&other, 100).await.unwrap();
@@ -344,6 +406,9 @@ async fn events_stuck_in_processing_are_requeued_after_a_worker_dies() {
 async fn listing_pages_through_everything_newest_first_with_filters() {
     let db = TestDb::migrated().await;
     seed_pending(&db, 45).await;
+    // 15 distinct times, 3 events each, unrelated to the insertion order: pages (of 10) end
+    // inside a group of equal times, where only the `id` tie-break continues correctly.
+    shuffle_arrivals(&db, 45, 3).await;
     let mut seen = Vec::new();
     let mut after = None;
     loop {
@@ -357,6 +422,14 @@ async fn listing_pages_through_everything_newest_first_with_filters() {
         }
     }
     assert_eq!(seen.len(), 45);
+    let whole = events::list::<SlackEvents>(db.conn(), &EventFilter::default(), None, 45)
+        .await
+        .unwrap();
+    assert_eq!(
+        (whole.items.len(), whole.next),
+        (45, None),
+        "a page holding exactly the rest has no next page"
+    );
     assert!(
         seen.windows(2).all(|w| w[0] > w[1]),
         "strictly newest first, no repeats"

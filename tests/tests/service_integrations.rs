@@ -63,6 +63,13 @@ async fn a_github_installation_is_upserted_suspended_and_removed() {
             .suspended_at,
         None
     );
+    let found = integrations::find_github_installation(db.conn(), 777)
+        .await
+        .unwrap();
+    assert_eq!(
+        found.map(|i| (i.id, i.account_login)),
+        Some((created.id, "acme-renamed".to_owned()))
+    );
     integrations::remove_github_installation(db.conn(), 777)
         .await
         .unwrap();

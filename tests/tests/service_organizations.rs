@@ -99,6 +99,16 @@ async fn members_are_added_changed_and_removed_but_the_last_owner_stays() {
         orgs::add_member(db.conn(), org, "ghost", "member").await,
         Err(Error::MissingReference { .. })
     ));
+    let still_owner = orgs::change_role(db.conn(), org, fixtures::OWNER_ID, "admin,owner")
+        .await
+        .unwrap();
+    assert_eq!(
+        still_owner.role, "admin,owner",
+        "the last owner may take another role that includes owner"
+    );
+    orgs::change_role(db.conn(), org, fixtures::OWNER_ID, "owner")
+        .await
+        .unwrap();
     let promoted = orgs::change_role(db.conn(), org, other, "admin,owner")
         .await
         .unwrap();
@@ -134,44 +144,100 @@ async fn members_are_added_changed_and_removed_but_the_last_owner_stays() {
     ));
 }
 
-#[tokio::test]
-async fn two_owners_demoting_each_other_at_once_leave_one_owner() {
-    for _ in 0..5 {
-        let db = TestDb::migrated().await;
-        fixtures::seed_everything(db.conn()).await.unwrap();
-        orgs::change_role(
-            db.conn(),
-            fixtures::ORG_ID,
-            fixtures::OTHER_USER_ID,
-            "owner",
-        )
+/// Tasks in each race, each on its own connection.
+const RACERS: usize = 16;
+
+/// Runs `work` in [`RACERS`] tasks at once. With `lock_rows`, every task is queued behind
+/// those rows, locked, before any goes (the worst case, the same every time: a check-then-write
+/// implementation always fails); without, the tasks are only released together and the server
+/// interleaves them as it will.
+async fn race<T, F, Fut>(db: &TestDb, lock_rows: Option<&str>, work: F) -> Vec<T>
+where
+    F: Fn(service::Pool, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    match lock_rows {
+        Some(rows) => harness::behind_row_locks(db, rows, RACERS, work).await,
+        None => harness::on_separate_connections(db.url(), RACERS, work).await,
+    }
+}
+
+/// Every member row of `ORG_ID`, owners included.
+const ORG_MEMBERS: &str = "SELECT id FROM members WHERE organization_id = 'org_acme' FOR UPDATE";
+/// The fixture's invitation.
+const INVITATION: &str = "SELECT id FROM invitations WHERE id = 'inv_1' FOR UPDATE";
+
+/// `RACERS` owners of `ORG_ID`: the fixture's owner and `RACERS - 1` more.
+async fn many_owners(db: &TestDb) -> Vec<String> {
+    fixtures::seed_everything(db.conn()).await.unwrap();
+    db.conn()
+        .execute_unprepared(&format!(
+            "INSERT INTO users (id, name, email)
+             SELECT 'racer_' || g, 'Racer', 'racer' || g || '@example.com' FROM generate_series(1, {n}) g;
+             INSERT INTO members (id, organization_id, user_id, role)
+             SELECT 'mem_racer_' || g, '{org}', 'racer_' || g, 'owner' FROM generate_series(1, {n}) g;",
+            n = RACERS - 1,
+            org = fixtures::ORG_ID,
+        ))
         .await
         .unwrap();
-        let results = harness::on_separate_connections(db.url(), 2, |conn, i| async move {
-            let user = [fixtures::OWNER_ID, fixtures::OTHER_USER_ID][i];
-            orgs::change_role(&conn, fixtures::ORG_ID, user, "member").await
+    std::iter::once(fixtures::OWNER_ID.to_owned())
+        .chain((1..RACERS).map(|g| format!("racer_{g}")))
+        .collect()
+}
+
+async fn owners_left(db: &TestDb) -> i64 {
+    scalar(
+        db.conn(),
+        &format!(
+            "SELECT count(*) FROM members WHERE organization_id = '{}' AND role = 'owner'",
+            fixtures::ORG_ID
+        ),
+    )
+    .await
+}
+
+/// Every one of [`RACERS`] owners runs `leave(conn, user)` (a demotion or a removal of
+/// themselves) at once, behind the member rows and then released by the barrier only: all but
+/// one win, the last gets `LastOwner`, and exactly one owner is left.
+async fn owners_leaving_at_once<F, Fut>(leave: F)
+where
+    F: Fn(service::Pool, String) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<entity::Member, Error>> + Send + 'static,
+{
+    for lock_rows in [Some(ORG_MEMBERS), None] {
+        let db = TestDb::migrated().await;
+        let owners = many_owners(&db).await;
+        let leave = leave.clone();
+        let results = race(&db, lock_rows, move |conn, i| {
+            leave(conn, owners[i].clone())
         })
         .await;
-        assert_eq!(
-            results.iter().filter(|r| r.is_ok()).count(),
-            1,
-            "{results:?}"
-        );
-        assert!(
-            results
-                .iter()
-                .any(|r| matches!(r, Err(Error::LastOwner { .. })))
-        );
-        let owners = scalar(
-            db.conn(),
-            &format!(
-                "SELECT count(*) FROM members WHERE organization_id = '{}' AND role = 'owner'",
-                fixtures::ORG_ID
-            ),
-        )
-        .await;
-        assert_eq!(owners, 1);
+        let refused = results
+            .iter()
+            .filter(|r| matches!(r, Err(Error::LastOwner { .. })))
+            .count();
+        let won = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!((won, refused), (RACERS - 1, 1), "{results:?}");
+        assert_eq!(owners_left(&db).await, 1);
     }
+}
+
+#[tokio::test]
+async fn owners_demoting_themselves_all_at_once_leave_exactly_one_owner() {
+    owners_leaving_at_once(|conn, user| async move {
+        orgs::change_role(&conn, fixtures::ORG_ID, &user, "member").await
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn owners_leaving_all_at_once_leave_exactly_one_owner() {
+    owners_leaving_at_once(|conn, user| async move {
+        orgs::remove_member(&conn, fixtures::ORG_ID, &user).await
+    })
+    .await;
 }
 
 fn in_days(days: i64) -> chrono::DateTime<chrono::FixedOffset> {
@@ -314,6 +380,11 @@ async fn an_expired_invitation_cannot_be_accepted() {
         1
     );
     assert_eq!(
+        orgs::expire_overdue_invitations(db.conn()).await.unwrap(),
+        0,
+        "nothing left to expire"
+    );
+    assert_eq!(
         scalar(
             db.conn(),
             "SELECT count(*) FROM members WHERE user_id = 'user_new'"
@@ -324,27 +395,24 @@ async fn an_expired_invitation_cannot_be_accepted() {
 }
 
 #[tokio::test]
-async fn two_concurrent_accepts_make_one_member_and_one_typed_error() {
-    for _ in 0..5 {
+async fn concurrent_accepts_make_one_member_and_typed_errors_for_the_rest() {
+    for lock_rows in [Some(INVITATION), None] {
         let db = TestDb::migrated().await;
         fixtures::seed_everything(db.conn()).await.unwrap();
         let invitation = invite_new_user(&db).await;
-        let results = harness::on_separate_connections(db.url(), 2, move |conn, _| {
+        let results = race(&db, lock_rows, move |conn, _| {
             let invitation = invitation.clone();
             async move { orgs::accept_invitation(&conn, &invitation, "user_new").await }
         })
         .await;
-        assert_eq!(
-            results.iter().filter(|r| r.is_ok()).count(),
-            1,
-            "{results:?}"
-        );
-        assert!(
-            results
-                .iter()
-                .any(|r| matches!(r, Err(Error::InvalidTransition { .. }))),
-            "{results:?}"
-        );
+        let refused = results
+            .iter()
+            .filter(
+                |r| matches!(r, Err(Error::InvalidTransition { from, .. }) if from == "accepted"),
+            )
+            .count();
+        let won = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!((won, refused), (1, RACERS - 1), "{results:?}");
         assert_eq!(
             scalar(
                 db.conn(),

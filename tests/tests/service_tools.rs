@@ -135,6 +135,19 @@ async fn effective_tools_are_enabled_ones_minus_the_users_switched_off_with_thei
     .await
     .unwrap();
     assert_eq!(off.config, json!({ "channel": "#ops" }));
+    // And changing only the config keeps the switch.
+    let reconfigured = tools::set_user_tool(
+        db.conn(),
+        user,
+        seeded[1].id,
+        UserToolSettings {
+            enabled: None,
+            config: Some(json!({ "channel": "#alerts" })),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(!reconfigured.is_enabled, "still switched off");
     let bad = tools::set_user_tool(
         db.conn(),
         user,

@@ -1,6 +1,9 @@
 //! `cargo xtask <task>`: the workspace's tooling, in Rust rather than shell scripts.
 
-use std::time::Instant;
+mod mutants;
+mod sql_mutants;
+
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
@@ -23,11 +26,58 @@ enum Task {
         #[arg(long)]
         check: bool,
     },
+    /// Run cargo-mutants over each service file (and the migration runner) with the test files
+    /// that cover it, in place, then print caught / missed / unviable / timeout per file.
+    Mutants {
+        /// Only these files (e.g. `service/src/auth.rs`; repeatable).
+        #[arg(long)]
+        only: Vec<String>,
+        /// Rerun only the mutants the previous run did not catch.
+        #[arg(long)]
+        iterate: bool,
+    },
+    /// Apply each hand-made mutation of the helpers' SQL in turn, run the tests that cover it,
+    /// and report it caught or missed (docs/reliability.md); restores every file.
+    SqlMutants {
+        /// Only these mutants (by name; repeatable).
+        #[arg(long)]
+        only: Vec<String>,
+        /// Print the mutants as a Markdown table and run nothing.
+        #[arg(long)]
+        list: bool,
+        /// Seconds a mutant's tests may take before it counts as a timeout.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+        /// Skip checking first that the covering tests pass without any mutation.
+        #[arg(long)]
+        no_baseline: bool,
+    },
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let Task::Entities { check } = Cli::parse().task;
+    let check = match Cli::parse().task {
+        Task::Entities { check } => check,
+        Task::Mutants { only, iterate } => {
+            return mutants::run(&mutants::Options { only, iterate });
+        }
+        Task::SqlMutants { list: true, .. } => {
+            print!("{}", sql_mutants::table());
+            return Ok(());
+        }
+        Task::SqlMutants {
+            only,
+            timeout,
+            no_baseline,
+            ..
+        } => {
+            return sql_mutants::run(&sql_mutants::Options {
+                only,
+                timeout: Duration::from_secs(timeout),
+                baseline: !no_baseline,
+            });
+        }
+    };
     let started = Instant::now();
     let (_cluster, url) = migrated_database().await?;
     let committed = generated_dir();

@@ -1,0 +1,199 @@
+//! `cargo xtask mutants`: cargo-mutants over the service and the migration runner, one source
+//! file at a time with the test files that cover it, then a table of caught / missed /
+//! unviable / timeout per file (docs/reliability.md).
+//!
+//! In place (`--in-place`): cargo-mutants mutates this checkout, restores each file after each
+//! mutant and reuses `target/`, so every mutant is an incremental build. Do not edit or build in
+//! the checkout while it runs.
+
+use std::{fmt::Write as _, path::Path, process::Command};
+
+use anyhow::{Context, Result, bail};
+
+/// One source file and the tests that cover it.
+pub struct Target {
+    pub package: &'static str,
+    pub file: &'static str,
+    /// Packages whose tests run (cargo-mutants' `--test-package`).
+    pub test_packages: &'static str,
+    /// Test targets (`cargo test --test ...`) of those packages.
+    pub tests: &'static [&'static str],
+}
+
+const IT: &str = "integration-tests";
+
+/// Every file measured. A new module gets a row here with the test files that call it.
+pub const TARGETS: &[Target] = &[
+    Target {
+        package: "service",
+        file: "service/src/events.rs",
+        test_packages: IT,
+        tests: &["service_events", "reliability_events", "reliability_input"],
+    },
+    Target {
+        package: "service",
+        file: "service/src/auth.rs",
+        test_packages: IT,
+        tests: &["service_auth"],
+    },
+    Target {
+        package: "service",
+        file: "service/src/organizations.rs",
+        test_packages: IT,
+        tests: &["service_organizations"],
+    },
+    Target {
+        package: "service",
+        file: "service/src/agents.rs",
+        test_packages: IT,
+        tests: &["service_agents"],
+    },
+    Target {
+        package: "service",
+        file: "service/src/tools.rs",
+        test_packages: IT,
+        tests: &["service_tools"],
+    },
+    Target {
+        package: "service",
+        file: "service/src/integrations.rs",
+        test_packages: IT,
+        tests: &["service_integrations"],
+    },
+    Target {
+        package: "service",
+        file: "service/src/secret.rs",
+        test_packages: IT,
+        tests: &["service_integrations", "reliability_input"],
+    },
+    Target {
+        package: "service",
+        file: "service/src/error.rs",
+        test_packages: IT,
+        tests: &["service_errors", "reliability_faults", "reliability_input"],
+    },
+    Target {
+        package: "service",
+        file: "service/src/sql.rs",
+        test_packages: IT,
+        tests: &[
+            "service_events",
+            "service_organizations",
+            "service_agents",
+            "service_auth",
+            "service_tools",
+            "service_integrations",
+        ],
+    },
+    Target {
+        package: "service",
+        file: "service/src/page.rs",
+        test_packages: IT,
+        tests: &["service_events", "service_agents"],
+    },
+    Target {
+        package: "service",
+        file: "service/src/lib.rs",
+        test_packages: IT,
+        tests: &["service_errors", "reliability_faults"],
+    },
+    Target {
+        package: "migration",
+        file: "migration/src/runner.rs",
+        test_packages: "migration,integration-tests",
+        tests: &["faults", "cli", "migrations"],
+    },
+];
+
+pub struct Options {
+    /// Only these files (as in [`Target::file`]); all when empty.
+    pub only: Vec<String>,
+    /// Rerun only the mutants a previous run did not catch.
+    pub iterate: bool,
+}
+
+fn workspace() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+fn output_dir(target: &Target) -> std::path::PathBuf {
+    let name = Path::new(target.file)
+        .file_stem()
+        .expect("a file name")
+        .to_string_lossy()
+        .into_owned();
+    workspace().join("target/mutants").join(name)
+}
+
+/// Lines of `mutants.out/<outcome>.txt`: how many mutants had that outcome.
+fn count(target: &Target, outcome: &str) -> usize {
+    std::fs::read_to_string(
+        output_dir(target)
+            .join("mutants.out")
+            .join(format!("{outcome}.txt")),
+    )
+    .map(|text| text.lines().filter(|l| !l.trim().is_empty()).count())
+    .unwrap_or(0)
+}
+
+pub fn run(options: &Options) -> Result<()> {
+    let version = Command::new("cargo")
+        .args(["mutants", "--version"])
+        .output();
+    if !version.is_ok_and(|v| v.status.success()) {
+        bail!("cargo-mutants is missing: cargo install cargo-mutants --locked");
+    }
+    let chosen: Vec<&Target> = TARGETS
+        .iter()
+        .filter(|t| options.only.is_empty() || options.only.iter().any(|o| o == t.file))
+        .collect();
+    if chosen.is_empty() {
+        bail!(
+            "no target {:?}; the files are listed in xtask/src/mutants.rs",
+            options.only
+        );
+    }
+    for target in &chosen {
+        let out = output_dir(target);
+        std::fs::create_dir_all(&out)?;
+        eprintln!("==> {} ({})", target.file, target.tests.join(", "));
+        let mut cargo = Command::new("cargo");
+        cargo
+            .current_dir(workspace())
+            .args(["mutants", "--in-place", "--package", target.package])
+            .args([
+                "--file",
+                target.file,
+                "--test-package",
+                target.test_packages,
+            ])
+            .args(["--baseline", "skip", "--timeout", "240", "--output"])
+            .arg(&out);
+        if options.iterate {
+            cargo.arg("--iterate");
+        }
+        cargo.arg("--");
+        for test in target.tests {
+            cargo.args(["--test", test]);
+        }
+        // Non-zero when a mutant is missed or timed out: reported in the table, not an error.
+        cargo.status().context("running cargo mutants")?;
+    }
+    let mut table = String::from(
+        "| file | caught | missed | unviable | timeout |\n| --- | --- | --- | --- | --- |\n",
+    );
+    for target in &chosen {
+        let _ = writeln!(
+            table,
+            "| `{}` | {} | {} | {} | {} |",
+            target.file,
+            count(target, "caught"),
+            count(target, "missed"),
+            count(target, "unviable"),
+            count(target, "timeout"),
+        );
+    }
+    println!("{table}");
+    println!("missed mutants: target/mutants/<file>/mutants.out/missed.txt");
+    Ok(())
+}
