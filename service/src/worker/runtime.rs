@@ -448,8 +448,11 @@ where
                             // A full batch: there may be more. A short one: the queue is drained.
                             busy = events.len() as u64 == asked;
                             if !busy {
-                                // The queue is drained: sleep until the next event is due.
-                                self.idle_until = Instant::now() + config.poll_interval;
+                                // The queue is drained: sleep until the next poll, or sooner
+                                // when something is known to come due first (a retry of ours,
+                                // which may have been settled while this claim was under way).
+                                let now = Instant::now();
+                                self.idle_until = self.idle_until.clamp(now, now + config.poll_interval);
                                 let db = self.worker.db.clone();
                                 probing = Some(tokio::spawn(async move { events::next_due::<S>(&db).await }));
                             }
