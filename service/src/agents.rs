@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::{
     Cursor, Error, Page,
     page::clamp_limit,
-    sql::{self, refused_transition},
+    sql::{self, columns, refused_transition},
 };
 
 /// What a run is created with.
@@ -91,8 +91,10 @@ async fn move_run(
     to: &'static str,
     extra: Vec<Value>,
 ) -> Result<AgentRun, Error> {
-    let sql =
-        format!("UPDATE agent_runs SET {set} WHERE id = $1 AND status IN ({from}) RETURNING *");
+    let sql = format!(
+        "UPDATE agent_runs SET {set} WHERE id = $1 AND status IN ({from}) RETURNING {}",
+        columns::<agent_runs::Entity>(None)
+    );
     let values = std::iter::once(id.into()).chain(extra);
     match sql::one(db, &sql, values).await? {
         Some(run) => Ok(run),
@@ -188,13 +190,16 @@ pub async fn append_tool_call(
     }
     let appended = sql::one(
         db,
-        "WITH seq AS (
+        &format!(
+            "WITH seq AS (
              UPDATE agent_runs SET next_tool_call_sequence = next_tool_call_sequence + 1
              WHERE id = $1 AND status = 'running'
              RETURNING next_tool_call_sequence - 1 AS sequence)
          INSERT INTO tool_calls (agent_run_id, tool_id, tool_name, sequence, input)
          SELECT $1, $2, $3, seq.sequence, $4 FROM seq
-         RETURNING *",
+         RETURNING {}",
+            columns::<tool_calls::Entity>(None)
+        ),
         [
             run_id.into(),
             call.tool_id.into(),
@@ -215,8 +220,11 @@ pub async fn append_tool_call(
 pub async fn start_tool_call(db: &impl ConnectionTrait, id: Uuid) -> Result<ToolCall, Error> {
     let started = sql::one(
         db,
-        "UPDATE tool_calls SET status = 'running', started_at = now()
-         WHERE id = $1 AND status = 'pending' RETURNING *",
+        &format!(
+            "UPDATE tool_calls SET status = 'running', started_at = now()
+             WHERE id = $1 AND status = 'pending' RETURNING {}",
+            columns::<tool_calls::Entity>(None)
+        ),
         [id.into()],
     )
     .await?;
@@ -250,10 +258,13 @@ pub async fn finish_tool_call(
     };
     let finished = sql::one(
         db,
-        "UPDATE tool_calls
-         SET status = $2, output = $3, error = $4, duration_ms = $5, completed_at = now(),
-             started_at = COALESCE(started_at, now() - make_interval(secs => $5 / 1000.0))
-         WHERE id = $1 AND status IN ('pending', 'running') RETURNING *",
+        &format!(
+            "UPDATE tool_calls
+             SET status = $2, output = $3, error = $4, duration_ms = $5, completed_at = now(),
+                 started_at = COALESCE(started_at, now() - make_interval(secs => $5 / 1000.0))
+             WHERE id = $1 AND status IN ('pending', 'running') RETURNING {}",
+            columns::<tool_calls::Entity>(None)
+        ),
         [
             id.into(),
             status.into(),
@@ -326,15 +337,21 @@ pub async fn list_runs(
 ) -> Result<Page<AgentRun>, Error> {
     let limit = clamp_limit(limit);
     let fetch: Value = ((limit + 1) as i64).into();
+    let runs = columns::<agent_runs::Entity>(None);
     let statement = match after {
         None => sql::statement(
-            "SELECT * FROM agent_runs WHERE organization_id = $1
-             ORDER BY created_at DESC, id DESC LIMIT $2",
+            &format!(
+                "SELECT {runs} FROM agent_runs WHERE organization_id = $1
+                 ORDER BY created_at DESC, id DESC LIMIT $2"
+            ),
             [organization_id.into(), fetch],
         ),
         Some(cursor) => sql::statement(
-            "SELECT * FROM agent_runs WHERE organization_id = $1 AND (created_at, id) < ($2, $3)
-             ORDER BY created_at DESC, id DESC LIMIT $4",
+            &format!(
+                "SELECT {runs} FROM agent_runs
+                 WHERE organization_id = $1 AND (created_at, id) < ($2, $3)
+                 ORDER BY created_at DESC, id DESC LIMIT $4"
+            ),
             [
                 organization_id.into(),
                 cursor.created_at.into(),

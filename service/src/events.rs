@@ -21,14 +21,14 @@ use std::time::Duration;
 
 use entity::{LinearEvent, SlackEvent, enums::EventStatus, enums::LinearEventAction};
 use sea_orm::{
-    ConnectionTrait, FromQueryResult, Statement, Value,
+    ConnectionTrait, FromQueryResult, ModelTrait, Statement, Value,
     prelude::{Json, Uuid},
 };
 
 use crate::{
     Cursor, Error, Page,
     page::{HasCursor, clamp_limit},
-    sql::{self, refused_transition},
+    sql::{self, columns, refused_transition},
 };
 
 /// The longest `last_error` kept; longer messages are cut (at a character boundary).
@@ -87,6 +87,9 @@ fn payload_texts<S: EventSource>(batch: &[S::Delivery]) -> Result<Vec<String>, E
         .collect()
 }
 
+/// The entity of `S`'s rows.
+type RowEntity<S> = <<S as EventSource>::Row as ModelTrait>::Entity;
+
 /// A table of webhook deliveries and how to write one of its rows.
 pub trait EventSource: Send + Sync + 'static {
     /// `slack_events` or `linear_events`.
@@ -103,7 +106,7 @@ pub trait EventSource: Send + Sync + 'static {
     /// What a caller hands in for one delivery.
     type Delivery: Send + Sync;
     /// A stored row.
-    type Row: FromQueryResult + Send + Sync + HasCursor;
+    type Row: ModelTrait + FromQueryResult + Send + Sync + HasCursor;
 
     /// The claim a claimed row carries: its id and attempt.
     fn claimed(row: &Self::Row) -> Claimed;
@@ -438,9 +441,11 @@ pub fn claim_statement<S: EventSource>(options: ClaimOptions) -> Statement {
                      WHEN e.status = 'processing' THEN 'its worker stopped during the last attempt (lease expired)'
                      ELSE COALESCE(e.last_error, 'no attempts left') END
              FROM next WHERE e.id = next.id
-             RETURNING e.*)
-         SELECT * FROM moved WHERE status = 'processing'",
-        S::TABLE
+             RETURNING {1})
+         SELECT {2} FROM moved WHERE status = 'processing'",
+        S::TABLE,
+        columns::<RowEntity<S>>(Some("e")),
+        columns::<RowEntity<S>>(None),
     );
     let max_attempts = options.max_attempts.map_or(i64::MAX, i64::from);
     sql::statement(
@@ -659,8 +664,9 @@ async fn finish<S: EventSource>(
     mut values: Vec<Value>,
 ) -> Result<S::Row, Error> {
     let sql = format!(
-        "UPDATE {} SET {set} WHERE id = $1 AND status IN ({from}) RETURNING *",
-        S::TABLE
+        "UPDATE {} SET {set} WHERE id = $1 AND status IN ({from}) RETURNING {}",
+        S::TABLE,
+        columns::<RowEntity<S>>(None),
     );
     values.insert(0, id.into());
     match sql::one(db, &sql, values).await? {
@@ -797,7 +803,8 @@ pub fn list_statement<S: EventSource>(
     }
     values.push(((clamp_limit(limit) + 1) as i64).into());
     let sql = format!(
-        "SELECT * FROM {} {} ORDER BY created_at DESC, id DESC LIMIT ${}",
+        "SELECT {} FROM {} {} ORDER BY created_at DESC, id DESC LIMIT ${}",
+        columns::<RowEntity<S>>(None),
         S::TABLE,
         if conditions.is_empty() {
             String::new()
@@ -816,7 +823,11 @@ pub async fn find<S: EventSource>(
 ) -> Result<Option<S::Row>, Error> {
     sql::one(
         db,
-        &format!("SELECT * FROM {} WHERE id = $1", S::TABLE),
+        &format!(
+            "SELECT {} FROM {} WHERE id = $1",
+            columns::<RowEntity<S>>(None),
+            S::TABLE
+        ),
         [id.into()],
     )
     .await

@@ -4,13 +4,17 @@
 use entity::{
     GithubInstallation, LinearConnection, SlackConnection,
     enums::{GithubAccountType, RepositorySelection},
+    github_installations, linear_connections, slack_connections,
 };
 use sea_orm::{
-    ConnectionTrait, FromQueryResult,
+    ConnectionTrait, EntityTrait,
     prelude::{DateTimeWithTimeZone, Json, Uuid},
 };
 
-use crate::{EncryptedToken, Error, sql};
+use crate::{
+    EncryptedToken, Error,
+    sql::{self, columns},
+};
 
 /// A GitHub App installation as its webhook or the API describes it.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,7 +40,8 @@ pub async fn upsert_github_installation(
     }
     let row = sql::one(
         db,
-        "INSERT INTO github_installations (organization_id, installation_id, account_login,
+        &format!(
+            "INSERT INTO github_installations (organization_id, installation_id, account_login,
              account_type, repository_selection, permissions, events, installed_by_user_id)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (installation_id) DO UPDATE SET
@@ -48,7 +53,9 @@ pub async fn upsert_github_installation(
              events = EXCLUDED.events,
              installed_by_user_id = COALESCE(EXCLUDED.installed_by_user_id,
                                              github_installations.installed_by_user_id)
-         RETURNING *",
+         RETURNING {}",
+            columns::<github_installations::Entity>(None)
+        ),
         [
             input.organization_id.into(),
             input.installation_id.into(),
@@ -64,12 +71,17 @@ pub async fn upsert_github_installation(
     Ok(row.expect("INSERT ... ON CONFLICT DO UPDATE returns its row"))
 }
 
+/// Runs `change` (an `UPDATE` or `DELETE` of the installation `$1`) and returns the row.
 async fn update_installation(
     db: &impl ConnectionTrait,
     installation_id: i64,
-    sql: &str,
+    change: &str,
 ) -> Result<GithubInstallation, Error> {
-    sql::one(db, sql, [installation_id.into()])
+    let sql = format!(
+        "{change} RETURNING {}",
+        columns::<github_installations::Entity>(None)
+    );
+    sql::one(db, &sql, [installation_id.into()])
         .await?
         .ok_or_else(|| Error::not_found("github installation", installation_id))
 }
@@ -81,7 +93,10 @@ pub async fn find_github_installation(
 ) -> Result<Option<GithubInstallation>, Error> {
     sql::one(
         db,
-        "SELECT * FROM github_installations WHERE installation_id = $1",
+        &format!(
+            "SELECT {} FROM github_installations WHERE installation_id = $1",
+            columns::<github_installations::Entity>(None)
+        ),
         [installation_id.into()],
     )
     .await
@@ -96,7 +111,7 @@ pub async fn suspend_github_installation(
         db,
         installation_id,
         "UPDATE github_installations SET suspended_at = COALESCE(suspended_at, now())
-         WHERE installation_id = $1 RETURNING *",
+         WHERE installation_id = $1",
     )
     .await
 }
@@ -109,7 +124,7 @@ pub async fn unsuspend_github_installation(
     update_installation(
         db,
         installation_id,
-        "UPDATE github_installations SET suspended_at = NULL WHERE installation_id = $1 RETURNING *",
+        "UPDATE github_installations SET suspended_at = NULL WHERE installation_id = $1",
     )
     .await
 }
@@ -122,7 +137,7 @@ pub async fn remove_github_installation(
     update_installation(
         db,
         installation_id,
-        "DELETE FROM github_installations WHERE installation_id = $1 RETURNING *",
+        "DELETE FROM github_installations WHERE installation_id = $1",
     )
     .await
 }
@@ -147,7 +162,7 @@ pub async fn upsert_slack_connection(
 ) -> Result<SlackConnection, Error> {
     let row = sql::one(
         db,
-        "INSERT INTO slack_connections (organization_id, installed_by_user_id, team_id, team_name,
+        &format!("INSERT INTO slack_connections (organization_id, installed_by_user_id, team_id, team_name,
              bot_user_id, access_token_encrypted, scopes)
          VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (organization_id, team_id) DO UPDATE SET
@@ -158,7 +173,7 @@ pub async fn upsert_slack_connection(
              access_token_encrypted = EXCLUDED.access_token_encrypted,
              scopes = EXCLUDED.scopes,
              is_active = true
-         RETURNING *",
+         RETURNING {}", columns::<slack_connections::Entity>(None)),
         [
             input.organization_id.into(),
             input.installed_by_user_id.into(),
@@ -194,7 +209,8 @@ pub async fn upsert_linear_connection(
 ) -> Result<LinearConnection, Error> {
     let row = sql::one(
         db,
-        "INSERT INTO linear_connections (organization_id, installed_by_user_id,
+        &format!(
+            "INSERT INTO linear_connections (organization_id, installed_by_user_id,
              linear_organization_id, linear_organization_name, access_token_encrypted,
              refresh_token_encrypted, token_expires_at, scopes)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -207,7 +223,9 @@ pub async fn upsert_linear_connection(
              token_expires_at = EXCLUDED.token_expires_at,
              scopes = EXCLUDED.scopes,
              is_active = true
-         RETURNING *",
+         RETURNING {}",
+            columns::<linear_connections::Entity>(None)
+        ),
         [
             input.organization_id.into(),
             input.installed_by_user_id.into(),
@@ -226,15 +244,18 @@ pub async fn upsert_linear_connection(
     Ok(row.expect("INSERT ... ON CONFLICT DO UPDATE returns its row"))
 }
 
-async fn deactivate<M: FromQueryResult>(
+async fn deactivate<E: EntityTrait>(
     db: &impl ConnectionTrait,
     table: &str,
     entity: &'static str,
     id: Uuid,
-) -> Result<M, Error> {
+) -> Result<E::Model, Error> {
     sql::one(
         db,
-        &format!("UPDATE {table} SET is_active = false WHERE id = $1 RETURNING *"),
+        &format!(
+            "UPDATE {table} SET is_active = false WHERE id = $1 RETURNING {}",
+            columns::<E>(None)
+        ),
         [id.into()],
     )
     .await?
@@ -246,7 +267,7 @@ pub async fn deactivate_slack_connection(
     db: &impl ConnectionTrait,
     id: Uuid,
 ) -> Result<SlackConnection, Error> {
-    deactivate(db, "slack_connections", "slack connection", id).await
+    deactivate::<slack_connections::Entity>(db, "slack_connections", "slack connection", id).await
 }
 
 /// The connection stops being used (it stays for history; an upsert reactivates it).
@@ -254,20 +275,22 @@ pub async fn deactivate_linear_connection(
     db: &impl ConnectionTrait,
     id: Uuid,
 ) -> Result<LinearConnection, Error> {
-    deactivate(db, "linear_connections", "linear connection", id).await
+    deactivate::<linear_connections::Entity>(db, "linear_connections", "linear connection", id)
+        .await
 }
 
-async fn active_for<M: FromQueryResult>(
+async fn active_for<E: EntityTrait>(
     db: &impl ConnectionTrait,
     table: &str,
     key_column: &str,
     key: &str,
-) -> Result<Option<M>, Error> {
+) -> Result<Option<E::Model>, Error> {
     sql::one(
         db,
         &format!(
-            "SELECT * FROM {table} WHERE {key_column} = $1 AND is_active
-             ORDER BY updated_at DESC, id DESC LIMIT 1"
+            "SELECT {} FROM {table} WHERE {key_column} = $1 AND is_active
+             ORDER BY updated_at DESC, id DESC LIMIT 1",
+            columns::<E>(None)
         ),
         [key.into()],
     )
@@ -280,7 +303,7 @@ pub async fn active_slack_connection(
     db: &impl ConnectionTrait,
     team_id: &str,
 ) -> Result<Option<SlackConnection>, Error> {
-    active_for(db, "slack_connections", "team_id", team_id).await
+    active_for::<slack_connections::Entity>(db, "slack_connections", "team_id", team_id).await
 }
 
 /// The active connection that receives events for this Linear organization id (the most
@@ -289,7 +312,7 @@ pub async fn active_linear_connection(
     db: &impl ConnectionTrait,
     linear_organization_id: &str,
 ) -> Result<Option<LinearConnection>, Error> {
-    active_for(
+    active_for::<linear_connections::Entity>(
         db,
         "linear_connections",
         "linear_organization_id",

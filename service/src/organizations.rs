@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::{
     Error,
-    sql::{self, new_text_id, select_list},
+    sql::{self, columns, new_text_id, select_list},
 };
 
 /// The role every organization keeps at least one member in.
@@ -165,8 +165,11 @@ pub async fn add_member(
     required("role", role)?;
     sql::one(
         db,
-        "INSERT INTO members (id, organization_id, user_id, role) VALUES ($1, $2, $3, $4)
-         RETURNING *",
+        &format!(
+            "INSERT INTO members (id, organization_id, user_id, role) VALUES ($1, $2, $3, $4)
+             RETURNING {}",
+            columns::<members::Entity>(None)
+        ),
         [
             new_text_id().into(),
             organization_id.into(),
@@ -209,7 +212,8 @@ pub async fn change_role(
         "WITH {OWNERS_LOCKED}
          UPDATE members m SET role = $3
          WHERE m.organization_id = $1 AND m.user_id = $2 AND ($4 OR {ANOTHER_OWNER_REMAINS})
-         RETURNING m.*"
+         RETURNING {}",
+        columns::<members::Entity>(Some("m"))
     );
     let values = [
         organization_id.into(),
@@ -233,7 +237,8 @@ pub async fn remove_member(
         "WITH {OWNERS_LOCKED}
          DELETE FROM members m
          WHERE m.organization_id = $1 AND m.user_id = $2 AND {ANOTHER_OWNER_REMAINS}
-         RETURNING m.*"
+         RETURNING {}",
+        columns::<members::Entity>(Some("m"))
     );
     match sql::one(db, &sql, [organization_id.into(), user_id.into()]).await? {
         Some(member) => Ok(member),
@@ -260,14 +265,17 @@ pub async fn create_invitation(
     }
     sql::one(
         db,
-        "WITH swept AS (
+        &format!(
+            "WITH swept AS (
              UPDATE invitations SET status = 'canceled'
              WHERE organization_id = $2 AND lower(email) = lower($3)
                AND status = 'pending' AND expires_at <= now()
              RETURNING id)
          INSERT INTO invitations (id, organization_id, email, role, status, expires_at, inviter_id)
          SELECT $1, $2, lower($3), $4, 'pending', $5, $6 FROM (SELECT count(*) FROM swept) AS s
-         RETURNING *",
+         RETURNING {}",
+            columns::<invitations::Entity>(None)
+        ),
         [
             new_text_id().into(),
             organization_id.into(),
@@ -363,7 +371,10 @@ async fn close_invitation(
 ) -> Result<Invitation, Error> {
     let updated = sql::one(
         db,
-        "UPDATE invitations SET status = $2 WHERE id = $1 AND status = 'pending' RETURNING *",
+        &format!(
+            "UPDATE invitations SET status = $2 WHERE id = $1 AND status = 'pending' RETURNING {}",
+            columns::<invitations::Entity>(None)
+        ),
         [invitation_id.into(), to.as_str().into()],
     )
     .await?;

@@ -65,6 +65,20 @@ pub(crate) async fn refused_transition(
     }
 }
 
+/// `col, ...` (or `alias.col, ...`) for every column of `E`: what a statement that returns `E`'s
+/// rows selects or returns, never `*`. A prepared statement keeps its result type, and
+/// PostgreSQL refuses to run a cached plan whose result type changed (`0A000`): with `*`, every
+/// pooled connection of every running service would fail the statement once a migration adds a
+/// column to the table.
+pub(crate) fn columns<E: sea_orm::EntityTrait>(alias: Option<&str>) -> String {
+    use sea_orm::{IdenStatic, Iterable};
+    let qualifier = alias.map(|a| format!("{a}.")).unwrap_or_default();
+    E::Column::iter()
+        .map(|c| format!("{qualifier}{}", c.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `alias.col AS prefixcol, ...` for every column of `E`, to read two entities from one joined
 /// row with `FromQueryResult::from_query_result(row, prefix)`.
 pub(crate) fn select_list<E: sea_orm::EntityTrait>(alias: &str, prefix: &str) -> String {

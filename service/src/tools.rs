@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use entity::{Tool, UserTool, enums::ToolProvider, tools};
+use entity::{Tool, UserTool, enums::ToolProvider, tools, user_tools};
 use sea_orm::{
     ConnectionTrait, FromQueryResult,
     prelude::{Json, Uuid},
@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::{
     Error,
-    sql::{self, select_list},
+    sql::{self, columns, select_list},
 };
 
 /// A catalog entry, as seeded by the services that provide tools.
@@ -60,7 +60,8 @@ pub async fn upsert_tools(
     let tags: Vec<Json> = specs.iter().map(|s| Json::from(s.tags.clone())).collect();
     let mut rows: Vec<Tool> = sql::all(
         db,
-        "INSERT INTO tools (name, display_name, description, provider, input_schema, tags)
+        &format!(
+            "INSERT INTO tools (name, display_name, description, provider, input_schema, tags)
          SELECT n, d, descr, p, s, ARRAY(SELECT jsonb_array_elements_text(t))
          FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[])
               AS x(n, d, descr, p, s, t)
@@ -70,7 +71,9 @@ pub async fn upsert_tools(
              provider = EXCLUDED.provider,
              input_schema = EXCLUDED.input_schema,
              tags = EXCLUDED.tags
-         RETURNING *",
+         RETURNING {}",
+            columns::<tools::Entity>(None)
+        ),
         [
             names.into(),
             display.into(),
@@ -94,7 +97,10 @@ pub async fn set_tool_enabled(
 ) -> Result<Tool, Error> {
     sql::one(
         db,
-        "UPDATE tools SET is_enabled = $2 WHERE name = $1 RETURNING *",
+        &format!(
+            "UPDATE tools SET is_enabled = $2 WHERE name = $1 RETURNING {}",
+            columns::<tools::Entity>(None)
+        ),
         [name.into(), enabled.into()],
     )
     .await?
@@ -121,12 +127,15 @@ pub async fn set_user_tool(
     }
     let row = sql::one(
         db,
-        "INSERT INTO user_tools (user_id, tool_id, is_enabled, config)
-         VALUES ($1, $2, COALESCE($3, true), COALESCE($4, '{}'::jsonb))
+        &format!(
+            "INSERT INTO user_tools (user_id, tool_id, is_enabled, config)
+         VALUES ($1, $2, COALESCE($3, true), COALESCE($4, '{{}}'::jsonb))
          ON CONFLICT (user_id, tool_id) DO UPDATE SET
              is_enabled = COALESCE($3, user_tools.is_enabled),
              config = COALESCE($4, user_tools.config)
-         RETURNING *",
+         RETURNING {}",
+            columns::<user_tools::Entity>(None)
+        ),
         [
             user_id.into(),
             tool_id.into(),
