@@ -252,10 +252,26 @@ pub async fn run(
 
     // Claim 10 (in a transaction rolled back, so the pending set stays the same size).
     let mut c = Comparison::new("claim 10 pending");
-    let claim_sql = "WITH next AS (SELECT id FROM slack_events WHERE status = 'pending'
-                     ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED)
-         UPDATE slack_events e SET status = 'processing', attempts = e.attempts + 1
-         FROM next WHERE e.id = next.id RETURNING e.*";
+    let claim_sql = "WITH next AS (
+             SELECT id FROM slack_events WHERE status IN ('pending', 'processing') AND due_at <= now()
+             ORDER BY due_at, id LIMIT $1 FOR UPDATE SKIP LOCKED),
+         moved AS (
+             UPDATE slack_events e SET
+                 status = CASE WHEN e.attempts >= $3 THEN 'failed' ELSE 'processing' END,
+                 attempts = CASE WHEN e.attempts >= $3 THEN e.attempts ELSE e.attempts + 1 END,
+                 due_at = now() + make_interval(secs => $2),
+                 last_error = CASE
+                     WHEN e.attempts < $3 THEN e.last_error
+                     WHEN e.status = 'processing' THEN 'its worker stopped during the last attempt (lease expired)'
+                     ELSE COALESCE(e.last_error, 'no attempts left') END
+             FROM next WHERE e.id = next.id
+             RETURNING e.id, e.slack_connection_id, e.event_id, e.event_type, e.team_id,
+                 e.channel_id, e.slack_user_id, e.payload, e.status, e.attempts, e.last_error,
+                 e.processed_at, e.created_at, e.updated_at, e.due_at)
+         SELECT id, slack_connection_id, event_id, event_type, team_id, channel_id, slack_user_id,
+             payload, status, attempts, last_error, processed_at, created_at, updated_at, due_at
+         FROM moved WHERE status = 'processing'";
+    let lease = events::ClaimOptions::new(10).lease.as_secs_f64();
     // Written by hand as a sqlx user would, but it must stay the statement the helper sends.
     let squash = |sql: &str| sql.split_whitespace().collect::<String>();
     anyhow::ensure!(
@@ -270,7 +286,11 @@ pub async fn run(
         let mut tx = pool.begin().await?;
         let rows: Vec<RawEvent> = timed(
             &mut c.raw,
-            sqlx::query_as(claim_sql).bind(10i64).fetch_all(&mut *tx),
+            sqlx::query_as(claim_sql)
+                .bind(10i64)
+                .bind(lease)
+                .bind(i64::MAX)
+                .fetch_all(&mut *tx),
         )
         .await?;
         tx.rollback().await?;
