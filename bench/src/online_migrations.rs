@@ -374,7 +374,7 @@ async fn scenario(url: &DatabaseUrl, plan: &Plan) -> Result<String> {
     runner::run::<Migrator>(url, Action::Up(None), quiet).await?;
     let db = task_connection(url).await?;
     eprintln!(
-        "6/6 online migrations: filling slack_events with {} rows...",
+        "7/8 online migrations: filling slack_events with {} rows...",
         plan.rows
     );
     fill(&db, plan.rows).await?;

@@ -104,7 +104,7 @@ async fn hot_helpers(
     report: &mut String,
 ) -> Result<()> {
     eprintln!(
-        "topology (a): hot helpers through PgBouncer ({} calls each)...",
+        "6/8 topology (a): hot helpers through PgBouncer ({} calls each)...",
         size.iterations
     );
     let settings = PoolSettings {
@@ -284,7 +284,7 @@ async fn many_clients(
     report: &mut String,
 ) -> Result<()> {
     eprintln!(
-        "topology (b): {} clients with a connection each, direct and through PgBouncer...",
+        "6/8 topology (b): {} clients with a connection each, direct and through PgBouncer...",
         size.clients
     );
     let tokens = Arc::new(data.session_tokens.clone());
@@ -389,7 +389,7 @@ async fn claim_and_roll_back(pool: &Pool) -> Result<(), service::Error> {
 /// primary and half on the replica (through [`Db::reads`]).
 async fn replica_reads(size: &Size, cluster: &ThrowawayCluster, report: &mut String) -> Result<()> {
     eprintln!(
-        "topology (c): {} readers, primary alone and with a replica...",
+        "6/8 topology (c): {} readers, primary alone and with a replica...",
         size.readers
     );
     let url = cluster.url("postgres")?;
