@@ -21,6 +21,8 @@ pub struct Target {
 }
 
 const IT: &str = "integration-tests";
+/// The runner's own tests, and the workspace's migration tests.
+const RUNNER_TESTS: &str = "migration,integration-tests";
 
 /// Every file measured. A new module gets a row here with the test files that call it.
 pub const TARGETS: &[Target] = &[
@@ -98,10 +100,76 @@ pub const TARGETS: &[Target] = &[
         tests: &["service_errors", "reliability_faults"],
     },
     Target {
+        package: "service",
+        file: "service/src/worker/runtime.rs",
+        test_packages: IT,
+        tests: &["workers"],
+    },
+    Target {
+        package: "service",
+        file: "service/src/worker/retry.rs",
+        test_packages: IT,
+        tests: &["workers"],
+    },
+    Target {
+        package: "service",
+        file: "service/src/worker/listener.rs",
+        test_packages: IT,
+        tests: &["workers"],
+    },
+    Target {
+        package: "service",
+        file: "service/src/worker/prune.rs",
+        test_packages: IT,
+        tests: &["workers"],
+    },
+    Target {
+        package: "service",
+        file: "service/src/worker/mod.rs",
+        test_packages: IT,
+        tests: &["workers"],
+    },
+    Target {
+        package: "service",
+        file: "service/src/routing.rs",
+        test_packages: IT,
+        tests: &["replica"],
+    },
+    Target {
         package: "migration",
-        file: "migration/src/runner.rs",
-        test_packages: "migration,integration-tests",
-        tests: &["faults", "cli", "migrations"],
+        file: "migration/src/runner/lock.rs",
+        test_packages: RUNNER_TESTS,
+        tests: &["faults", "cli", "lock", "online", "pooler", "migrations"],
+    },
+    Target {
+        package: "migration",
+        file: "migration/src/runner/apply.rs",
+        test_packages: RUNNER_TESTS,
+        tests: &["faults", "cli", "lock", "online", "pooler", "migrations"],
+    },
+    Target {
+        package: "migration",
+        file: "migration/src/runner/blockers.rs",
+        test_packages: RUNNER_TESTS,
+        tests: &["faults", "cli", "lock", "online", "pooler", "migrations"],
+    },
+    Target {
+        package: "migration",
+        file: "migration/src/runner/connection.rs",
+        test_packages: RUNNER_TESTS,
+        tests: &["faults", "cli", "lock", "online", "pooler", "migrations"],
+    },
+    Target {
+        package: "migration",
+        file: "migration/src/runner/options.rs",
+        test_packages: RUNNER_TESTS,
+        tests: &["faults", "cli", "lock", "online", "pooler", "migrations"],
+    },
+    Target {
+        package: "migration",
+        file: "migration/src/runner/mod.rs",
+        test_packages: RUNNER_TESTS,
+        tests: &["faults", "cli", "lock", "online", "pooler", "migrations"],
     },
 ];
 
