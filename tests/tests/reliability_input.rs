@@ -92,14 +92,19 @@ async fn oversized_deep_and_unstorable_payloads_are_refused_and_nothing_is_writt
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Validation { .. }), "{err:?}");
+    // A large delivery that is no attack (Slack's and Linear's are far smaller) is stored.
+    let large = slack("Ev_large", json!({ "text": "x".repeat(512 * 1024) }));
+    events::ingest::<SlackEvents>(db.conn(), large)
+        .await
+        .unwrap();
     let fine = slack("Ev_fine", nested(MAX_PAYLOAD_DEPTH));
     events::ingest::<SlackEvents>(db.conn(), fine)
         .await
         .unwrap();
     assert_eq!(
         scalar(db.conn(), "SELECT count(*) FROM slack_events").await,
-        1,
-        "only the valid one"
+        2,
+        "only the valid ones"
     );
     drop(logs);
 }

@@ -283,6 +283,22 @@ async fn a_claim_rolled_back_by_a_crashing_worker_is_claimed_again() {
 }
 
 #[tokio::test]
+async fn a_claim_leases_its_events_for_five_minutes() {
+    let db = TestDb::migrated().await;
+    seed_pending(&db, 2).await;
+    events::claim::<SlackEvents>(db.conn(), 2).await.unwrap();
+    // The lease is what keeps a slow handler's event from a second worker: the documented five
+    // minutes, counted from the claim.
+    let leased = harness::text_rows(
+        db.conn(),
+        "SELECT (due_at - now() BETWEEN interval '4 minutes 50 seconds' AND interval '5 minutes')::text
+         FROM slack_events",
+    )
+    .await;
+    assert_eq!(leased, vec![vec![Some("true".to_owned())]; 2]);
+}
+
+#[tokio::test]
 async fn failures_retry_until_the_limit_then_stay_failed() {
     let db = TestDb::migrated().await;
     seed_pending(&db, 1).await;
