@@ -61,6 +61,11 @@ fn nested(depth: usize) -> Value {
     (1..depth).fold(json!(0), |inner, _| Value::Array(vec![inner]))
 }
 
+/// `{"a": {"a": ... 0 ...}}`, `depth` levels.
+fn nested_objects(depth: usize) -> Value {
+    (1..depth).fold(json!(0), |inner, _| json!({ "a": inner }))
+}
+
 #[tokio::test]
 async fn oversized_deep_and_unstorable_payloads_are_refused_and_nothing_is_written() {
     let logs = captured_logs();
@@ -75,6 +80,11 @@ async fn oversized_deep_and_unstorable_payloads_are_refused_and_nothing_is_writt
     );
     let deep = slack("Ev_deep", nested(MAX_PAYLOAD_DEPTH + 1));
     let err = events::ingest::<SlackEvents>(db.conn(), deep)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("deeper than 128"), "{err}");
+    let deep_objects = slack("Ev_deep_objects", nested_objects(MAX_PAYLOAD_DEPTH + 1));
+    let err = events::ingest::<SlackEvents>(db.conn(), deep_objects)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("deeper than 128"), "{err}");
@@ -101,9 +111,13 @@ async fn oversized_deep_and_unstorable_payloads_are_refused_and_nothing_is_writt
     events::ingest::<SlackEvents>(db.conn(), fine)
         .await
         .unwrap();
+    let fine_objects = slack("Ev_fine_objects", nested_objects(MAX_PAYLOAD_DEPTH));
+    events::ingest::<SlackEvents>(db.conn(), fine_objects)
+        .await
+        .unwrap();
     assert_eq!(
         scalar(db.conn(), "SELECT count(*) FROM slack_events").await,
-        2,
+        3,
         "only the valid ones"
     );
     drop(logs);
