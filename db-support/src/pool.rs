@@ -16,7 +16,7 @@ mod session;
 use std::{future::Future, pin::Pin, sync::Arc};
 
 use sea_orm::{
-    AccessMode, ConnAcquireErr, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction,
+    AccessMode, ConnAcquireErr, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
     DbBackend, DbErr, ExecResult, IsolationLevel, QueryResult, RuntimeErr, Statement,
     TransactionError, TransactionOptions, TransactionSession, TransactionTrait, sqlx,
 };
@@ -25,7 +25,7 @@ use tokio::sync::Mutex;
 
 use crate::{
     config::{DatabaseUrl, PoolSettings},
-    connect::{connect_options, driver_options},
+    connect::open_pool,
     inline::inline,
     topology::Pooler,
 };
@@ -65,19 +65,13 @@ impl Pool {
         settings: &PoolSettings,
         lazy: bool,
     ) -> Result<Self, DbErr> {
-        let mut options = connect_options(url, settings);
-        options.connect_lazy(lazy);
-        if pooler == Pooler::Transaction {
-            // No statement is ever prepared by name, so there is nothing to cache. (This map
-            // replaces the one of `connect_options`, so it leaves `extra_float_digits` out too.)
-            options.map_sqlx_postgres_opts(|options| {
-                driver_options(options).statement_cache_capacity(0)
-            });
-        }
-        Ok(Self {
-            conn: Database::connect(options).await?,
-            pooler,
+        let conn = open_pool(url, settings, lazy, |options| match pooler {
+            // No statement is ever prepared by name, so there is nothing to cache.
+            Pooler::Transaction => options.statement_cache_capacity(0),
+            Pooler::None => options,
         })
+        .await?;
+        Ok(Self { conn, pooler })
     }
 
     /// A pool around a SeaORM connection that reaches its database directly.

@@ -71,21 +71,17 @@ mod pooler {
         db: &TestDb,
         statement_cache: Option<usize>,
     ) -> DatabaseConnection {
-        let mut options: ConnectOptions = db_support::connect_options(
-            &bouncer.url(db.name()).unwrap(),
-            &PoolSettings {
-                max_connections: 1,
-                ..PoolSettings::default()
-            },
-        );
-        options.map_sqlx_postgres_opts(move |o| {
-            let o = o.extra_float_digits(None);
-            match statement_cache {
-                Some(capacity) => o.statement_cache_capacity(capacity),
-                None => o,
-            }
-        });
-        Database::connect(options).await.unwrap()
+        let settings = PoolSettings {
+            max_connections: 1,
+            ..PoolSettings::default()
+        };
+        let url = bouncer.url(db.name()).unwrap();
+        db_support::connect::open_pool(&url, &settings, false, move |o| match statement_cache {
+            Some(capacity) => o.statement_cache_capacity(capacity),
+            None => o,
+        })
+        .await
+        .unwrap()
     }
 
     fn typed_select(n: i32) -> Statement {
