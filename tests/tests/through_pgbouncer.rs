@@ -26,6 +26,9 @@ mod service_organizations;
 #[path = "service_tools.rs"]
 mod service_tools;
 
+#[path = "pooler/values.rs"]
+mod pooler_values;
+
 mod pooler {
     use std::{collections::HashSet, sync::Arc};
 
@@ -51,7 +54,7 @@ mod pooler {
 
     /// A PgBouncer of its own with `servers` server connections, all of them open and idle, so
     /// which session serves the next statement is certain: the most recently used one.
-    async fn warm_pgbouncer(db: &TestDb, servers: u32) -> PgBouncer {
+    pub(crate) async fn warm_pgbouncer(db: &TestDb, servers: u32) -> PgBouncer {
         let bouncer = topology::start_pgbouncer(PgBouncerSettings {
             server_pool_size: servers,
             ..PgBouncerSettings::default()
@@ -103,7 +106,7 @@ mod pooler {
         conn
     }
 
-    async fn pool_through(bouncer: &PgBouncer, db: &TestDb) -> Pool {
+    pub(crate) async fn pool_through(bouncer: &PgBouncer, db: &TestDb) -> Pool {
         harness::connect(&bouncer.url(db.name()).unwrap(), 1).await
     }
 
@@ -375,7 +378,7 @@ mod pooler {
 
     /// `$1` as the server sees it: its type and its text. The statement names the value's
     /// position: sqlx caches a statement with the parameter types of its first use.
-    async fn as_the_server_sees_it(
+    pub(crate) async fn as_the_server_sees_it(
         db: &impl ConnectionTrait,
         position: usize,
         value: sea_orm::Value,
