@@ -26,6 +26,8 @@ mod service_organizations;
 #[path = "service_tools.rs"]
 mod service_tools;
 
+#[path = "pooler/traces.rs"]
+mod pooler_traces;
 #[path = "pooler/transactions.rs"]
 mod pooler_transactions;
 #[path = "pooler/values.rs"]
