@@ -16,6 +16,6 @@ pub use cluster::{
     ThrowawayCluster, database_url_or_local,
 };
 pub use config::{ConfigError, DatabaseUrl, PoolSettings};
-pub use connect::{connect, connect_options};
+pub use connect::connect;
 pub use pool::{Pool, PoolTransaction};
 pub use topology::{NeedsDirectUrl, Pooler, Topology};

@@ -11,25 +11,27 @@
 //! client connection, which the pooler pins to one server session until the transaction ends
 //! (`BEGIN` rides with the transaction's first statement: see `pool/session.rs`).
 
+mod error;
 mod session;
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
 use sea_orm::{
-    AccessMode, ConnAcquireErr, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction,
-    DbBackend, DbErr, ExecResult, IsolationLevel, QueryResult, RuntimeErr, Statement,
-    TransactionError, TransactionOptions, TransactionSession, TransactionTrait, sqlx,
+    AccessMode, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    ExecResult, IsolationLevel, QueryResult, Statement, TransactionError, TransactionOptions,
+    TransactionSession, TransactionTrait, sqlx,
 };
 use sqlx::postgres::PgPool;
 use tokio::sync::Mutex;
 
 use crate::{
     config::{DatabaseUrl, PoolSettings},
-    connect::{connect_options, driver_options},
+    connect::open_pool,
     inline::inline,
     topology::Pooler,
 };
-use session::Session;
+use error::{local_error, sqlx_conn_acquire_err, sqlx_error_to_exec_err, sqlx_error_to_query_err};
+use session::{Answer, Fetch, Level, Session};
 
 /// A pool of connections to one database; see the module documentation.
 #[derive(Debug, Clone)]
@@ -65,19 +67,13 @@ impl Pool {
         settings: &PoolSettings,
         lazy: bool,
     ) -> Result<Self, DbErr> {
-        let mut options = connect_options(url, settings);
-        options.connect_lazy(lazy);
-        if pooler == Pooler::Transaction {
-            // No statement is ever prepared by name, so there is nothing to cache. (This map
-            // replaces the one of `connect_options`, so it leaves `extra_float_digits` out too.)
-            options.map_sqlx_postgres_opts(|options| {
-                driver_options(options).statement_cache_capacity(0)
-            });
-        }
-        Ok(Self {
-            conn: Database::connect(options).await?,
-            pooler,
+        let conn = open_pool(url, settings, lazy, |options| match pooler {
+            // No statement is ever prepared by name, so there is nothing to cache.
+            Pooler::Transaction => options.statement_cache_capacity(0),
+            Pooler::None => options,
         })
+        .await?;
+        Ok(Self { conn, pooler })
     }
 
     /// A pool around a SeaORM connection that reaches its database directly.
@@ -114,35 +110,49 @@ impl Pool {
         self.conn.get_postgres_connection_pool()
     }
 
-    /// A pooled client connection, outside any transaction.
-    async fn session(&self) -> Result<Session, DbErr> {
-        let conn = self.sqlx().acquire().await.map_err(sqlx_conn_acquire_err)?;
-        Ok(Session::new(conn))
-    }
-}
-
-// SeaORM's own mapping of sqlx errors (not public in SeaORM), so callers see the same `DbErr`s
-// whichever way the pool reaches the database.
-fn sqlx_error_to_exec_err(err: sqlx::Error) -> DbErr {
-    DbErr::Exec(RuntimeErr::SqlxError(err.into()))
-}
-
-fn sqlx_error_to_query_err(err: sqlx::Error) -> DbErr {
-    DbErr::Query(RuntimeErr::SqlxError(err.into()))
-}
-
-fn sqlx_conn_acquire_err(err: sqlx::Error) -> DbErr {
-    match err {
-        sqlx::Error::PoolTimedOut => DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
-        sqlx::Error::PoolClosed => DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed),
-        other => DbErr::Conn(RuntimeErr::SqlxError(other.into())),
+    /// Runs `stmt` through the pooler on a client connection of its own, outside any
+    /// transaction.
+    async fn pooled(&self, stmt: &Statement, fetch: Fetch) -> Result<Answer, sqlx::Error> {
+        let sql = simple(stmt)?;
+        let mut conn = self.sqlx().acquire().await?;
+        fetch.run(&mut conn, sql).await
     }
 }
 
 /// The statement as one simple-protocol query.
-fn simple(stmt: &Statement) -> Result<String, DbErr> {
+fn simple(stmt: &Statement) -> Result<String, sqlx::Error> {
     let values = stmt.values.as_ref().map_or(&[][..], |v| &v.0[..]);
-    inline(&stmt.sql, values).map_err(|err| DbErr::Custom(err.to_string()))
+    inline(&stmt.sql, values).map_err(|err| local_error(err.sqlstate(), err.to_string()))
+}
+
+/// What each `ConnectionTrait` method asks of a query, and how its answer and errors read.
+fn executed(answer: Result<Answer, sqlx::Error>) -> Result<ExecResult, DbErr> {
+    match answer.map_err(acquire_or(sqlx_error_to_exec_err))? {
+        Answer::Executed(result) => Ok(result),
+        _ => unreachable!("an execute answers with a result"),
+    }
+}
+
+fn one(answer: Result<Answer, sqlx::Error>) -> Result<Option<QueryResult>, DbErr> {
+    match answer.map_err(acquire_or(sqlx_error_to_query_err))? {
+        Answer::One(row) => Ok(row),
+        _ => unreachable!("a fetch of one row answers with at most one"),
+    }
+}
+
+fn all(answer: Result<Answer, sqlx::Error>) -> Result<Vec<QueryResult>, DbErr> {
+    match answer.map_err(acquire_or(sqlx_error_to_query_err))? {
+        Answer::All(rows) => Ok(rows),
+        _ => unreachable!("a fetch of all rows answers with rows"),
+    }
+}
+
+/// A pool that gives no connection says so as SeaORM does; any other error as `map` says.
+fn acquire_or(map: fn(sqlx::Error) -> DbErr) -> impl Fn(sqlx::Error) -> DbErr {
+    move |err| match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => sqlx_conn_acquire_err(err),
+        other => map(other),
+    }
 }
 
 impl From<DatabaseConnection> for Pool {
@@ -161,7 +171,7 @@ impl ConnectionTrait for Pool {
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
         match self.pooler {
             Pooler::None => self.conn.execute_raw(stmt).await,
-            Pooler::Transaction => self.session().await?.execute(&simple(&stmt)?).await,
+            Pooler::Transaction => executed(self.pooled(&stmt, Fetch::Execute).await),
         }
     }
 
@@ -173,14 +183,14 @@ impl ConnectionTrait for Pool {
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
         match self.pooler {
             Pooler::None => self.conn.query_one_raw(stmt).await,
-            Pooler::Transaction => self.session().await?.query_one(&simple(&stmt)?).await,
+            Pooler::Transaction => one(self.pooled(&stmt, Fetch::One).await),
         }
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         match self.pooler {
             Pooler::None => self.conn.query_all_raw(stmt).await,
-            Pooler::Transaction => self.session().await?.query_all(&simple(&stmt)?).await,
+            Pooler::Transaction => all(self.pooled(&stmt, Fetch::All).await),
         }
     }
 }
@@ -201,27 +211,44 @@ enum Open {
 #[derive(Debug)]
 struct PooledTransaction {
     session: Arc<Mutex<Session>>,
-    level: usize,
+    level: Level,
+    /// Until its end has returned: a commit or rollback cancelled half-way leaves it open, so
+    /// dropping it still ends it.
     open: bool,
 }
 
 impl PooledTransaction {
     async fn begin(
         session: Arc<Mutex<Session>>,
+        parent: Option<Level>,
         isolation_level: Option<IsolationLevel>,
         access_mode: Option<AccessMode>,
-    ) -> Self {
-        let level = session.lock().await.open(isolation_level, access_mode);
-        Self {
+    ) -> Result<Self, DbErr> {
+        let level = session
+            .lock()
+            .await
+            .open(parent, isolation_level, access_mode)
+            .map_err(sqlx_error_to_exec_err)?;
+        Ok(Self {
             session,
             level,
             open: true,
-        }
+        })
+    }
+
+    async fn run_statement(&self, stmt: &Statement, fetch: Fetch) -> Result<Answer, sqlx::Error> {
+        self.run(&simple(stmt)?, fetch).await
+    }
+
+    async fn run(&self, sql: &str, fetch: Fetch) -> Result<Answer, sqlx::Error> {
+        let mut session = self.session.lock().await;
+        session.statement(self.level, sql, fetch).await
     }
 
     async fn finish(mut self, commit: bool) -> Result<(), DbErr> {
+        let ended = self.session.lock().await.close(self.level, commit).await;
         self.open = false;
-        self.session.lock().await.close(self.level, commit).await
+        ended.map_err(sqlx_error_to_exec_err)
     }
 }
 
@@ -230,27 +257,30 @@ impl Drop for PooledTransaction {
         if !self.open {
             return;
         }
-        let Ok(mut session) = self.session.try_lock() else {
-            tracing::error!("a transaction was dropped while in use; not rolled back");
-            return;
-        };
-        if !session.abandon(self.level) {
-            return;
-        }
-        // The server holds a transaction: roll it back before the connection serves anyone
-        // else, or close the connection when there is no runtime to do it on.
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                drop(session);
-                let session = Arc::clone(&self.session);
-                runtime.spawn(async move {
-                    let mut session = session.lock().await;
-                    if session.close(1, false).await.is_err() {
-                        session.discard();
-                    }
-                });
+        let level = self.level;
+        let runtime = tokio::runtime::Handle::try_current();
+        // The server may hold the transaction: roll it back before the connection serves anyone
+        // else. Without a runtime to do it on, the session closes its connection once the last
+        // handle to it goes (see `Session`'s `Drop`), and the server rolls back.
+        let needs_rollback = match self.session.try_lock() {
+            Ok(mut session) => session.abandon(level),
+            // Another handle's statement holds the session: end this level once it lets go.
+            Err(_) => {
+                if let Ok(runtime) = runtime {
+                    let session = Arc::clone(&self.session);
+                    runtime.spawn(async move {
+                        let mut session = session.lock().await;
+                        if session.abandon(level) {
+                            session.roll_back_abandoned().await;
+                        }
+                    });
+                }
+                return;
             }
-            Err(_) => session.discard(),
+        };
+        if let (true, Ok(runtime)) = (needs_rollback, runtime) {
+            let session = Arc::clone(&self.session);
+            runtime.spawn(async move { session.lock().await.roll_back_abandoned().await });
         }
     }
 }
@@ -267,14 +297,18 @@ impl Pool {
                     .begin_with_config(isolation_level, access_mode)
                     .await?,
             ),
-            Pooler::Transaction => Open::Pooled(
-                PooledTransaction::begin(
-                    Arc::new(Mutex::new(self.session().await?)),
-                    isolation_level,
-                    access_mode,
+            Pooler::Transaction => {
+                let conn = self.sqlx().acquire().await.map_err(sqlx_conn_acquire_err)?;
+                Open::Pooled(
+                    PooledTransaction::begin(
+                        Arc::new(Mutex::new(Session::new(conn))),
+                        None,
+                        isolation_level,
+                        access_mode,
+                    )
+                    .await?,
                 )
-                .await,
-            ),
+            }
         }))
     }
 }
@@ -306,7 +340,13 @@ impl PoolTransaction {
                 Open::Direct(txn.begin_with_config(isolation_level, access_mode).await?)
             }
             Open::Pooled(txn) => Open::Pooled(
-                PooledTransaction::begin(txn.session.clone(), isolation_level, access_mode).await,
+                PooledTransaction::begin(
+                    txn.session.clone(),
+                    Some(txn.level),
+                    isolation_level,
+                    access_mode,
+                )
+                .await?,
             ),
         }))
     }
@@ -321,28 +361,28 @@ impl ConnectionTrait for PoolTransaction {
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
         match &self.0 {
             Open::Direct(txn) => txn.execute_raw(stmt).await,
-            Open::Pooled(txn) => txn.session.lock().await.execute(&simple(&stmt)?).await,
+            Open::Pooled(txn) => executed(txn.run_statement(&stmt, Fetch::Execute).await),
         }
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
         match &self.0 {
             Open::Direct(txn) => txn.execute_unprepared(sql).await,
-            Open::Pooled(txn) => txn.session.lock().await.execute(sql).await,
+            Open::Pooled(txn) => executed(txn.run(sql, Fetch::Execute).await),
         }
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
         match &self.0 {
             Open::Direct(txn) => txn.query_one_raw(stmt).await,
-            Open::Pooled(txn) => txn.session.lock().await.query_one(&simple(&stmt)?).await,
+            Open::Pooled(txn) => one(txn.run_statement(&stmt, Fetch::One).await),
         }
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         match &self.0 {
             Open::Direct(txn) => txn.query_all_raw(stmt).await,
-            Open::Pooled(txn) => txn.session.lock().await.query_all(&simple(&stmt)?).await,
+            Open::Pooled(txn) => all(txn.run_statement(&stmt, Fetch::All).await),
         }
     }
 }

@@ -27,7 +27,7 @@ use axum::{
 };
 use catalog::{Catalog, CatalogError};
 use db_support::{DatabaseUrl, PoolSettings};
-use sea_orm::{Database, DatabaseConnection, DbErr};
+use sea_orm::{DatabaseConnection, DbErr};
 use subtle::ConstantTimeEq;
 
 pub use error::StudioError;
@@ -62,9 +62,11 @@ pub async fn connect(
     settings: &PoolSettings,
     statement_timeout: Duration,
 ) -> Result<DatabaseConnection, DbErr> {
-    let mut options = db_support::connect_options(url, settings);
-    options.statement_timeout(statement_timeout);
-    Database::connect(options).await
+    let timeout_ms = statement_timeout.as_millis().to_string();
+    db_support::connect::open_pool(url, settings, false, |options| {
+        options.options([("statement_timeout", timeout_ms)])
+    })
+    .await
 }
 
 impl Studio {

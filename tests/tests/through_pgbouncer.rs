@@ -26,6 +26,13 @@ mod service_organizations;
 #[path = "service_tools.rs"]
 mod service_tools;
 
+#[path = "pooler/traces.rs"]
+mod pooler_traces;
+#[path = "pooler/transactions.rs"]
+mod pooler_transactions;
+#[path = "pooler/values.rs"]
+mod pooler_values;
+
 mod pooler {
     use std::{collections::HashSet, sync::Arc};
 
@@ -51,7 +58,7 @@ mod pooler {
 
     /// A PgBouncer of its own with `servers` server connections, all of them open and idle, so
     /// which session serves the next statement is certain: the most recently used one.
-    async fn warm_pgbouncer(db: &TestDb, servers: u32) -> PgBouncer {
+    pub(crate) async fn warm_pgbouncer(db: &TestDb, servers: u32) -> PgBouncer {
         let bouncer = topology::start_pgbouncer(PgBouncerSettings {
             server_pool_size: servers,
             ..PgBouncerSettings::default()
@@ -71,21 +78,17 @@ mod pooler {
         db: &TestDb,
         statement_cache: Option<usize>,
     ) -> DatabaseConnection {
-        let mut options: ConnectOptions = db_support::connect_options(
-            &bouncer.url(db.name()).unwrap(),
-            &PoolSettings {
-                max_connections: 1,
-                ..PoolSettings::default()
-            },
-        );
-        options.map_sqlx_postgres_opts(move |o| {
-            let o = o.extra_float_digits(None);
-            match statement_cache {
-                Some(capacity) => o.statement_cache_capacity(capacity),
-                None => o,
-            }
-        });
-        Database::connect(options).await.unwrap()
+        let settings = PoolSettings {
+            max_connections: 1,
+            ..PoolSettings::default()
+        };
+        let url = bouncer.url(db.name()).unwrap();
+        db_support::connect::open_pool(&url, &settings, false, move |o| match statement_cache {
+            Some(capacity) => o.statement_cache_capacity(capacity),
+            None => o,
+        })
+        .await
+        .unwrap()
     }
 
     fn typed_select(n: i32) -> Statement {
@@ -107,7 +110,7 @@ mod pooler {
         conn
     }
 
-    async fn pool_through(bouncer: &PgBouncer, db: &TestDb) -> Pool {
+    pub(crate) async fn pool_through(bouncer: &PgBouncer, db: &TestDb) -> Pool {
         harness::connect(&bouncer.url(db.name()).unwrap(), 1).await
     }
 
@@ -379,7 +382,7 @@ mod pooler {
 
     /// `$1` as the server sees it: its type and its text. The statement names the value's
     /// position: sqlx caches a statement with the parameter types of its first use.
-    async fn as_the_server_sees_it(
+    pub(crate) async fn as_the_server_sees_it(
         db: &impl ConnectionTrait,
         position: usize,
         value: sea_orm::Value,
