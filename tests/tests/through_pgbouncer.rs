@@ -259,7 +259,7 @@ mod pooler {
     #[tokio::test]
     async fn session_state_and_session_locks_do_not_stay_with_the_client() {
         let db = TestDb::migrated().await;
-        let bouncer = warm_pgbouncer(&db, 2).await;
+        let bouncer = warm_pgbouncer(&db, 3).await;
         // A session setting stays on the server session, for whichever client gets it next.
         let (setter, other) = (
             pool_through(&bouncer, &db).await,
@@ -280,10 +280,36 @@ mod pooler {
             .unwrap();
 
         let pool = pool_through(&bouncer, &db).await;
-        pool.execute_unprepared("SELECT pg_advisory_lock(42)")
+        let holder: i32 = pool
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT pg_backend_pid() FROM pg_advisory_lock(42)",
+            ))
             .await
+            .unwrap()
+            .unwrap()
+            .try_get_by_index(0)
             .unwrap();
-        let _pinned = pin_a_server_session(&bouncer.url(db.name()).unwrap()).await;
+        // Pin server sessions until the holder's is among them, then free the others: the
+        // client's next statement can only run on a session that does not hold its lock.
+        let url = bouncer.url(db.name()).unwrap();
+        let mut pinned = Vec::new();
+        loop {
+            let mut pin = pin_a_server_session(&url).await;
+            let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                .persistent(false)
+                .fetch_one(&mut pin)
+                .await
+                .unwrap();
+            if pid == holder {
+                break pinned.push(pin);
+            }
+            pinned.push(pin);
+            assert!(pinned.len() < 3, "no pinned session holds the lock");
+        }
+        for mut other in pinned.drain(..pinned.len() - 1) {
+            other.execute("COMMIT").await.unwrap();
+        }
         let unlocked: bool = pool
             .query_one_raw(Statement::from_string(
                 DbBackend::Postgres,

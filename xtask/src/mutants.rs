@@ -30,7 +30,12 @@ pub const TARGETS: &[Target] = &[
         package: "service",
         file: "service/src/events.rs",
         test_packages: IT,
-        tests: &["service_events", "reliability_events", "reliability_input"],
+        tests: &[
+            "service_events",
+            "reliability_events",
+            "reliability_input",
+            "workers",
+        ],
     },
     Target {
         package: "service",
