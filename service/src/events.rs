@@ -343,7 +343,7 @@ pub async fn ingest<S: EventSource>(
     let values = column_arrays::<S>(std::slice::from_ref(&delivery))?
         .into_iter()
         .map(|column| match column {
-            Value::Array(_, Some(mut one)) if one.len() == 1 => one.pop().expect("one value"),
+            Value::Array(_, Some(mut one)) => one.pop().expect("a batch of one has one value"),
             other => other,
         });
     let inserted: Option<InsertedRow> = sql::one(db, insert_sql::<S>(true), values).await?;

@@ -102,6 +102,14 @@ async fn oversized_deep_and_unstorable_payloads_are_refused_and_nothing_is_writt
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Validation { .. }), "{err:?}");
+    // The limit itself is allowed: `{"text":"..."}` is 11 bytes around the text.
+    let at_limit = slack(
+        "Ev_at_limit",
+        json!({ "text": "x".repeat(MAX_PAYLOAD_BYTES - 11) }),
+    );
+    events::ingest::<SlackEvents>(db.conn(), at_limit)
+        .await
+        .unwrap();
     // A large delivery that is no attack (Slack's and Linear's are far smaller) is stored.
     let large = slack("Ev_large", json!({ "text": "x".repeat(512 * 1024) }));
     events::ingest::<SlackEvents>(db.conn(), large)
@@ -117,7 +125,7 @@ async fn oversized_deep_and_unstorable_payloads_are_refused_and_nothing_is_writt
         .unwrap();
     assert_eq!(
         scalar(db.conn(), "SELECT count(*) FROM slack_events").await,
-        3,
+        4,
         "only the valid ones"
     );
     drop(logs);

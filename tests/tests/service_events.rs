@@ -10,7 +10,8 @@ use serde_json::json;
 use service::{
     Error,
     events::{
-        self, EventFilter, Ingested, LinearDelivery, LinearEvents, SlackDelivery, SlackEvents,
+        self, EventFilter, Ingested, LinearDelivery, LinearEvents, MAX_PAYLOAD_BYTES,
+        SlackDelivery, SlackEvents,
     },
 };
 
@@ -496,6 +497,17 @@ async fn linear_events_share_the_same_helpers() {
     let claimed = events::claim::<LinearEvents>(db.conn(), 10).await.unwrap();
     assert_eq!(claimed.len(), 2);
     assert_eq!(claimed[0].action(), Ok(LinearEventAction::Update));
+    for event in &claimed {
+        assert_eq!(event.payload, json!({ "data": { "id": event.event_id } }));
+    }
+    let huge = LinearDelivery {
+        payload: json!({ "text": "x".repeat(MAX_PAYLOAD_BYTES) }),
+        ..delivery("d_huge")
+    };
+    let err = events::ingest::<LinearEvents>(db.conn(), huge)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("d_huge"), "{err}");
     let done = events::mark_processed::<LinearEvents>(db.conn(), claimed[0].id)
         .await
         .unwrap();
