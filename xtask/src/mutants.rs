@@ -21,6 +21,8 @@ pub struct Target {
 }
 
 const IT: &str = "integration-tests";
+/// In [`Target::tests`]: the unit tests of the mutated package (`cargo test --lib`).
+const UNIT_TESTS: &str = "lib";
 /// The runner's own tests, and the workspace's migration tests.
 const RUNNER_TESTS: &str = "migration,integration-tests";
 
@@ -70,8 +72,8 @@ pub const TARGETS: &[Target] = &[
     Target {
         package: "service",
         file: "service/src/secret.rs",
-        test_packages: IT,
-        tests: &["service_integrations", "reliability_input"],
+        test_packages: "service,integration-tests",
+        tests: &[UNIT_TESTS, "service_integrations", "reliability_input"],
     },
     Target {
         package: "service",
@@ -113,8 +115,8 @@ pub const TARGETS: &[Target] = &[
     Target {
         package: "service",
         file: "service/src/worker/retry.rs",
-        test_packages: IT,
-        tests: &["workers"],
+        test_packages: "service,integration-tests",
+        tests: &[UNIT_TESTS, "workers"],
     },
     Target {
         package: "service",
@@ -168,7 +170,15 @@ pub const TARGETS: &[Target] = &[
         package: "migration",
         file: "migration/src/runner/options.rs",
         test_packages: RUNNER_TESTS,
-        tests: &["faults", "cli", "lock", "online", "pooler", "migrations"],
+        tests: &[
+            UNIT_TESTS,
+            "faults",
+            "cli",
+            "lock",
+            "online",
+            "pooler",
+            "migrations",
+        ],
     },
     Target {
         package: "migration",
@@ -189,13 +199,18 @@ fn workspace() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
+/// `target/mutants/events` for `service/src/events.rs`, `target/mutants/worker-mod` for
+/// `service/src/worker/mod.rs` (two modules may share a file name).
 fn output_dir(target: &Target) -> std::path::PathBuf {
-    let name = Path::new(target.file)
-        .file_stem()
-        .expect("a file name")
-        .to_string_lossy()
-        .into_owned();
-    workspace().join("target/mutants").join(name)
+    let path = Path::new(target.file);
+    let name = |p: Option<&std::ffi::OsStr>| p.expect("a file path").to_string_lossy().into_owned();
+    let stem = name(path.file_stem());
+    let parent = name(path.parent().and_then(Path::file_name));
+    let dir = match parent.as_str() {
+        "src" => stem,
+        _ => format!("{parent}-{stem}"),
+    };
+    workspace().join("target/mutants").join(dir)
 }
 
 /// Lines of `mutants.out/<outcome>.txt`: how many mutants had that outcome.
@@ -247,7 +262,10 @@ pub fn run(options: &Options) -> Result<()> {
         }
         cargo.arg("--");
         for test in target.tests {
-            cargo.args(["--test", test]);
+            match *test {
+                UNIT_TESTS => cargo.arg("--lib"),
+                test => cargo.args(["--test", test]),
+            };
         }
         // Non-zero when a mutant is missed or timed out: reported in the table, not an error.
         cargo.status().context("running cargo mutants")?;
