@@ -57,21 +57,22 @@ pub async fn connect(
     url: &DatabaseUrl,
     settings: &PoolSettings,
 ) -> Result<DatabaseConnection, DbErr> {
-    open_pool(url, settings, false, |options| options).await
+    open_pool(url, pool_options(settings), false, |options| options).await
 }
 
-/// A pool for `url` with `settings` and the driver options `adjust` makes of the workspace's
-/// ([`driver_connect_options`]); with `lazy`, no connection opens until the first statement.
+/// A pool for `url` with the pool options `pool` (usually [`pool_options`]) and the driver
+/// options `adjust` makes of the workspace's ([`driver_connect_options`]); with `lazy`, no
+/// connection opens until the first statement.
 pub async fn open_pool(
     url: &DatabaseUrl,
-    settings: &PoolSettings,
+    pool: PgPoolOptions,
     lazy: bool,
     adjust: impl FnOnce(PgConnectOptions) -> PgConnectOptions,
 ) -> Result<DatabaseConnection, DbErr> {
     let options = adjust(driver_connect_options(url)?);
     let pool = match lazy {
-        true => pool_options(settings).connect_lazy_with(options),
-        false => pool_options(settings)
+        true => pool.connect_lazy_with(options),
+        false => pool
             .connect_with(options)
             .await
             .map_err(|err| DbErr::Conn(RuntimeErr::SqlxError(err.into())))?,

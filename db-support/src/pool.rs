@@ -26,7 +26,7 @@ use tokio::sync::Mutex;
 
 use crate::{
     config::{DatabaseUrl, PoolSettings},
-    connect::open_pool,
+    connect::{open_pool, pool_options},
     inline::inline,
     topology::Pooler,
 };
@@ -67,7 +67,16 @@ impl Pool {
         settings: &PoolSettings,
         lazy: bool,
     ) -> Result<Self, DbErr> {
-        let conn = open_pool(url, settings, lazy, |options| match pooler {
+        let pool = match pooler {
+            // sqlx pings an idle connection before handing it out: through a transaction pooler
+            // that ping is a round trip to PgBouncer, which assigns it a server connection, for
+            // every statement, nearly doubling a short one's time. PgBouncer checks its server
+            // connections itself (`server_check_delay`), and a client connection to it that broke
+            // fails its statement with an I/O error the caller retries like any other.
+            Pooler::Transaction => pool_options(settings).test_before_acquire(false),
+            Pooler::None => pool_options(settings),
+        };
+        let conn = open_pool(url, pool, lazy, |options| match pooler {
             // No statement is ever prepared by name, so there is nothing to cache.
             Pooler::Transaction => options.statement_cache_capacity(0),
             Pooler::None => options,

@@ -63,7 +63,8 @@ pub async fn connect(
     statement_timeout: Duration,
 ) -> Result<DatabaseConnection, DbErr> {
     let timeout_ms = statement_timeout.as_millis().to_string();
-    db_support::connect::open_pool(url, settings, false, |options| {
+    let pool = db_support::connect::pool_options(settings);
+    db_support::connect::open_pool(url, pool, false, |options| {
         options.options([("statement_timeout", timeout_ms)])
     })
     .await

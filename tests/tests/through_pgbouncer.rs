@@ -83,7 +83,8 @@ mod pooler {
             ..PoolSettings::default()
         };
         let url = bouncer.url(db.name()).unwrap();
-        db_support::connect::open_pool(&url, &settings, false, move |o| match statement_cache {
+        let pool = db_support::connect::pool_options(&settings);
+        db_support::connect::open_pool(&url, pool, false, move |o| match statement_cache {
             Some(capacity) => o.statement_cache_capacity(capacity),
             None => o,
         })
