@@ -38,6 +38,9 @@ struct Args {
     /// Run only section 7, migrations under load (at the size --smoke/--quick choose).
     #[arg(long)]
     online_migrations: bool,
+    /// Run only section 6, PgBouncer and the replica (at the size --smoke/--quick choose).
+    #[arg(long)]
+    topology: bool,
     /// Skip the graphile-worker and pg-boss comparison of the event workers (needs Node.js and npm).
     #[arg(long)]
     no_node_workers: bool,
@@ -194,6 +197,11 @@ async fn bench(args: &Args, plan: &Plan, url: &DatabaseUrl) -> Result<()> {
     Migrator::up(&db, None).await?;
     let data = seed::base(&pool, plan.pending).await?;
     let mut report = String::new();
+    if args.topology {
+        topology::run(&plan.topology, url, &data, &mut report).await?;
+        println!("{report}");
+        return Ok(());
+    }
     let mode = if args.smoke {
         "--smoke"
     } else if args.quick {

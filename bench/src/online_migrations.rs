@@ -430,7 +430,7 @@ async fn scenario(url: &DatabaseUrl, plan: &Plan) -> Result<String> {
     let mut out = String::new();
     writeln!(
         out,
-        "\n## 6. Online migrations on slack_events with {} rows ({INGESTERS} tasks ingesting one event per call, {CLAIMERS} claiming 10; goal: (a) and (b) keep every call within {} of the baseline's longest, (c) shows the stall)\n",
+        "\n## 7. Online migrations on slack_events with {} rows ({INGESTERS} tasks ingesting one event per call, {CLAIMERS} claiming 10; goal: (a) and (b) keep every call within {} of the baseline's longest, (c) shows the stall)\n",
         plan.rows,
         ms(GOAL)
     )?;

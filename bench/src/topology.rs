@@ -57,19 +57,24 @@ pub async fn run(
     data: &BenchData,
     report: &mut String,
 ) -> Result<()> {
-    writeln!(
-        report,
-        "\n## Topology: PgBouncer 1.18 (transaction mode) and a streaming replica\n"
-    )?;
     let bins = PgBinaries::locate()?;
-    match PgBouncer::start(
+    let started = PgBouncer::start(
         url,
         &bins,
         PgBouncerSettings {
             server_pool_size: SERVER_CONNECTIONS,
             max_client_connections: size.clients as u32 + 100,
         },
-    ) {
+    );
+    let version = match &started {
+        Ok(bouncer) => pgbouncer_version(bouncer).await?,
+        Err(_) => "PgBouncer".to_owned(),
+    };
+    writeln!(
+        report,
+        "\n## 6. Topology: {version} (transaction mode) and a streaming replica\n"
+    )?;
+    match started {
         Ok(bouncer) => {
             let pooled = bouncer.url(url.database())?;
             hot_helpers(size, url, &pooled, data, report).await?;
@@ -85,6 +90,18 @@ pub async fn run(
         Err(err) => writeln!(report, "(c) skipped: no throwaway cluster: {err}")?,
     }
     Ok(())
+}
+
+/// `PgBouncer 1.18.0`, as the running PgBouncer's admin console says.
+async fn pgbouncer_version(bouncer: &PgBouncer) -> Result<String> {
+    let options: sqlx::postgres::PgConnectOptions =
+        bouncer.admin_url()?.expose().expose_secret().parse()?;
+    let mut admin = sqlx::PgConnection::connect_with(&options.extra_float_digits(None)).await?;
+    let row = sqlx::raw_sql("SHOW VERSION")
+        .fetch_one(&mut admin)
+        .await
+        .context("PgBouncer's SHOW VERSION")?;
+    Ok(sqlx::Row::try_get(&row, 0)?)
 }
 
 /// One helper call as a future on any connection.

@@ -348,7 +348,7 @@ pub async fn section(
 
     writeln!(
         report,
-        "\n## 6. Event workers against graphile-worker and pg-boss ({CONCURRENCY} concurrent no-op handlers; median of {} interleaved rounds; goals: p50 <= 5 ms, lower latency and higher throughput than both)\n",
+        "\n## 8. Event workers against graphile-worker and pg-boss ({CONCURRENCY} concurrent no-op handlers; median of {} interleaved rounds; goals: p50 <= 5 ms, lower latency and higher throughput than both)\n",
         plan.rounds
     )?;
     writeln!(
