@@ -24,7 +24,27 @@ const IT: &str = "integration-tests";
 /// In [`Target::tests`]: the unit tests of the mutated package (`cargo test --lib`).
 const UNIT_TESTS: &str = "lib";
 /// The runner's own tests, and the workspace's migration tests.
-const RUNNER_TESTS: &str = "migration,integration-tests";
+const RUNNER_TESTS: &[&str] = &["faults", "cli", "lock", "online", "pooler", "migrations"];
+
+/// A module of the service's worker runtime or routing, with its unit tests too.
+const fn worker(file: &'static str, tests: &'static [&'static str]) -> Target {
+    Target {
+        package: "service",
+        file,
+        test_packages: "service,integration-tests",
+        tests,
+    }
+}
+
+/// A module of the migration runner: the `migration` package's tests and the workspace's.
+const fn runner(file: &'static str, tests: &'static [&'static str]) -> Target {
+    Target {
+        package: "migration",
+        file,
+        test_packages: "migration,integration-tests",
+        tests,
+    }
+}
 
 /// Every file measured. A new module gets a row here with the test files that call it.
 pub const TARGETS: &[Target] = &[
@@ -106,71 +126,19 @@ pub const TARGETS: &[Target] = &[
         test_packages: IT,
         tests: &["service_errors", "reliability_faults"],
     },
-    Target {
-        package: "service",
-        file: "service/src/worker/runtime.rs",
-        test_packages: IT,
-        tests: &["workers"],
-    },
-    Target {
-        package: "service",
-        file: "service/src/worker/retry.rs",
-        test_packages: "service,integration-tests",
-        tests: &[UNIT_TESTS, "workers"],
-    },
-    Target {
-        package: "service",
-        file: "service/src/worker/listener.rs",
-        test_packages: IT,
-        tests: &["workers"],
-    },
-    Target {
-        package: "service",
-        file: "service/src/worker/prune.rs",
-        test_packages: IT,
-        tests: &["workers"],
-    },
-    Target {
-        package: "service",
-        file: "service/src/worker/mod.rs",
-        test_packages: IT,
-        tests: &["workers"],
-    },
-    Target {
-        package: "service",
-        file: "service/src/routing.rs",
-        test_packages: IT,
-        tests: &["replica"],
-    },
-    Target {
-        package: "migration",
-        file: "migration/src/runner/lock.rs",
-        test_packages: RUNNER_TESTS,
-        tests: &["faults", "cli", "lock", "online", "pooler", "migrations"],
-    },
-    Target {
-        package: "migration",
-        file: "migration/src/runner/apply.rs",
-        test_packages: RUNNER_TESTS,
-        tests: &["faults", "cli", "lock", "online", "pooler", "migrations"],
-    },
-    Target {
-        package: "migration",
-        file: "migration/src/runner/blockers.rs",
-        test_packages: RUNNER_TESTS,
-        tests: &["faults", "cli", "lock", "online", "pooler", "migrations"],
-    },
-    Target {
-        package: "migration",
-        file: "migration/src/runner/connection.rs",
-        test_packages: RUNNER_TESTS,
-        tests: &["faults", "cli", "lock", "online", "pooler", "migrations"],
-    },
-    Target {
-        package: "migration",
-        file: "migration/src/runner/options.rs",
-        test_packages: RUNNER_TESTS,
-        tests: &[
+    worker("service/src/worker/runtime.rs", &["workers"]),
+    worker("service/src/worker/retry.rs", &[UNIT_TESTS, "workers"]),
+    worker("service/src/worker/listener.rs", &["workers"]),
+    worker("service/src/worker/prune.rs", &["workers"]),
+    worker("service/src/worker/mod.rs", &["workers"]),
+    worker("service/src/routing.rs", &["replica"]),
+    runner("migration/src/runner/lock.rs", RUNNER_TESTS),
+    runner("migration/src/runner/apply.rs", RUNNER_TESTS),
+    runner("migration/src/runner/blockers.rs", RUNNER_TESTS),
+    runner("migration/src/runner/connection.rs", RUNNER_TESTS),
+    runner(
+        "migration/src/runner/options.rs",
+        &[
             UNIT_TESTS,
             "faults",
             "cli",
@@ -179,13 +147,8 @@ pub const TARGETS: &[Target] = &[
             "pooler",
             "migrations",
         ],
-    },
-    Target {
-        package: "migration",
-        file: "migration/src/runner/mod.rs",
-        test_packages: RUNNER_TESTS,
-        tests: &["faults", "cli", "lock", "online", "pooler", "migrations"],
-    },
+    ),
+    runner("migration/src/runner/mod.rs", RUNNER_TESTS),
 ];
 
 pub struct Options {
