@@ -212,7 +212,17 @@ async fn workers_claim_each_event_exactly_once_oldest_first() {
         .take(3)
         .map(|(_, _, event_id)| event_id)
         .collect();
-    let first = events::claim::<SlackEvents>(db.conn(), 3).await.unwrap();
+    // Without index scans the rows come in the order they were inserted, so only the claim's
+    // own ORDER BY can give the oldest: the check holds whatever plan the server would pick.
+    let txn = db.conn().begin().await.unwrap();
+    txn.execute_unprepared(
+        "SET LOCAL enable_indexscan = off; SET LOCAL enable_indexonlyscan = off;
+         SET LOCAL enable_bitmapscan = off",
+    )
+    .await
+    .unwrap();
+    let first = events::claim::<SlackEvents>(&txn, 3).await.unwrap();
+    txn.commit().await.unwrap();
     let firsts: Vec<&str> = first.iter().map(|e| e.event_id.as_str()).collect();
     assert_eq!(
         firsts, oldest_pending,
