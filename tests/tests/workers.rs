@@ -383,6 +383,37 @@ async fn outcomes_move_events_as_the_handler_says() {
     assert_eq!(row(3), [Some("pending"), None, Some("false"), Some("true")]);
 }
 
+#[tokio::test]
+async fn a_handler_running_past_its_lease_keeps_its_event_while_the_worker_renews_it() {
+    let db = TestDb::migrated().await;
+    let handler = |_event: SlackEvent| async move {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        Ok::<_, String>(Outcome::Processed)
+    };
+    let config = WorkerConfig {
+        lease: Duration::from_millis(1500),
+        ..settings(Wakeup::PollOnly)
+    };
+    let (stop, run) = spawn(db.conn(), handler, config);
+    ingest(db.conn(), 0..1).await;
+    until_count(&db, "status = 'processing'", 1, Duration::from_secs(30)).await;
+    // Another worker keeps trying while the handler runs more than twice the lease: the
+    // renewed lease must keep the event from it.
+    let mut taken = Vec::new();
+    while taken.is_empty() && count(&db, "status = 'processing'").await == 1 {
+        taken.extend(events::claim::<SlackEvents>(db.conn(), 1).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.cancel();
+    run.await.unwrap();
+    assert!(taken.is_empty(), "another worker took a running event");
+    assert_eq!(
+        count(&db, "status = 'processed' AND attempts = 1").await,
+        1,
+        "handled once, by the worker that claimed it"
+    );
+}
+
 /// Makes every event due: its backoff or its lease is over.
 async fn make_due(db: &TestDb) {
     db.conn()
