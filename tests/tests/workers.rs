@@ -414,6 +414,27 @@ async fn a_handler_running_past_its_lease_keeps_its_event_while_the_worker_renew
     );
 }
 
+#[tokio::test]
+async fn an_idle_worker_wakes_when_the_next_event_comes_due_not_at_its_next_poll() {
+    let db = TestDb::migrated().await;
+    ingest(db.conn(), 0..1).await;
+    // Due in a second (a retry another worker scheduled, a lease running out): no notification
+    // will come for it, and the next poll is an hour away.
+    db.conn()
+        .execute_unprepared("UPDATE slack_events SET due_at = now() + interval '1 second'")
+        .await
+        .unwrap();
+    let config = WorkerConfig {
+        poll_interval: Duration::from_secs(3600),
+        ..settings(Wakeup::PollOnly)
+    };
+    let (handler, _started) = reporting(Outcome::Processed);
+    let (stop, run) = spawn(db.conn(), handler, config);
+    until_count(&db, "status = 'processed'", 1, Duration::from_secs(30)).await;
+    stop.cancel();
+    run.await.unwrap();
+}
+
 /// Makes every event due: its backoff or its lease is over.
 async fn make_due(db: &TestDb) {
     db.conn()
