@@ -111,4 +111,15 @@ mod tests {
         assert!(shrinking.validate("retry").is_err());
         assert!(Backoff::RECONNECTS.validate("reconnect").is_ok());
     }
+
+    #[test]
+    fn a_constant_schedule_and_full_jitter_are_allowed() {
+        let constant = Backoff {
+            factor: 1.0,
+            jitter: 1.0,
+            ..Backoff::RETRIES
+        };
+        assert!(constant.validate("retry").is_ok());
+        assert_eq!(constant.scheduled(5), Duration::from_secs(2));
+    }
 }
