@@ -784,3 +784,98 @@ fn behind_a_transaction_pooler_without_a_direct_url_the_worker_refuses_to_start(
         Wakeup::PollOnly => panic!("a direct URL is there"),
     }
 }
+
+#[tokio::test]
+async fn settings_out_of_range_are_refused_naming_the_setting_and_the_limits_are_allowed() {
+    let db = TestDb::migrated().await;
+    let base = || settings(Wakeup::PollOnly);
+    let start = |config: WorkerConfig| {
+        Worker::<SlackEvents, _>::new(db.conn().clone(), reporting(Outcome::Processed).0, config)
+            .map(|_| ())
+    };
+    let refused = |config: WorkerConfig| match start(config) {
+        Err(worker::WorkerError::Invalid { setting, .. }) => setting,
+        other => panic!("expected a refused setting, got {other:?}"),
+    };
+    assert_eq!(
+        refused(WorkerConfig {
+            concurrency: 0,
+            ..base()
+        }),
+        "concurrency"
+    );
+    assert_eq!(
+        refused(WorkerConfig {
+            concurrency: 8,
+            prefetch: 993,
+            ..base()
+        }),
+        "prefetch"
+    );
+    for max_attempts in [0, i32::MAX as u32 + 1] {
+        assert_eq!(
+            refused(WorkerConfig {
+                max_attempts,
+                ..base()
+            }),
+            "max_attempts"
+        );
+    }
+    assert_eq!(
+        refused(WorkerConfig {
+            lease: Duration::from_millis(99),
+            ..base()
+        }),
+        "lease"
+    );
+    assert_eq!(
+        refused(WorkerConfig {
+            poll_interval: Duration::ZERO,
+            ..base()
+        }),
+        "poll_interval"
+    );
+    let shrinking = Backoff {
+        factor: 0.5,
+        ..Backoff::RETRIES
+    };
+    assert_eq!(
+        refused(WorkerConfig {
+            retry: shrinking,
+            ..base()
+        }),
+        "retry"
+    );
+    assert_eq!(
+        refused(WorkerConfig {
+            reconnect: shrinking,
+            ..base()
+        }),
+        "reconnect"
+    );
+    for (keep_for, every) in [
+        (Duration::ZERO, Duration::from_secs(1)),
+        (Duration::from_secs(1), Duration::ZERO),
+    ] {
+        assert_eq!(
+            refused(WorkerConfig {
+                retention: Some(worker::Retention { keep_for, every }),
+                ..base()
+            }),
+            "retention"
+        );
+    }
+    // The limits themselves are allowed.
+    start(WorkerConfig {
+        concurrency: 8,
+        prefetch: 992,
+        max_attempts: i32::MAX as u32,
+        lease: Duration::from_millis(100),
+        retention: Some(worker::Retention {
+            keep_for: Duration::from_secs(1),
+            every: Duration::from_secs(1),
+        }),
+        ..base()
+    })
+    .unwrap();
+}
