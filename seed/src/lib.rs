@@ -31,7 +31,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use db_support::DatabaseUrl;
+use db_connect::DatabaseUrl;
 use secrecy::ExposeSecret;
 use sqlx::{ConnectOptions, Connection, PgConnection, postgres::PgConnectOptions};
 
