@@ -149,10 +149,19 @@ async fn auth_helpers(db: &impl ConnectionTrait, n: u32) {
         helper!(auth::delete_expired_sessions(db)).await.unwrap() >= 1,
         "this round's expired session"
     );
-    assert!(helper!(auth::delete_expired_verifications(db)).await.unwrap() >= 1);
-    helper!(auth::consume_verification(db, &format!("round-{n}"), "code"))
-        .await
-        .unwrap();
+    assert!(
+        helper!(auth::delete_expired_verifications(db))
+            .await
+            .unwrap()
+            >= 1
+    );
+    helper!(auth::consume_verification(
+        db,
+        &format!("round-{n}"),
+        "code"
+    ))
+    .await
+    .unwrap();
 }
 
 async fn organization_helpers(db: &impl ConnectionTrait, n: u32) {
@@ -173,12 +182,9 @@ async fn organization_helpers(db: &impl ConnectionTrait, n: u32) {
         .await
         .unwrap();
     assert_eq!(found.map(|o| o.id), Some(org.id.clone()));
-    let memberships = helper!(organizations::organizations_of_user(
-        db,
-        fixtures::OWNER_ID
-    ))
-    .await
-    .unwrap();
+    let memberships = helper!(organizations::organizations_of_user(db, fixtures::OWNER_ID))
+        .await
+        .unwrap();
     assert!(!memberships.is_empty());
     let expires = chrono::Utc::now().fixed_offset() + chrono::Duration::days(1);
     let invite = |email: &'static str| {
@@ -291,12 +297,9 @@ async fn integration_helpers(db: &impl ConnectionTrait, n: u32) {
     helper!(integrations::upsert_github_installation(db, installation))
         .await
         .unwrap();
-    let found = helper!(integrations::find_github_installation(
-        db,
-        installation_id
-    ))
-    .await
-    .unwrap();
+    let found = helper!(integrations::find_github_installation(db, installation_id))
+        .await
+        .unwrap();
     assert!(found.is_some());
     helper!(integrations::suspend_github_installation(
         db,
@@ -480,7 +483,10 @@ async fn worker_helpers(db: &impl ConnectionTrait, n: u32) {
     ))
     .await
     .unwrap();
-    assert!(pruned >= 1, "this round's settled Slack events are old enough");
+    assert!(
+        pruned >= 1,
+        "this round's settled Slack events are old enough"
+    );
 }
 
 async fn agent_helpers(db: &impl ConnectionTrait) {
@@ -566,7 +572,10 @@ fn service_helpers() -> Vec<(String, String)> {
         helpers.len(),
         "two helpers share a name; this test tells helpers apart by name: {helpers:?}"
     );
-    assert!(helpers.len() > 50, "the scan found the helpers: {helpers:?}");
+    assert!(
+        helpers.len() > 50,
+        "the scan found the helpers: {helpers:?}"
+    );
     helpers
 }
 

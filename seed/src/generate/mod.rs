@@ -95,6 +95,26 @@ mod tests {
     }
 
     #[test]
+    fn each_table_names_the_file_that_writes_it() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for table in TABLES {
+            let text = std::fs::read_to_string(root.join(table.source))
+                .unwrap_or_else(|err| panic!("{}: {} unreadable: {err}", table.name, table.source));
+            assert!(
+                text.contains(&format!("name: \"{}\"", table.name)),
+                "{} does not define {}",
+                table.source,
+                table.name
+            );
+        }
+        assert_eq!(
+            crate::generator_of("agent_runs"),
+            Some("seed/src/generate/runs.rs")
+        );
+        assert_eq!(crate::generator_of("seaql_migrations"), None);
+    }
+
+    #[test]
     fn seed_7_small_is_what_it_was_when_this_was_written() {
         // A bug report saying "seed 7, small" must mean the same rows tomorrow. When the
         // generator is changed on purpose, update the digest (older seed numbers then describe
