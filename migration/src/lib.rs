@@ -57,6 +57,16 @@ impl MigratorTrait for Migrator {
 /// `Migrator::up` takes no lock and sets no timeout: two replicas running it at once race on the
 /// same migration. Give it the direct (or migration) URL, never a transaction-mode pooler's:
 /// `Topology::migration_url` picks it.
+///
+/// ```no_run
+/// # async fn start() -> Result<(), Box<dyn std::error::Error>> {
+/// let topology = db_connect::Topology::from_env()?.ok_or("DATABASE_URL is not set")?;
+/// for name in migration::apply_pending(topology.migration_url()?).await? {
+///     tracing::info!(%name, "applied");
+/// }
+/// # Ok(())
+/// # }
+/// ```
 pub async fn apply_pending(url: &DatabaseUrl) -> Result<Vec<String>, runner::RunError> {
     apply_pending_with(url, &runner::RunOptions::default()).await
 }
