@@ -10,7 +10,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use db_support::DatabaseUrl;
+use db_connect::DatabaseUrl;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 

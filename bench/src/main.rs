@@ -18,8 +18,7 @@ use std::{fmt::Write as _, path::Path};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use db_support::{DatabaseUrl, PoolSettings};
-use migration::{Migrator, MigratorTrait};
+use db_connect::{DatabaseUrl, PoolSettings};
 use sea_orm::ConnectionTrait;
 use stats::micros;
 
@@ -166,7 +165,7 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     let plan = args.plan();
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let server = db_support::database_url_or_local(&workspace)?;
+    let server = dev_servers::database_url_or_local(&workspace)?;
     let online = online_migrations::Plan::new(args.smoke, args.quick);
     if args.online_migrations {
         println!("{}", online_migrations::section(&server, &online).await?);
@@ -174,7 +173,7 @@ async fn main() -> Result<()> {
     }
     let name = format!("bench_{}", std::process::id());
     let admin =
-        db_support::connect(&server.with_database("postgres")?, &PoolSettings::default()).await?;
+        db_connect::connect(&server.with_database("postgres")?, &PoolSettings::default()).await?;
     admin
         .execute_unprepared(&format!("CREATE DATABASE {name}"))
         .await
@@ -192,9 +191,9 @@ async fn bench(args: &Args, plan: &Plan, url: &DatabaseUrl) -> Result<()> {
         max_connections: 4,
         ..PoolSettings::default()
     };
-    let db = db_support::connect(url, &settings).await?;
+    let db = db_connect::connect(url, &settings).await?;
     let pool = seed::pool(url, 4).await?;
-    Migrator::up(&db, None).await?;
+    migration::apply_pending(url).await?;
     let data = seed::base(&pool, plan.pending).await?;
     let mut report = String::new();
     if args.topology {

@@ -16,7 +16,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use db_support::{DatabaseUrl, PoolSettings};
+use db_connect::{DatabaseUrl, PoolSettings};
 use migration::{
     MigrationName, MigrationTrait, Migrator, MigratorTrait, SchemaManager, conventions,
     runner::{self, Action, RunError, RunOptions},
@@ -233,7 +233,7 @@ async fn task_connection(url: &DatabaseUrl) -> Result<DatabaseConnection> {
         max_connections: 1,
         ..PoolSettings::default()
     };
-    Ok(db_support::connect(url, &one).await?)
+    Ok(db_connect::connect(url, &one).await?)
 }
 
 fn is_replan(err: &service::Error) -> bool {
@@ -356,7 +356,7 @@ fn ms(d: Duration) -> String {
 pub async fn section(server: &DatabaseUrl, plan: &Plan) -> Result<String> {
     let name = format!("bench_online_{}", std::process::id());
     let admin =
-        db_support::connect(&server.with_database("postgres")?, &PoolSettings::default()).await?;
+        db_connect::connect(&server.with_database("postgres")?, &PoolSettings::default()).await?;
     admin
         .execute_unprepared(&format!("CREATE DATABASE {name}"))
         .await?;
@@ -401,7 +401,7 @@ async fn scenario(url: &DatabaseUrl, plan: &Plan) -> Result<String> {
     windows.push(load.finish("(c) the same index, built plainly").await?);
 
     // (d) An idle transaction holds a lock on the table; the migration must give up.
-    let idle = db_support::connect(
+    let idle = db_connect::connect(
         url,
         &PoolSettings {
             max_connections: 1,

@@ -19,12 +19,12 @@ pub struct BenchData {
 }
 
 /// A small sqlx pool for `url`, for the seed's `COPY` (which needs a connection of its own).
-pub async fn pool(url: &db_support::DatabaseUrl, connections: u32) -> Result<PgPool> {
+pub async fn pool(url: &db_connect::DatabaseUrl, connections: u32) -> Result<PgPool> {
     use secrecy::ExposeSecret;
     let options: sqlx::postgres::PgConnectOptions = url.expose().expose_secret().parse()?;
     Ok(sqlx::postgres::PgPoolOptions::new()
         .max_connections(connections)
-        .connect_with(db_support::connect::driver_options(options))
+        .connect_with(db_connect::connect::driver_options(options))
         .await?)
 }
 

@@ -7,7 +7,7 @@ use axum::{
     body::Body,
     http::{Request, StatusCode, header},
 };
-use db_support::DatabaseUrl;
+use db_connect::DatabaseUrl;
 use http_body_util::BodyExt;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use studio::{Options, Studio, allowed_hosts};
@@ -36,7 +36,7 @@ pub async fn measure(
     rows: usize,
     iterations: usize,
 ) -> Result<StudioPages> {
-    let pool = db_support::connect(url, &Default::default()).await?;
+    let pool = db_connect::connect(url, &Default::default()).await?;
     // Requests go to the router itself, addressed as a studio on its default port would be.
     const HOST: &str = "127.0.0.1:4983";
     let options = Options {

@@ -11,11 +11,8 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use db_support::{
-    DatabaseUrl, PgBinaries, PgBouncer, PgBouncerSettings, Pool, PoolSettings, Pooler, Replica,
-    ThrowawayCluster,
-};
-use migration::{Migrator, MigratorTrait};
+use db_connect::{DatabaseUrl, Pool, PoolSettings, Pooler};
+use dev_servers::{PgBinaries, PgBouncer, PgBouncerSettings, Replica, ThrowawayCluster};
 use sea_orm::TransactionTrait;
 use secrecy::ExposeSecret;
 use service::{
@@ -257,7 +254,7 @@ async fn protocols_compared(
     let warm = iterations / 10 + 1;
     for i in 0..iterations + warm {
         let token = &tokens[i % tokens.len()];
-        let inlined = db_support::inline::inline(SESSION_LOOKUP, &[token.clone().into()])?;
+        let inlined = db_connect::inline::inline(SESSION_LOOKUP, &[token.clone().into()])?;
         let found = timed(
             &mut simple,
             sqlx::raw_sql(sqlx::AssertSqlSafe(inlined)).fetch_optional(&mut conn),
@@ -410,9 +407,7 @@ async fn replica_reads(size: &Size, cluster: &ThrowawayCluster, report: &mut Str
         size.readers
     );
     let url = cluster.url("postgres")?;
-    let seeding = db_support::connect(&url, &PoolSettings::default()).await?;
-    Migrator::up(&seeding, None).await?;
-    seeding.close().await?;
+    migration::apply_pending(&url).await?;
     let copying = crate::seed::pool(&url, 1).await?;
     let data = crate::seed::base(&copying, 0).await?;
     copying.close().await;

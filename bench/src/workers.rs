@@ -20,7 +20,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use db_support::DatabaseUrl;
+use db_connect::DatabaseUrl;
 use entity::SlackEvent;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use secrecy::ExposeSecret;

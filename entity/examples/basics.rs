@@ -8,15 +8,15 @@
 
 use std::path::Path;
 
-use db_support::PoolSettings;
+use db_connect::PoolSettings;
 use entity::{agent_runs, prelude::*};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, ModelTrait, QueryFilter, Set};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let url = db_support::database_url_or_local(&workspace)?;
-    let db = db_support::connect(&url, &PoolSettings::default()).await?;
+    let url = dev_servers::database_url_or_local(&workspace)?;
+    let db = db_connect::connect(&url, &PoolSettings::default()).await?;
 
     let ada: User = NewUser {
         id: Set(format!("user_{}", uuid::Uuid::new_v4().simple())),

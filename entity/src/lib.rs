@@ -5,7 +5,7 @@
 //!   row aliases: `User` is a row as read (`users::Model`), `NewUser` a row being written
 //!   (`users::ActiveModel`), like Drizzle's `$inferSelect` / `$inferInsert`.
 //! - [`enums`] holds a Rust enum for every `varchar` enumeration.
-//! - No model serialises a secret column (`db_support::secrets`' rule), and no model's `Debug`
+//! - No model serialises a secret column (`db_connect::secrets`' rule), and no model's `Debug`
 //!   prints one or a secret inside JSON: `cargo xtask entities` writes that into `generated/`.
 
 pub mod enums;

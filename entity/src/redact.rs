@@ -1,5 +1,5 @@
 //! What the generated models call so that debug-printing a row never prints a secret.
-//! `cargo xtask entities` rewrites each generated `Model` by `db_support::secrets`' rule: a
+//! `cargo xtask entities` rewrites each generated `Model` by `db_connect::secrets`' rule: a
 //! secret column gets `#[serde(skip_serializing)]` and prints as [`Masked`] in a `Debug`
 //! written beside the model, and every JSON column prints through [`Scrubbed`], which redacts
 //! secret keys and provider tokens inside it. Serialising a JSON column keeps it whole: it is
@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use db_support::secrets::{MASK, masked_with_prefix, redacted_json};
+use db_connect::secrets::{MASK, masked_with_prefix, redacted_json};
 use sea_orm::prelude::Json;
 
 /// Stands in for a secret column's value: prints `****`.

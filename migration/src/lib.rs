@@ -1,9 +1,16 @@
 //! The schema of `docs/schema.md` as ordered SeaORM migrations, and a runner that applies them
 //! under a PostgreSQL advisory lock with per-migration progress.
+//!
+//! A service migrates at start-up with [`apply_pending`]; the `migration` CLI (the default `cli`
+//! feature) adds the lint, the seed and the local cluster, which a service built with
+//! `default-features = false` does not link.
 
 pub use sea_orm_migration::prelude::*;
 
+use db_connect::DatabaseUrl;
+
 pub mod conventions;
+#[cfg(feature = "cli")]
 pub mod lint;
 pub mod runner;
 
@@ -37,4 +44,45 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000001_event_workers::Migration),
         ]
     }
+}
+
+/// Applies every pending migration to `url`, the call a service makes at start-up, and returns
+/// the names of those it applied (none when the schema is current).
+///
+/// It holds the runner's migration lock (a transaction-scoped advisory lock on a connection of
+/// its own) for the whole run, so a fleet of replicas starting at once applies each migration
+/// exactly once: the others wait, then find nothing left to do. Each migration runs with
+/// `lock_timeout` (and retries) from [`runner::RunOptions::default`], so a busy table delays the
+/// start-up instead of stalling its traffic behind an `ALTER TABLE`. sea-orm-migration's own
+/// `Migrator::up` takes no lock and sets no timeout: two replicas running it at once race on the
+/// same migration. Give it the direct (or migration) URL, never a transaction-mode pooler's:
+/// `Topology::migration_url` picks it.
+///
+/// ```no_run
+/// # async fn start() -> Result<(), Box<dyn std::error::Error>> {
+/// let topology = db_connect::Topology::from_env()?.ok_or("DATABASE_URL is not set")?;
+/// for name in migration::apply_pending(topology.migration_url()?).await? {
+///     tracing::info!(%name, "applied");
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub async fn apply_pending(url: &DatabaseUrl) -> Result<Vec<String>, runner::RunError> {
+    apply_pending_with(url, &runner::RunOptions::default()).await
+}
+
+/// [`apply_pending`] with the caller's timeouts and retries (e.g.
+/// [`runner::RunOptions::from_env`], which reads the `MIGRATION_*` variables).
+pub async fn apply_pending_with(
+    url: &DatabaseUrl,
+    options: &runner::RunOptions,
+) -> Result<Vec<String>, runner::RunError> {
+    let mut applied = Vec::new();
+    runner::run_with::<Migrator>(url, runner::Action::Up(None), options, |step| {
+        if let runner::Progress::Applied { name, .. } = step {
+            applied.push(name);
+        }
+    })
+    .await?;
+    Ok(applied)
 }

@@ -9,11 +9,12 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use db_support::{
-    DatabaseUrl, LocalCluster, Topology,
+use db_connect::{
+    DatabaseUrl, Topology,
     config::DATABASE_URL_VAR,
     topology::{DIRECT_URL_VAR, MIGRATION_URL_VAR},
 };
+use dev_servers::LocalCluster;
 use migration::{
     Migrator,
     runner::{self, Action, Progress, RunOptions, blockers},
@@ -213,7 +214,7 @@ async fn local(action: LocalAction) -> Result<()> {
 async fn lint() -> Result<()> {
     let squawk = migration::lint::squawk::install()?;
     let exceptions = migration::lint::Exceptions::load(&migration::lint::exceptions_path())?;
-    let cluster = db_support::ThrowawayCluster::start().context(
+    let cluster = dev_servers::ThrowawayCluster::start().context(
         "the lint applies the migrations to a throwaway PostgreSQL, which did not start",
     )?;
     let scratch = cluster.url("postgres")?;

@@ -3,7 +3,7 @@
 
 use std::{io::IsTerminal, sync::Mutex, time::Duration};
 
-use db_support::DatabaseUrl;
+use db_connect::DatabaseUrl;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::{DEMO_EMAIL, Progress, Scale, SeedError, SeedOptions, Seeded};

@@ -11,6 +11,9 @@ use crate::time::Time;
 #[derive(Debug)]
 pub struct Table {
     pub name: &'static str,
+    /// The file that generates the table's rows (`file!()`), named by tests that find a column
+    /// the seed does not fill as it should.
+    pub source: &'static str,
     pub columns: &'static [&'static str],
 }
 
@@ -277,6 +280,7 @@ mod tests {
 
     static T: Table = Table {
         name: "t",
+        source: file!(),
         columns: &["a", "b", "c", "d", "e"],
     };
 

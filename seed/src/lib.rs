@@ -31,11 +31,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use db_support::DatabaseUrl;
+use db_connect::DatabaseUrl;
 use secrecy::ExposeSecret;
 use sqlx::{ConnectOptions, Connection, PgConnection, postgres::PgConnectOptions};
 
 pub use database::APPLICATION_TABLES;
+
+/// The file whose generator writes `table`'s rows, if the seed writes it.
+pub fn generator_of(table: &str) -> Option<&'static str> {
+    generate::TABLES
+        .iter()
+        .find(|t| t.name == table)
+        .map(|t| t.source)
+}
 pub use error::SeedError;
 pub use password::better_auth_hash;
 pub use progress::{Progress, Silent};

@@ -79,10 +79,17 @@ async fn check_coverage(seed: u64) {
             value.replace('\'', "''")
         );
         if scalar(db.conn(), &sql).await == 0 {
-            missing.push(format!("{table}.{column} = '{value}'"));
+            missing.push(format!(
+                "{table}.{column} = '{value}' (write it in {})",
+                generator(table)
+            ));
         }
     }
-    assert!(missing.is_empty(), "seed {seed} never writes: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "seed {seed} never writes: {missing:?}; the first rows of a table are chosen so \
+         every value appears"
+    );
 
     let columns = two_state_columns(&db).await;
     assert!(
@@ -103,11 +110,19 @@ async fn check_coverage(seed: u64) {
                 quote(column)
             );
             if scalar(db.conn(), &sql).await == 0 {
-                one_state.push(format!("{table}.{column} never {state}"));
+                one_state.push(format!(
+                    "{table}.{column} never {state} (fill it in {}: add the column to its \
+                     Table's columns and write both states in its first rows)",
+                    generator(table)
+                ));
             }
         }
     }
     assert!(one_state.is_empty(), "seed {seed}: {one_state:?}");
+}
+
+fn generator(table: &str) -> &'static str {
+    seed::generator_of(table).unwrap_or("seed/src/generate/ (no generator writes this table yet)")
 }
 
 #[tokio::test]

@@ -23,7 +23,7 @@ use service::{
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let url = db_support::database_url_or_local(&workspace)?;
+    let url = dev_servers::database_url_or_local(&workspace)?;
     let db = service::connect_to(&url, &PoolSettings::default()).await?;
     let run_id = uuid::Uuid::new_v4().simple().to_string();
 

@@ -46,7 +46,7 @@ async fn main() -> anyhow::Result<()> {
     let (url, mut config) = match WorkerConfig::from_env() {
         Ok(config) => (service::DatabaseUrl::require_env()?, config),
         Err(service::worker::WorkerError::MissingDatabaseUrl) => {
-            let url = db_support::database_url_or_local(&workspace)?;
+            let url = dev_servers::database_url_or_local(&workspace)?;
             (url.clone(), WorkerConfig::new(Wakeup::Listen(url)))
         }
         Err(other) => return Err(other.into()),

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use db_support::secrets::masked_with_prefix;
+use db_connect::secrets::masked_with_prefix;
 use entity::{User, users};
 use sea_orm::{
     ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter,

@@ -4,7 +4,7 @@
 
 use std::ops::Deref;
 
-use db_support::ConfigError;
+use db_connect::ConfigError;
 use sea_orm::{DbErr, RuntimeErr, sqlx};
 
 #[derive(Debug, thiserror::Error)]

@@ -12,7 +12,7 @@
 //! # Ok(()) }
 //! ```
 
-pub use db_support::{ConfigError, DatabaseUrl, Pool, PoolSettings, PoolTransaction, Topology};
+pub use db_connect::{ConfigError, DatabaseUrl, Pool, PoolSettings, PoolTransaction, Topology};
 pub use sea_orm::{DatabaseConnection, DbErr};
 
 pub mod agents;
@@ -40,7 +40,7 @@ pub use secret::EncryptedToken;
 /// [`PoolSettings`].
 pub async fn connect() -> Result<Db, Error> {
     let topology = Topology::from_env()?.ok_or_else(|| ConfigError::NotSet {
-        var: db_support::config::DATABASE_URL_VAR.to_owned(),
+        var: db_connect::config::DATABASE_URL_VAR.to_owned(),
     })?;
     connect_with(&topology, &PoolSettings::from_env()?).await
 }

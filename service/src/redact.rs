@@ -1,10 +1,10 @@
 //! Error text that may be stored (`last_error`) or logged: secrets cut out, length bounded.
 //!
 //! Provider tokens are recognised by the workspace's one list
-//! ([`db_support::secrets::PROVIDER_TOKEN_PREFIXES`]). Key names use their own suffix words:
+//! ([`db_connect::secrets::PROVIDER_TOKEN_PREFIXES`]). Key names use their own suffix words:
 //! in free text a key arrives as `X-Api-Key:` or `client_signature=`, not as a column name.
 
-use db_support::secrets::looks_like_provider_token;
+use db_connect::secrets::looks_like_provider_token;
 
 /// The longest error text kept; longer text is cut at a character boundary.
 pub const MAX_ERROR_LEN: usize = 8 * 1024;

@@ -20,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use db_support::{Pool, PoolSettings, PoolTransaction, Pooler, Topology};
+use db_connect::{Pool, PoolSettings, PoolTransaction, Pooler, Topology};
 use sea_orm::{
     AccessMode, ConnectionTrait, DbBackend, DbErr, ExecResult, IsolationLevel, QueryResult,
     RuntimeErr, Statement, TransactionError, TransactionOptions, TransactionTrait, sqlx,

@@ -2,14 +2,14 @@
 
 use std::fmt;
 
-use db_support::secrets::looks_like_provider_token;
+use db_connect::secrets::looks_like_provider_token;
 
 use crate::Error;
 
 /// An application-encrypted token for a `*_encrypted` column. It is built only from ciphertext
 /// ([`EncryptedToken::from_ciphertext`]), never from a `&str`, and refuses values that look like a
 /// provider's plaintext token (Slack, Linear and GitHub prefixes, rotated Slack tokens included:
-/// `db_support::secrets::PROVIDER_TOKEN_PREFIXES`). `Debug` shows nothing of it and it has no
+/// `db_connect::secrets::PROVIDER_TOKEN_PREFIXES`). `Debug` shows nothing of it and it has no
 /// `Display`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct EncryptedToken(String);

@@ -3,10 +3,10 @@
 //! and names the problem when it cannot. Secret columns are never selected: the query asks only
 //! whether they are set (and, for a column whose prefix may be shown, for that prefix). Lists
 //! cut long values in SQL, so a page of webhook payloads never fetches megabytes; JSON is
-//! redacted by [`db_support::secrets::redact_json`] before anything renders it.
+//! redacted by [`db_connect::secrets::redact_json`] before anything renders it.
 
 use catalog::{Column, Table};
-use db_support::secrets::{SecretColumn, holds_secret, redact_json, secret_column};
+use db_connect::secrets::{SecretColumn, holds_secret, redact_json, secret_column};
 use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement, Value};
 use serde_json::Value as Json;
 

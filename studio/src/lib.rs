@@ -1,7 +1,7 @@
 //! The studio: the database in a browser, rendered on the server. Every page reads the live
 //! catalog (`catalog::Catalog`), so it follows whatever schema the database has; nothing here
 //! knows the tables except how to group them ([`domains`]); which columns and JSON keys hold
-//! secrets is `db_support::secrets`' rule. Read-only unless started with `--write`.
+//! secrets is `db_connect::secrets`' rule. Read-only unless started with `--write`.
 
 mod assets;
 mod browse;
@@ -26,7 +26,7 @@ use axum::{
     routing::get,
 };
 use catalog::{Catalog, CatalogError};
-use db_support::{DatabaseUrl, PoolSettings};
+use db_connect::{DatabaseUrl, PoolSettings};
 use sea_orm::{DatabaseConnection, DbErr};
 use subtle::ConstantTimeEq;
 
@@ -63,8 +63,8 @@ pub async fn connect(
     statement_timeout: Duration,
 ) -> Result<DatabaseConnection, DbErr> {
     let timeout_ms = statement_timeout.as_millis().to_string();
-    let pool = db_support::connect::pool_options(settings);
-    db_support::connect::open_pool(url, pool, false, |options| {
+    let pool = db_connect::connect::pool_options(settings);
+    db_connect::connect::open_pool(url, pool, false, |options| {
         options.options([("statement_timeout", timeout_ms)])
     })
     .await

@@ -9,7 +9,8 @@ use std::{
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use db_support::{DatabaseUrl, PoolSettings, config::load_dotenv, database_url_or_local};
+use db_connect::{DatabaseUrl, PoolSettings, config::load_dotenv};
+use dev_servers::database_url_or_local;
 use studio::{DEFAULT_STATEMENT_TIMEOUT, Options, Studio, allowed_hosts};
 use tracing_subscriber::EnvFilter;
 

@@ -75,7 +75,7 @@ fn start_studio(db: &TestDb) -> (Running, String) {
 }
 
 fn start_driver() -> (Running, String) {
-    let port = db_support::cluster::free_port().unwrap();
+    let port = dev_servers::free_port().unwrap();
     let child = Command::new(program("CHROMEDRIVER", &["chromedriver"]))
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())

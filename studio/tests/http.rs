@@ -6,7 +6,7 @@ mod common;
 use axum::http::StatusCode;
 use catalog::Catalog;
 use common::{App, Reply, attr, between, listed_ids, unescape};
-use db_support::secrets::is_secret_column as is_secret;
+use db_connect::secrets::is_secret_column as is_secret;
 use harness::{fixtures::*, scalar, text_rows};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 

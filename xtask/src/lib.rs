@@ -14,8 +14,8 @@ use std::{
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
-use db_support::{DatabaseUrl, ThrowawayCluster};
-use migration::{Migrator, MigratorTrait};
+use db_connect::DatabaseUrl;
+use dev_servers::ThrowawayCluster;
 use sea_orm::ConnectionTrait;
 use secrecy::ExposeSecret;
 
@@ -158,7 +158,7 @@ pub fn erd_path() -> PathBuf {
 
 /// `docs/erd.md` as the catalog of the database at `url` draws it.
 pub async fn erd(url: &DatabaseUrl) -> Result<String> {
-    let db = db_support::connect(url, &Default::default()).await?;
+    let db = db_connect::connect(url, &Default::default()).await?;
     let catalog = catalog::Catalog::load(&db).await?;
     db.close().await?;
     Ok(catalog::erd_markdown(&catalog))
@@ -182,12 +182,10 @@ fn unified_diff(committed: &str, regenerated: &str, name: &str) -> String {
 /// A throwaway cluster with a database named `entities` that has every migration applied.
 pub async fn migrated_database() -> Result<(ThrowawayCluster, DatabaseUrl)> {
     let cluster = ThrowawayCluster::start()?;
-    let admin = db_support::connect(&cluster.url("postgres")?, &Default::default()).await?;
+    let admin = db_connect::connect(&cluster.url("postgres")?, &Default::default()).await?;
     admin.execute_unprepared("CREATE DATABASE entities").await?;
     admin.close().await?;
     let url = cluster.url("entities")?;
-    let db = db_support::connect(&url, &Default::default()).await?;
-    Migrator::up(&db, None).await?;
-    db.close().await?;
+    migration::apply_pending(&url).await?;
     Ok((cluster, url))
 }

@@ -1,13 +1,19 @@
 //! `cargo xtask <task>`: the workspace's tooling, in Rust rather than shell scripts.
 
+mod contract;
 mod mutants;
 mod sql_mutants;
 
-use std::time::{Duration, Instant};
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
-use xtask::{diff_dirs, diff_erd, erd, erd_path, generate, generated_dir, migrated_database};
+use xtask::{
+    diff_dirs, diff_erd, erd, erd_path, generate, generated_dir, migrated_database, workspace_root,
+};
 
 #[derive(Parser)]
 #[command(about = "Workspace tooling")]
@@ -52,6 +58,13 @@ enum Task {
         #[arg(long)]
         no_baseline: bool,
     },
+    /// Check that docs/schema.md begins with the shared schema contract, unchanged (a step of
+    /// `.ci/run`: a user's clone has no ../shared).
+    Contract {
+        /// The contract (default: ../shared/SCHEMA.md beside the checkout).
+        #[arg(long, value_name = "FILE")]
+        shared: Option<PathBuf>,
+    },
 }
 
 #[tokio::main]
@@ -60,6 +73,13 @@ async fn main() -> Result<()> {
         Task::Entities { check } => check,
         Task::Mutants { only, iterate } => {
             return mutants::run(&mutants::Options { only, iterate });
+        }
+        Task::Contract { shared } => {
+            let root = workspace_root();
+            let shared = shared.unwrap_or_else(|| contract::default_shared_path(&root));
+            contract::check_files(&root.join("docs/schema.md"), &shared)?;
+            println!("docs/schema.md begins with {}", shared.display());
+            return Ok(());
         }
         Task::SqlMutants { list: true, .. } => {
             print!("{}", sql_mutants::table());

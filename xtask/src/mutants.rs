@@ -20,7 +20,7 @@ pub struct Target {
     pub tests: &'static [&'static str],
 }
 
-const IT: &str = "integration-tests";
+const IT: &str = "harness";
 /// In [`Target::tests`]: the unit tests of the mutated package (`cargo test --lib`).
 const UNIT_TESTS: &str = "lib";
 /// The runner's own tests, and the workspace's migration tests.
@@ -31,7 +31,7 @@ const fn worker(file: &'static str, tests: &'static [&'static str]) -> Target {
     Target {
         package: "service",
         file,
-        test_packages: "service,integration-tests",
+        test_packages: "service,harness",
         tests,
     }
 }
@@ -41,7 +41,7 @@ const fn runner(file: &'static str, tests: &'static [&'static str]) -> Target {
     Target {
         package: "migration",
         file,
-        test_packages: "migration,integration-tests",
+        test_packages: "migration,harness",
         tests,
     }
 }
@@ -92,7 +92,7 @@ pub const TARGETS: &[Target] = &[
     Target {
         package: "service",
         file: "service/src/secret.rs",
-        test_packages: "service,integration-tests",
+        test_packages: "service,harness",
         tests: &[UNIT_TESTS, "service_integrations", "reliability_input"],
     },
     Target {

@@ -1,6 +1,6 @@
 //! The step of `cargo xtask entities` that keeps secrets out of the generated models, so it is
 //! redone by every regeneration and verified by `--check`. sea-orm-cli derives `Serialize` and
-//! `Debug` for every `Model`; for a model with a secret column (by `db_support::secrets`' rule)
+//! `Debug` for every `Model`; for a model with a secret column (by `db_connect::secrets`' rule)
 //! or a JSON column this step
 //!
 //! - marks each secret field `#[serde(skip_serializing)]`, so no JSON carries it;
@@ -12,7 +12,7 @@
 //! does not know, so a sea-orm-cli change cannot make it skip a model silently.
 
 use anyhow::{Context, Result, bail, ensure};
-use db_support::secrets::{SecretColumn, secret_column};
+use db_connect::secrets::{SecretColumn, secret_column};
 
 /// One field of a generated `Model`.
 struct Field {
@@ -115,7 +115,7 @@ fn debug_impl(file: &str, fields: &[Field]) -> Result<Vec<String>> {
     let mut out = vec![
         "/// Written by `cargo xtask entities`: secret columns print as `****` (a verification's"
             .to_owned(),
-        "/// identifier up to its first `:`), JSON with its secret keys redacted (`db_support::secrets`)."
+        "/// identifier up to its first `:`), JSON with its secret keys redacted (`db_connect::secrets`)."
             .to_owned(),
         "impl std::fmt::Debug for Model {".to_owned(),
         "    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {".to_owned(),

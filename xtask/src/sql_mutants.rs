@@ -43,7 +43,7 @@ const AUTH: &str = "service/src/auth.rs";
 const AGENTS: &str = "service/src/agents.rs";
 const TOOLS: &str = "service/src/tools.rs";
 const INTEGRATIONS: &str = "service/src/integrations.rs";
-const IT: &str = "integration-tests";
+const IT: &str = "harness";
 
 /// Every mutant. When a statement is rewritten, its `from` stops matching and the run reports
 /// the mutant as stale: update it to the new text.

@@ -42,7 +42,7 @@ pub struct Model {
 }
 
 /// Written by `cargo xtask entities`: secret columns print as `****` (a verification's
-/// identifier up to its first `:`), JSON with its secret keys redacted (`db_support::secrets`).
+/// identifier up to its first `:`), JSON with its secret keys redacted (`db_connect::secrets`).
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Model")

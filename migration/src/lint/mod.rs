@@ -9,7 +9,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use db_support::DatabaseUrl;
+use db_connect::DatabaseUrl;
 use sea_orm_migration::MigratorTrait;
 use tracing::instrument::WithSubscriber;
 

@@ -16,7 +16,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use db_support::DatabaseUrl;
+use db_connect::DatabaseUrl;
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, DynIden, Statement,
     TransactionTrait,

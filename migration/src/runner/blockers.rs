@@ -9,7 +9,7 @@ use super::{
     connection::{self, Role},
     lock::is_connection_lost,
 };
-use db_support::DatabaseUrl;
+use db_connect::DatabaseUrl;
 
 /// How much of a blocker's query is shown: enough to recognise it, little enough that a value
 /// written into a long statement is mostly cut.

@@ -6,7 +6,7 @@
 
 use std::{str::FromStr, time::Duration};
 
-use db_support::DatabaseUrl;
+use db_connect::DatabaseUrl;
 use sea_orm::{
     DatabaseConnection, DbErr, RuntimeErr, SqlxPostgresConnector,
     sqlx::{
@@ -56,7 +56,7 @@ fn sqlx_error(err: sqlx::Error) -> DbErr {
 pub(crate) fn options(url: &DatabaseUrl, role: Role) -> Result<PgConnectOptions, DbErr> {
     let parsed = PgConnectOptions::from_str(url.expose().expose_secret())
         .map_err(|_| DbErr::Custom(format!("the driver cannot parse {url}")))?;
-    let mut options = db_support::connect::driver_options(parsed).statement_cache_capacity(0);
+    let mut options = db_connect::connect::driver_options(parsed).statement_cache_capacity(0);
     if options.get_application_name().is_none() {
         options = options.application_name(role.application_name());
     }

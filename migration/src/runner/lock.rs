@@ -22,7 +22,7 @@ use super::{
     MIGRATION_LOCK_KEY, Progress, RunError,
     connection::{self, Role},
 };
-use db_support::DatabaseUrl;
+use db_connect::DatabaseUrl;
 
 /// The first pause between two tries for the lock; it doubles up to the run's `lock_poll`.
 const FIRST_POLL: Duration = Duration::from_millis(25);

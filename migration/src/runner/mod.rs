@@ -11,7 +11,7 @@
 
 use std::{collections::HashSet, time::Duration};
 
-use db_support::DatabaseUrl;
+use db_connect::DatabaseUrl;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
 use sea_orm_migration::{MigrationStatus, MigrationTrait, MigratorTrait};
 

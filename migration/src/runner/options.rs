@@ -50,7 +50,7 @@ impl RunOptions {
     /// Reads the `MIGRATION_*` variables (after loading `.env`).
     pub fn from_env() -> Result<Self, OptionsError> {
         // A broken .env is reported by the URL's resolution, which reads it too.
-        let _ = db_support::config::load_dotenv();
+        let _ = db_connect::config::load_dotenv();
         Self::from_lookup(|var| std::env::var(var).ok())
     }
 

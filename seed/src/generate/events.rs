@@ -18,6 +18,7 @@ use crate::{
 
 pub static SLACK_EVENTS: Table = Table {
     name: "slack_events",
+    source: file!(),
     columns: &[
         "id",
         "slack_connection_id",
@@ -39,6 +40,7 @@ pub static SLACK_EVENTS: Table = Table {
 
 pub static LINEAR_EVENTS: Table = Table {
     name: "linear_events",
+    source: file!(),
     columns: &[
         "id",
         "linear_connection_id",

@@ -14,6 +14,7 @@ use crate::{
 
 pub static GITHUB_INSTALLATIONS: Table = Table {
     name: "github_installations",
+    source: file!(),
     columns: &[
         "id",
         "organization_id",
@@ -32,6 +33,7 @@ pub static GITHUB_INSTALLATIONS: Table = Table {
 
 pub static SLACK_CONNECTIONS: Table = Table {
     name: "slack_connections",
+    source: file!(),
     columns: &[
         "id",
         "organization_id",
@@ -49,6 +51,7 @@ pub static SLACK_CONNECTIONS: Table = Table {
 
 pub static LINEAR_CONNECTIONS: Table = Table {
     name: "linear_connections",
+    source: file!(),
     columns: &[
         "id",
         "organization_id",

@@ -13,16 +13,19 @@ use crate::{
 
 pub static ORGANIZATIONS: Table = Table {
     name: "organizations",
+    source: file!(),
     columns: &["id", "name", "slug", "logo", "metadata", "created_at"],
 };
 
 pub static MEMBERS: Table = Table {
     name: "members",
+    source: file!(),
     columns: &["id", "organization_id", "user_id", "role", "created_at"],
 };
 
 pub static INVITATIONS: Table = Table {
     name: "invitations",
+    source: file!(),
     columns: &[
         "id",
         "organization_id",

@@ -16,6 +16,7 @@ use crate::{
 
 pub static USERS: Table = Table {
     name: "users",
+    source: file!(),
     columns: &[
         "id",
         "name",
@@ -30,6 +31,7 @@ pub static USERS: Table = Table {
 
 pub static SESSIONS: Table = Table {
     name: "sessions",
+    source: file!(),
     columns: &[
         "id",
         "expires_at",
@@ -45,6 +47,7 @@ pub static SESSIONS: Table = Table {
 
 pub static ACCOUNTS: Table = Table {
     name: "accounts",
+    source: file!(),
     columns: &[
         "id",
         "account_id",
@@ -64,6 +67,7 @@ pub static ACCOUNTS: Table = Table {
 
 pub static VERIFICATIONS: Table = Table {
     name: "verifications",
+    source: file!(),
     columns: &[
         "id",
         "identifier",
@@ -76,6 +80,7 @@ pub static VERIFICATIONS: Table = Table {
 
 pub static TWO_FACTORS: Table = Table {
     name: "two_factors",
+    source: file!(),
     columns: &[
         "id",
         "secret",

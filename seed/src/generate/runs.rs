@@ -22,6 +22,7 @@ use crate::{
 
 pub static AGENT_RUNS: Table = Table {
     name: "agent_runs",
+    source: file!(),
     columns: &[
         "id",
         "organization_id",
@@ -46,6 +47,7 @@ pub static AGENT_RUNS: Table = Table {
 
 pub static TOOL_CALLS: Table = Table {
     name: "tool_calls",
+    source: file!(),
     columns: &[
         "id",
         "agent_run_id",

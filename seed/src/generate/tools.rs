@@ -14,6 +14,7 @@ use crate::{
 
 pub static TOOLS: Table = Table {
     name: "tools",
+    source: file!(),
     columns: &[
         "id",
         "name",
@@ -30,6 +31,7 @@ pub static TOOLS: Table = Table {
 
 pub static USER_TOOLS: Table = Table {
     name: "user_tools",
+    source: file!(),
     columns: &[
         "id",
         "user_id",

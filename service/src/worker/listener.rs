@@ -5,7 +5,7 @@
 
 use std::{str::FromStr, sync::Arc};
 
-use db_support::DatabaseUrl;
+use db_connect::DatabaseUrl;
 use sea_orm::sqlx::{
     self,
     postgres::{PgConnectOptions, PgListener, PgPoolOptions},

@@ -23,7 +23,7 @@
 
 use std::{fmt, future::Future, time::Duration};
 
-use db_support::{ConfigError, DatabaseUrl, NeedsDirectUrl, Topology};
+use db_connect::{ConfigError, DatabaseUrl, NeedsDirectUrl, Topology};
 
 mod listener;
 mod prune;

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use db_support::Pool;
+use db_connect::Pool;
 use tokio::{
     sync::{Notify, mpsc},
     task::{self, JoinHandle, JoinSet},

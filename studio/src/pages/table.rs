@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use catalog::{Column, Table};
-use db_support::secrets::is_secret_column;
+use db_connect::secrets::is_secret_column;
 use maud::{Markup, html};
 
 use super::{notice, table};

@@ -10,7 +10,7 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use catalog::{Column, OnDelete, Table};
-use db_support::secrets::{REDACTED, is_secret_column, redact_json};
+use db_connect::secrets::{REDACTED, is_secret_column, redact_json};
 use maud::{Markup, html};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
 use serde_json::Value as Json;

@@ -46,7 +46,7 @@ impl App {
     ) -> Self {
         let db = TestDb::migrated().await;
         seed_everything(db.conn()).await.unwrap();
-        let settings = db_support::PoolSettings {
+        let settings = db_connect::PoolSettings {
             max_connections: 4,
             ..Default::default()
         };

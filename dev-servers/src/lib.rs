@@ -1,0 +1,165 @@
+//! The PostgreSQL servers that development and the tests start, never linked by a service: a
+//! cluster from the installed server binaries for when no `DATABASE_URL` is configured
+//! ([`LocalCluster`] persists in a folder of the workspace, like `prisma dev`;
+//! [`ThrowawayCluster`] lives in a temporary folder for one test process), and the production
+//! topology as test components ([`PgBouncer`] in transaction mode, a streaming [`Replica`]).
+//! Each is removed by a watchdog process when the process that started it dies.
+//!
+//! PostgreSQL refuses to run as root, so when this process is root every server command runs as
+//! the `postgres` OS user through `runuser`, on a data directory that user owns.
+
+mod binaries;
+mod files;
+mod local;
+mod pgbouncer;
+mod replica;
+mod run_as;
+mod server;
+mod throwaway;
+
+use std::{
+    fs, io,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+};
+
+use rand::{Rng, distr::Alphanumeric};
+use secrecy::SecretString;
+
+pub use binaries::PgBinaries;
+pub use local::{LocalCluster, LocalClusterStart};
+pub use pgbouncer::{PGBOUNCER_VAR, PgBouncer, PgBouncerSettings};
+pub use replica::Replica;
+pub use throwaway::ThrowawayCluster;
+
+use db_connect::config::{ConfigError, DatabaseUrl};
+
+/// The superuser every cluster made here has; its password is random and kept beside the data.
+pub const SUPERUSER: &str = "postgres";
+/// The OS user that runs the server when this process is root.
+pub const SERVER_OS_USER: &str = "postgres";
+/// Overrides where a workspace's local cluster lives (default `<workspace>/.pgdata`).
+pub const LOCAL_PG_DIR_VAR: &str = "LOCAL_PG_DIR";
+/// Overrides where the server binaries are looked for.
+pub const BINDIR_VAR: &str = "PG_BINDIR";
+
+const INSTALL_HINT: &str = "install them with `apt-get install postgresql` (Debian/Ubuntu), \
+`dnf install postgresql-server` (Fedora), or `brew install postgresql@17` (macOS), \
+set PG_BINDIR to the folder holding initdb and pg_ctl, or set DATABASE_URL to an existing server";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error(
+        "PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found on PATH, via `pg_config --bindir`, or under /usr/lib/postgresql/*/bin; {INSTALL_HINT}"
+    )]
+    BinariesNotFound,
+    #[error("PG_BINDIR={0} does not hold initdb, pg_ctl and postgres")]
+    BadBindir(PathBuf),
+    #[error(
+        "this process runs as root and PostgreSQL refuses to; the `{SERVER_OS_USER}` OS user that should run it does not exist (create it, or run as a regular user)"
+    )]
+    NoServerUser,
+    #[error(
+        "the `{SERVER_OS_USER}` OS user, which runs the server because this process is root, cannot write to {0}; let it reach the folder (chmod o+x on each parent) or set LOCAL_PG_DIR to a folder it can use"
+    )]
+    Unreachable(PathBuf),
+    #[error(
+        "PgBouncer was not found ({0}, nor on PATH); install it (`apt-get install pgbouncer`) or set PGBOUNCER to its path"
+    )]
+    PgBouncerNotFound(PathBuf),
+    #[error("{action} failed: {source}")]
+    Io {
+        action: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("`{command}` failed ({status}): {output}")]
+    CommandFailed {
+        command: String,
+        status: String,
+        output: String,
+    },
+    #[error("the server did not start; last lines of {log}:\n{tail}")]
+    StartFailed { log: PathBuf, tail: String },
+    #[error(
+        "the local cluster in {0} is damaged ({1}); stop it and remove the folder to start over"
+    )]
+    Damaged(PathBuf, String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+pub(crate) fn io_err(action: impl Into<String>) -> impl FnOnce(io::Error) -> ClusterError {
+    let action = action.into();
+    move |source| ClusterError::Io { action, source }
+}
+
+/// `DATABASE_URL` (environment or `.env`) when set, else the running local cluster of the
+/// workspace at `root` (created or started if needed).
+pub fn database_url_or_local(root: &Path) -> Result<DatabaseUrl, ClusterError> {
+    match DatabaseUrl::from_env()? {
+        Some(url) => Ok(url),
+        None => Ok(LocalCluster::for_workspace(root)?.ensure_running()?.url),
+    }
+}
+
+/// A command as a person would type it, for error messages. Arguments never hold a secret:
+/// passwords travel through files and the environment.
+fn describe(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|part| part.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub(crate) fn run(mut cmd: Command) -> Result<Output, ClusterError> {
+    cmd.stdin(Stdio::null())
+        .output()
+        .map_err(io_err(format!("running `{}`", describe(&cmd))))
+}
+
+pub(crate) fn run_ok(cmd: Command) -> Result<Output, ClusterError> {
+    let command = describe(&cmd);
+    let output = run(cmd)?;
+    if output.status.success() {
+        return Ok(output);
+    }
+    let printed = [output.stdout.as_slice(), output.stderr.as_slice()]
+        .map(String::from_utf8_lossy)
+        .concat();
+    Err(ClusterError::CommandFailed {
+        command,
+        status: output.status.to_string(),
+        output: printed.trim().to_owned(),
+    })
+}
+
+pub(crate) fn random_password() -> SecretString {
+    rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect::<String>()
+        .into()
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on right now.
+pub fn free_port() -> Result<u16, ClusterError> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(io_err("finding a free port"))?;
+    Ok(listener
+        .local_addr()
+        .map_err(io_err("finding a free port"))?
+        .port())
+}
+
+pub(crate) fn port_is_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+pub(crate) fn log_tail(log: &Path) -> String {
+    let text = fs::read_to_string(log).unwrap_or_else(|err| format!("(log unreadable: {err})"));
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
