@@ -47,6 +47,12 @@ async fn eight_replicas_starting_at_once_apply_each_migration_exactly_once() {
         );
     }
     assert_eq!(applied_by.len(), expected.len(), "{applied_by:?}");
+    let tables = scalar(
+        db.conn(),
+        "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename IN ('users', 'agent_runs', 'slack_events')",
+    )
+    .await;
+    assert_eq!(tables, 3, "the schema is there");
     let recorded = scalar(db.conn(), "SELECT count(*) FROM seaql_migrations").await;
     assert_eq!(recorded, expected.len() as i64);
     let left = scalar(

@@ -73,6 +73,14 @@ mod tests {
     }
 
     #[test]
+    fn the_contract_is_looked_for_beside_the_checkout() {
+        assert_eq!(
+            default_shared_path(Path::new("/w/main")),
+            Path::new("/w/main/../shared/SCHEMA.md")
+        );
+    }
+
+    #[test]
     fn a_missing_contract_fails_naming_its_path() {
         let dir = tempfile::tempdir().unwrap();
         let ours = dir.path().join("schema.md");
