@@ -67,7 +67,7 @@ async fn up_applies_every_migration_in_order_then_finds_nothing_to_do() {
         .map(|m| m.name().to_owned())
         .collect();
     assert_eq!(applied(&first), names);
-    assert_eq!(user_tables(&db).await.len(), 17);
+    assert_eq!(user_tables(&db).await.len(), 19);
     let second = run(&db, Action::Up(None)).await;
     assert!(applied(&second).is_empty());
     assert!(second.contains(&Progress::NothingToDo));

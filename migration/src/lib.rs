@@ -24,6 +24,11 @@ pub mod m20261129_000007_tools;
 pub mod m20261129_000008_agents;
 mod m20261129_000009_service_support;
 mod m20261130_000001_event_workers;
+pub mod m20261201_000001_tenant_keys_expand;
+mod m20261201_000002_tenant_keys_backfill;
+pub mod m20261201_000003_tenant_keys_swap;
+mod m20261201_000004_tenant_keys_contract;
+pub mod m20261201_000005_citus_distribution;
 
 /// The migrations in the order they apply: each domain after the ones it references.
 pub struct Migrator;
@@ -42,6 +47,11 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000008_agents::Migration),
             Box::new(m20261129_000009_service_support::Migration),
             Box::new(m20261130_000001_event_workers::Migration),
+            Box::new(m20261201_000001_tenant_keys_expand::Migration),
+            Box::new(m20261201_000002_tenant_keys_backfill::Migration),
+            Box::new(m20261201_000003_tenant_keys_swap::Migration),
+            Box::new(m20261201_000004_tenant_keys_contract::Migration),
+            Box::new(m20261201_000005_citus_distribution::Migration),
         ]
     }
 }
