@@ -149,4 +149,17 @@ string_enums! {
         All = "all",
         Selected = "selected",
     }
+
+    /// Whose webhooks a route sends to an organization.
+    RouteProvider for "webhook_routes.provider" {
+        Slack = "slack",
+        Linear = "linear",
+        Github = "github",
+    }
+
+    /// Where a webhook delivery that no route claimed came from.
+    EventProvider for "unrouted_events.provider" {
+        Slack = "slack",
+        Linear = "linear",
+    }
 }

@@ -17,7 +17,7 @@ pub use enums::UnknownEnumValue;
 pub use generated::{
     accounts, agent_runs, github_installations, invitations, linear_connections, linear_events,
     members, organizations, sessions, slack_connections, slack_events, tool_calls, tools,
-    two_factors, user_tools, users, verifications,
+    two_factors, unrouted_events, user_tools, users, verifications, webhook_routes,
 };
 pub use sea_orm;
 
@@ -48,6 +48,8 @@ row_aliases! {
     tool_calls => ToolCall, NewToolCall;
     tools => Tool, NewTool;
     user_tools => UserTool, NewUserTool;
+    webhook_routes => WebhookRoute, NewWebhookRoute;
+    unrouted_events => UnroutedEvent, NewUnroutedEvent;
 }
 
 /// Everything a caller needs in one import.
@@ -58,8 +60,8 @@ pub mod prelude {
         Account, AgentRun, GithubInstallation, Invitation, LinearConnection, LinearEvent, Member,
         NewAccount, NewAgentRun, NewGithubInstallation, NewInvitation, NewLinearConnection,
         NewLinearEvent, NewMember, NewOrganization, NewSession, NewSlackConnection, NewSlackEvent,
-        NewTool, NewToolCall, NewTwoFactor, NewUser, NewUserTool, NewVerification, Organization,
-        Session, SlackConnection, SlackEvent, Tool, ToolCall, TwoFactor, User, UserTool,
-        Verification,
+        NewTool, NewToolCall, NewTwoFactor, NewUnroutedEvent, NewUser, NewUserTool,
+        NewVerification, NewWebhookRoute, Organization, Session, SlackConnection, SlackEvent, Tool,
+        ToolCall, TwoFactor, UnroutedEvent, User, UserTool, Verification, WebhookRoute,
     };
 }

@@ -5,7 +5,7 @@ use crate::{
     enums::*,
     generated::{
         agent_runs, github_installations, invitations, linear_events, slack_events, tool_calls,
-        tools,
+        tools, unrouted_events, webhook_routes,
     },
 };
 
@@ -33,4 +33,6 @@ typed_columns! {
         account_type: GithubAccountType,
         repository_selection: RepositorySelection,
     }
+    webhook_routes::Model { provider: RouteProvider }
+    unrouted_events::Model { provider: EventProvider }
 }

@@ -57,6 +57,8 @@ async fn every_enum_allows_exactly_what_its_check_constraint_allows() {
             "github_installations",
             "repository_selection",
         ),
+        (values::<RouteProvider>(), "webhook_routes", "provider"),
+        (values::<EventProvider>(), "unrouted_events", "provider"),
     ];
     for (rust, table, column) in &cases {
         assert_eq!(

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
-    #[sea_orm(column_type = "Text")]
+    #[sea_orm(primary_key, auto_increment = false, column_type = "Text")]
     pub organization_id: String,
     #[sea_orm(column_type = "Text", nullable)]
     pub user_id: Option<String>,
@@ -64,10 +64,10 @@ impl std::fmt::Debug for Model {
 pub enum Relation {
     #[sea_orm(
         belongs_to = "super::linear_events::Entity",
-        from = "Column::LinearEventId",
-        to = "super::linear_events::Column::Id",
+        from = "(Column::OrganizationId, Column::LinearEventId)",
+        to = "(super::linear_events::Column::OrganizationId, super::linear_events::Column::Id)",
         on_update = "NoAction",
-        on_delete = "SetNull"
+        on_delete = "NoAction"
     )]
     LinearEvents,
     #[sea_orm(
@@ -80,10 +80,10 @@ pub enum Relation {
     Organizations,
     #[sea_orm(
         belongs_to = "super::slack_events::Entity",
-        from = "Column::SlackEventId",
-        to = "super::slack_events::Column::Id",
+        from = "(Column::OrganizationId, Column::SlackEventId)",
+        to = "(super::slack_events::Column::OrganizationId, super::slack_events::Column::Id)",
         on_update = "NoAction",
-        on_delete = "SetNull"
+        on_delete = "NoAction"
     )]
     SlackEvents,
     #[sea_orm(has_many = "super::tool_calls::Entity")]

@@ -9,9 +9,14 @@ use serde::{Deserialize, Serialize};
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
-    #[sea_orm(column_type = "Text")]
+    #[sea_orm(
+        primary_key,
+        auto_increment = false,
+        column_type = "Text",
+        unique_key = "uq_github_installations_organization_id_installation_id"
+    )]
     pub organization_id: String,
-    #[sea_orm(unique)]
+    #[sea_orm(unique_key = "uq_github_installations_organization_id_installation_id")]
     pub installation_id: i64,
     #[sea_orm(column_type = "Text")]
     pub account_login: String,

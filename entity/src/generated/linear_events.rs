@@ -10,7 +10,10 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
     pub linear_connection_id: Option<Uuid>,
-    #[sea_orm(column_type = "Text", unique)]
+    #[sea_orm(
+        column_type = "Text",
+        unique_key = "uq_linear_events_organization_id_event_id"
+    )]
     pub event_id: String,
     pub event_type: String,
     pub action: String,
@@ -26,6 +29,13 @@ pub struct Model {
     pub created_at: DateTimeWithTimeZone,
     pub updated_at: DateTimeWithTimeZone,
     pub due_at: DateTimeWithTimeZone,
+    #[sea_orm(
+        primary_key,
+        auto_increment = false,
+        column_type = "Text",
+        unique_key = "uq_linear_events_organization_id_event_id"
+    )]
+    pub organization_id: String,
 }
 
 /// Written by `cargo xtask entities`: secret columns print as `****` (a verification's
@@ -47,6 +57,7 @@ impl std::fmt::Debug for Model {
             .field("created_at", &self.created_at)
             .field("updated_at", &self.updated_at)
             .field("due_at", &self.due_at)
+            .field("organization_id", &self.organization_id)
             .finish()
     }
 }
@@ -57,12 +68,20 @@ pub enum Relation {
     AgentRuns,
     #[sea_orm(
         belongs_to = "super::linear_connections::Entity",
-        from = "Column::LinearConnectionId",
-        to = "super::linear_connections::Column::Id",
+        from = "(Column::OrganizationId, Column::LinearConnectionId)",
+        to = "(super::linear_connections::Column::OrganizationId, super::linear_connections::Column::Id)",
         on_update = "NoAction",
-        on_delete = "SetNull"
+        on_delete = "Cascade"
     )]
     LinearConnections,
+    #[sea_orm(
+        belongs_to = "super::organizations::Entity",
+        from = "Column::OrganizationId",
+        to = "super::organizations::Column::Id",
+        on_update = "NoAction",
+        on_delete = "Cascade"
+    )]
+    Organizations,
 }
 
 impl Related<super::agent_runs::Entity> for Entity {
@@ -74,6 +93,12 @@ impl Related<super::agent_runs::Entity> for Entity {
 impl Related<super::linear_connections::Entity> for Entity {
     fn to() -> RelationDef {
         Relation::LinearConnections.def()
+    }
+}
+
+impl Related<super::organizations::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Organizations.def()
     }
 }
 

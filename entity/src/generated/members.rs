@@ -10,6 +10,8 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false, column_type = "Text")]
     pub id: String,
     #[sea_orm(
+        primary_key,
+        auto_increment = false,
         column_type = "Text",
         unique_key = "uq_members_organization_id_user_id"
     )]

@@ -16,6 +16,8 @@ pub mod slack_events;
 pub mod tool_calls;
 pub mod tools;
 pub mod two_factors;
+pub mod unrouted_events;
 pub mod user_tools;
 pub mod users;
 pub mod verifications;
+pub mod webhook_routes;

@@ -30,12 +30,20 @@ pub enum Relation {
     Invitations,
     #[sea_orm(has_many = "super::linear_connections::Entity")]
     LinearConnections,
+    #[sea_orm(has_many = "super::linear_events::Entity")]
+    LinearEvents,
     #[sea_orm(has_many = "super::members::Entity")]
     Members,
     #[sea_orm(has_many = "super::sessions::Entity")]
     Sessions,
     #[sea_orm(has_many = "super::slack_connections::Entity")]
     SlackConnections,
+    #[sea_orm(has_many = "super::slack_events::Entity")]
+    SlackEvents,
+    #[sea_orm(has_many = "super::tool_calls::Entity")]
+    ToolCalls,
+    #[sea_orm(has_many = "super::webhook_routes::Entity")]
+    WebhookRoutes,
 }
 
 impl Related<super::agent_runs::Entity> for Entity {
@@ -62,6 +70,12 @@ impl Related<super::linear_connections::Entity> for Entity {
     }
 }
 
+impl Related<super::linear_events::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::LinearEvents.def()
+    }
+}
+
 impl Related<super::members::Entity> for Entity {
     fn to() -> RelationDef {
         Relation::Members.def()
@@ -77,6 +91,24 @@ impl Related<super::sessions::Entity> for Entity {
 impl Related<super::slack_connections::Entity> for Entity {
     fn to() -> RelationDef {
         Relation::SlackConnections.def()
+    }
+}
+
+impl Related<super::slack_events::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::SlackEvents.def()
+    }
+}
+
+impl Related<super::tool_calls::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::ToolCalls.def()
+    }
+}
+
+impl Related<super::webhook_routes::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::WebhookRoutes.def()
     }
 }
 

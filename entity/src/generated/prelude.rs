@@ -14,6 +14,8 @@ pub use super::slack_events::Entity as SlackEvents;
 pub use super::tool_calls::Entity as ToolCalls;
 pub use super::tools::Entity as Tools;
 pub use super::two_factors::Entity as TwoFactors;
+pub use super::unrouted_events::Entity as UnroutedEvents;
 pub use super::user_tools::Entity as UserTools;
 pub use super::users::Entity as Users;
 pub use super::verifications::Entity as Verifications;
+pub use super::webhook_routes::Entity as WebhookRoutes;

@@ -10,6 +10,8 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
     #[sea_orm(
+        primary_key,
+        auto_increment = false,
         column_type = "Text",
         unique_key = "uq_slack_connections_organization_id_team_id"
     )]

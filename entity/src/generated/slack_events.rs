@@ -10,7 +10,10 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
     pub slack_connection_id: Option<Uuid>,
-    #[sea_orm(column_type = "Text", unique)]
+    #[sea_orm(
+        column_type = "Text",
+        unique_key = "uq_slack_events_organization_id_event_id"
+    )]
     pub event_id: String,
     pub event_type: String,
     #[sea_orm(column_type = "Text")]
@@ -29,6 +32,13 @@ pub struct Model {
     pub created_at: DateTimeWithTimeZone,
     pub updated_at: DateTimeWithTimeZone,
     pub due_at: DateTimeWithTimeZone,
+    #[sea_orm(
+        primary_key,
+        auto_increment = false,
+        column_type = "Text",
+        unique_key = "uq_slack_events_organization_id_event_id"
+    )]
+    pub organization_id: String,
 }
 
 /// Written by `cargo xtask entities`: secret columns print as `****` (a verification's
@@ -51,6 +61,7 @@ impl std::fmt::Debug for Model {
             .field("created_at", &self.created_at)
             .field("updated_at", &self.updated_at)
             .field("due_at", &self.due_at)
+            .field("organization_id", &self.organization_id)
             .finish()
     }
 }
@@ -60,11 +71,19 @@ pub enum Relation {
     #[sea_orm(has_many = "super::agent_runs::Entity")]
     AgentRuns,
     #[sea_orm(
-        belongs_to = "super::slack_connections::Entity",
-        from = "Column::SlackConnectionId",
-        to = "super::slack_connections::Column::Id",
+        belongs_to = "super::organizations::Entity",
+        from = "Column::OrganizationId",
+        to = "super::organizations::Column::Id",
         on_update = "NoAction",
-        on_delete = "SetNull"
+        on_delete = "Cascade"
+    )]
+    Organizations,
+    #[sea_orm(
+        belongs_to = "super::slack_connections::Entity",
+        from = "(Column::OrganizationId, Column::SlackConnectionId)",
+        to = "(super::slack_connections::Column::OrganizationId, super::slack_connections::Column::Id)",
+        on_update = "NoAction",
+        on_delete = "Cascade"
     )]
     SlackConnections,
 }
@@ -72,6 +91,12 @@ pub enum Relation {
 impl Related<super::agent_runs::Entity> for Entity {
     fn to() -> RelationDef {
         Relation::AgentRuns.def()
+    }
+}
+
+impl Related<super::organizations::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Organizations.def()
     }
 }
 

@@ -9,11 +9,11 @@ use serde::{Deserialize, Serialize};
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
-    #[sea_orm(unique_key = "uq_tool_calls_agent_run_id_sequence")]
+    #[sea_orm(unique_key = "uq_tool_calls_organization_id_agent_run_id_sequence")]
     pub agent_run_id: Uuid,
     pub tool_id: Option<Uuid>,
     pub tool_name: String,
-    #[sea_orm(unique_key = "uq_tool_calls_agent_run_id_sequence")]
+    #[sea_orm(unique_key = "uq_tool_calls_organization_id_agent_run_id_sequence")]
     pub sequence: i32,
     #[sea_orm(column_type = "JsonBinary")]
     pub input: Json,
@@ -27,6 +27,13 @@ pub struct Model {
     pub completed_at: Option<DateTimeWithTimeZone>,
     pub created_at: DateTimeWithTimeZone,
     pub updated_at: DateTimeWithTimeZone,
+    #[sea_orm(
+        primary_key,
+        auto_increment = false,
+        column_type = "Text",
+        unique_key = "uq_tool_calls_organization_id_agent_run_id_sequence"
+    )]
+    pub organization_id: String,
 }
 
 /// Written by `cargo xtask entities`: secret columns print as `****` (a verification's
@@ -48,6 +55,7 @@ impl std::fmt::Debug for Model {
             .field("completed_at", &self.completed_at)
             .field("created_at", &self.created_at)
             .field("updated_at", &self.updated_at)
+            .field("organization_id", &self.organization_id)
             .finish()
     }
 }
@@ -56,12 +64,20 @@ impl std::fmt::Debug for Model {
 pub enum Relation {
     #[sea_orm(
         belongs_to = "super::agent_runs::Entity",
-        from = "Column::AgentRunId",
-        to = "super::agent_runs::Column::Id",
+        from = "(Column::OrganizationId, Column::AgentRunId)",
+        to = "(super::agent_runs::Column::OrganizationId, super::agent_runs::Column::Id)",
         on_update = "NoAction",
         on_delete = "Cascade"
     )]
     AgentRuns,
+    #[sea_orm(
+        belongs_to = "super::organizations::Entity",
+        from = "Column::OrganizationId",
+        to = "super::organizations::Column::Id",
+        on_update = "NoAction",
+        on_delete = "Cascade"
+    )]
+    Organizations,
     #[sea_orm(
         belongs_to = "super::tools::Entity",
         from = "Column::ToolId",
@@ -75,6 +91,12 @@ pub enum Relation {
 impl Related<super::agent_runs::Entity> for Entity {
     fn to() -> RelationDef {
         Relation::AgentRuns.def()
+    }
+}
+
+impl Related<super::organizations::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Organizations.def()
     }
 }
 
