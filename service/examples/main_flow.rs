@@ -73,18 +73,23 @@ async fn main() -> anyhow::Result<()> {
         team_id: slack.team_id.clone(),
         channel_id: Some("C1".into()),
         slack_user_id: Some("U1".into()),
-        slack_connection_id: Some(slack.id),
         payload: json!({ "text": "<@U_BOT> triage the open bugs" }),
     };
     let first = events::ingest::<SlackEvents>(&txn, delivery.clone()).await?;
     let retry = events::ingest::<SlackEvents>(&txn, delivery).await?;
     println!("ingest: {first:?}, retry: {retry:?}");
-    let Ingested::Inserted(event_id) = first else {
+    // The connection's route sent it to the organization.
+    let Ingested::Inserted {
+        id: event_id,
+        organization_id,
+    } = first
+    else {
         anyhow::bail!("the first delivery should have been new")
     };
+    anyhow::ensure!(organization_id == org.id, "routed to {organization_id}");
 
-    // 5. A worker claims it and starts an agent run.
-    let claimed = events::claim::<SlackEvents>(&txn, 10).await?;
+    // 5. A worker claims it (for the organization its notification named) and starts a run.
+    let claimed = events::claim::<SlackEvents>(&txn, &org.id, 10).await?;
     println!("claimed {} event(s)", claimed.len());
     let run = agents::create_run(
         &txn,
@@ -99,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
         },
     )
     .await?;
-    agents::start_run(&txn, run.id).await?;
+    agents::start_run(&txn, &org.id, run.id).await?;
 
     // 6. Two tool calls, then the run finishes and the event is processed.
     for (tool, outcome) in [
@@ -114,6 +119,7 @@ async fn main() -> anyhow::Result<()> {
     ] {
         let call = agents::append_tool_call(
             &txn,
+            &org.id,
             run.id,
             NewToolCallInput {
                 tool_name: tool.into(),
@@ -122,18 +128,19 @@ async fn main() -> anyhow::Result<()> {
             },
         )
         .await?;
-        agents::start_tool_call(&txn, call.id).await?;
-        agents::finish_tool_call(&txn, call.id, outcome, 180).await?;
+        agents::start_tool_call(&txn, &org.id, call.id).await?;
+        agents::finish_tool_call(&txn, &org.id, call.id, outcome, 180).await?;
     }
     let tokens = TokenCounts {
         prompt_tokens: 1830,
         completion_tokens: 412,
     };
-    agents::succeed_run(&txn, run.id, json!({ "summary": "7 bugs triaged" }), tokens).await?;
-    events::mark_processed::<SlackEvents>(&txn, event_id).await?;
+    let output = json!({ "summary": "7 bugs triaged" });
+    agents::succeed_run(&txn, &org.id, run.id, output, tokens).await?;
+    events::mark_processed::<SlackEvents>(&txn, &org.id, event_id).await?;
 
     // 7. What a dashboard shows.
-    let (run, calls) = agents::run_with_tool_calls(&txn, run.id).await?;
+    let (run, calls) = agents::run_with_tool_calls(&txn, &org.id, run.id).await?;
     println!("run {} {} with tool calls:", run.id, run.status);
     for call in &calls {
         println!(

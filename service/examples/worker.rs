@@ -1,4 +1,5 @@
-//! A service running the event worker: twenty Slack deliveries are ingested, a worker woken by
+//! A service running the event worker: an organization connects a Slack team, twenty
+//! deliveries from that team are ingested (routed to the organization), a worker woken by
 //! their notification handles them four at a time (some ignored, some failing once and retried
 //! after a backoff), and the worker shuts down once all are done, or after 30 s at most.
 //!
@@ -9,7 +10,8 @@
 //!
 //! With `DATABASE_URL` set, the listener goes where the topology says (`DATABASE_DIRECT_URL`
 //! behind a transaction-mode pooler). The worker handles every pending Slack event of the
-//! database, not only the example's; the example deletes its own rows at the end.
+//! database, not only the example's; the example deletes its own rows (its organization and
+//! user) at the end.
 
 use std::{
     path::Path,
@@ -23,8 +25,10 @@ use std::{
 use entity::SlackEvent;
 use serde_json::json;
 use service::{
-    PoolSettings,
+    EncryptedToken, PoolSettings,
     events::{self, SlackDelivery, SlackEvents},
+    integrations::{self, SlackConnectionInput},
+    organizations::{self, NewOrganizationInput},
     worker::{Backoff, CancellationToken, Outcome, Wakeup, Worker, WorkerConfig},
 };
 
@@ -60,6 +64,40 @@ async fn main() -> anyhow::Result<()> {
 
     let run = uuid::Uuid::new_v4().simple().to_string();
     let prefix = format!("EvExample-{run}-");
+    let team_id = format!("T_EXAMPLE_{run}");
+    // The organization whose Slack team the deliveries come from: its connection routes them.
+    let user_id = format!("user_example_{run}");
+    sea_orm::ConnectionTrait::execute_unprepared(
+        &db,
+        &format!(
+            "INSERT INTO users (id, name, email) VALUES ('{user_id}', 'Example', '{user_id}@example.com')"
+        ),
+    )
+    .await?;
+    let (org, _) = organizations::create_organization(
+        &db,
+        NewOrganizationInput {
+            name: "Example".into(),
+            slug: format!("example-{run}"),
+            logo: None,
+            metadata: None,
+        },
+        &user_id,
+    )
+    .await?;
+    integrations::upsert_slack_connection(
+        &db,
+        SlackConnectionInput {
+            organization_id: org.id.clone(),
+            installed_by_user_id: Some(user_id.clone()),
+            team_id: team_id.clone(),
+            team_name: "Example".into(),
+            bot_user_id: None,
+            access_token: EncryptedToken::from_ciphertext("v1:ciphertext-from-your-kms".into())?,
+            scopes: vec!["app_mentions:read".into()],
+        },
+    )
+    .await?;
     let done = Arc::new(AtomicUsize::new(0));
     let stop = CancellationToken::new();
     let handler = {
@@ -103,10 +141,9 @@ async fn main() -> anyhow::Result<()> {
         .map(|n| SlackDelivery {
             event_id: format!("{prefix}{n}"),
             event_type: "app_mention".into(),
-            team_id: "T_EXAMPLE".into(),
+            team_id: team_id.clone(),
             channel_id: Some("C_EXAMPLE".into()),
             slack_user_id: Some("U_EXAMPLE".into()),
-            slack_connection_id: None,
             payload: json!({ "type": "event_callback", "event": { "text": format!("hello {n}") } }),
         })
         .collect();
@@ -125,9 +162,15 @@ async fn main() -> anyhow::Result<()> {
     let summary = running.await?;
     println!("{summary:?}");
 
+    // Its events, connection, route and membership go with the organization.
     sea_orm::ConnectionTrait::execute_unprepared(
         &db,
-        &format!("DELETE FROM slack_events WHERE event_id LIKE '{prefix}%'"),
+        &format!("DELETE FROM organizations WHERE id = '{}'", org.id),
+    )
+    .await?;
+    sea_orm::ConnectionTrait::execute_unprepared(
+        &db,
+        &format!("DELETE FROM users WHERE id = '{user_id}'"),
     )
     .await?;
     db.close().await?;

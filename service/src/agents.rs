@@ -1,5 +1,7 @@
 //! Agent runs and their tool calls. Every state change is one guarded `UPDATE ... RETURNING`:
 //! an illegal move changes nothing and is [`Error::InvalidTransition`] naming where the row is.
+//! Every helper names the organization the run belongs to (one task on one node on Citus; a
+//! run of another organization is [`Error::NotFound`]), and sets `updated_at` itself.
 //!
 //! ```text
 //! run:        queued --start--> running --succeed--> succeeded
@@ -51,7 +53,8 @@ fn token_value(field: &str, count: u32) -> Result<Value, Error> {
         .map_err(|_| Error::invalid(field, format!("{count} exceeds {}", i32::MAX)))
 }
 
-/// Creates a `queued` run, linked to its triggering event if given, in one statement.
+/// Creates a `queued` run, linked to its triggering event if given, in one statement. The
+/// event must be one of the run's organization ([`Error::MissingReference`] otherwise).
 pub async fn create_run(db: &impl ConnectionTrait, input: NewRunInput) -> Result<AgentRun, Error> {
     if input.slack_event_id.is_some() && input.trigger_source != TriggerSource::Slack {
         return Err(Error::invalid(
@@ -82,9 +85,11 @@ pub async fn create_run(db: &impl ConnectionTrait, input: NewRunInput) -> Result
     .await?)
 }
 
-/// A guarded move of a run: `set` applies only when its status is one of `from`.
+/// A guarded move of a run: `set` applies only when its status is one of `from`; `extra`
+/// values are `$3`, `$4`, ...
 async fn move_run(
     db: &impl ConnectionTrait,
+    organization_id: &str,
     id: Uuid,
     set: &str,
     from: &str,
@@ -92,20 +97,28 @@ async fn move_run(
     extra: Vec<Value>,
 ) -> Result<AgentRun, Error> {
     let sql = format!(
-        "UPDATE agent_runs SET {set} WHERE id = $1 AND status IN ({from}) RETURNING {}",
+        "UPDATE agent_runs SET {set}, updated_at = now()
+         WHERE organization_id = $1 AND id = $2 AND status IN ({from}) RETURNING {}",
         columns::<agent_runs::Entity>(None)
     );
-    let values = std::iter::once(id.into()).chain(extra);
+    let values = [organization_id.into(), id.into()].into_iter().chain(extra);
     match sql::one(db, &sql, values).await? {
         Some(run) => Ok(run),
-        None => Err(refused_transition(db, "agent_runs", "agent run", id, to).await),
+        None => {
+            Err(refused_transition(db, "agent_runs", "agent run", organization_id, id, to).await)
+        }
     }
 }
 
 /// `queued` -> `running`, stamping `started_at`.
-pub async fn start_run(db: &impl ConnectionTrait, id: Uuid) -> Result<AgentRun, Error> {
+pub async fn start_run(
+    db: &impl ConnectionTrait,
+    organization_id: &str,
+    id: Uuid,
+) -> Result<AgentRun, Error> {
     move_run(
         db,
+        organization_id,
         id,
         "status = 'running', started_at = now()",
         "'queued'",
@@ -118,6 +131,7 @@ pub async fn start_run(db: &impl ConnectionTrait, id: Uuid) -> Result<AgentRun, 
 /// `running` -> `to`, storing `value` in `column` (the output or the error) and the tokens.
 async fn complete_run(
     db: &impl ConnectionTrait,
+    organization_id: &str,
     id: Uuid,
     to: &'static str,
     column: &str,
@@ -125,7 +139,7 @@ async fn complete_run(
     tokens: TokenCounts,
 ) -> Result<AgentRun, Error> {
     let set = format!(
-        "status = '{to}', {column} = $2, prompt_tokens = $3, completion_tokens = $4, \
+        "status = '{to}', {column} = $3, prompt_tokens = $4, completion_tokens = $5, \
          completed_at = now()"
     );
     let values = vec![
@@ -133,33 +147,58 @@ async fn complete_run(
         token_value("prompt_tokens", tokens.prompt_tokens)?,
         token_value("completion_tokens", tokens.completion_tokens)?,
     ];
-    move_run(db, id, &set, "'running'", to, values).await
+    move_run(db, organization_id, id, &set, "'running'", to, values).await
 }
 
 /// `running` -> `succeeded` with its output and token counts, stamping `completed_at`.
 pub async fn succeed_run(
     db: &impl ConnectionTrait,
+    organization_id: &str,
     id: Uuid,
     output: Json,
     tokens: TokenCounts,
 ) -> Result<AgentRun, Error> {
-    complete_run(db, id, "succeeded", "output", output.into(), tokens).await
+    complete_run(
+        db,
+        organization_id,
+        id,
+        "succeeded",
+        "output",
+        output.into(),
+        tokens,
+    )
+    .await
 }
 
 /// `running` -> `failed` with the error and the tokens used so far, stamping `completed_at`.
 pub async fn fail_run(
     db: &impl ConnectionTrait,
+    organization_id: &str,
     id: Uuid,
     error: &str,
     tokens: TokenCounts,
 ) -> Result<AgentRun, Error> {
-    complete_run(db, id, "failed", "error", error.into(), tokens).await
+    complete_run(
+        db,
+        organization_id,
+        id,
+        "failed",
+        "error",
+        error.into(),
+        tokens,
+    )
+    .await
 }
 
 /// `queued` or `running` -> `cancelled`, stamping `completed_at`.
-pub async fn cancel_run(db: &impl ConnectionTrait, id: Uuid) -> Result<AgentRun, Error> {
+pub async fn cancel_run(
+    db: &impl ConnectionTrait,
+    organization_id: &str,
+    id: Uuid,
+) -> Result<AgentRun, Error> {
     move_run(
         db,
+        organization_id,
         id,
         "status = 'cancelled', completed_at = now()",
         "'queued', 'running'",
@@ -177,11 +216,12 @@ pub struct NewToolCallInput {
     pub input: Json,
 }
 
-/// Appends a `pending` tool call to a `running` run with the run's next `sequence` (0, 1, ...),
-/// in one statement. Concurrent appends get distinct, gapless sequences: each takes the run's
-/// counter under the run's row lock.
+/// Appends a `pending` tool call to the organization's `running` run with the run's next
+/// `sequence` (0, 1, ...), in one statement. Concurrent appends get distinct, gapless
+/// sequences: each takes the run's counter under the run's row lock.
 pub async fn append_tool_call(
     db: &impl ConnectionTrait,
+    organization_id: &str,
     run_id: Uuid,
     call: NewToolCallInput,
 ) -> Result<ToolCall, Error> {
@@ -192,15 +232,17 @@ pub async fn append_tool_call(
         db,
         &format!(
             "WITH seq AS (
-             UPDATE agent_runs SET next_tool_call_sequence = next_tool_call_sequence + 1
-             WHERE id = $1 AND status = 'running'
+             UPDATE agent_runs SET next_tool_call_sequence = next_tool_call_sequence + 1,
+                                   updated_at = now()
+             WHERE organization_id = $1 AND id = $2 AND status = 'running'
              RETURNING next_tool_call_sequence - 1 AS sequence)
-         INSERT INTO tool_calls (agent_run_id, tool_id, tool_name, sequence, input)
-         SELECT $1, $2, $3, seq.sequence, $4 FROM seq
+         INSERT INTO tool_calls (organization_id, agent_run_id, tool_id, tool_name, sequence, input)
+         SELECT $1, $2, $3, $4, seq.sequence, $5 FROM seq
          RETURNING {}",
             columns::<tool_calls::Entity>(None)
         ),
         [
+            organization_id.into(),
             run_id.into(),
             call.tool_id.into(),
             call.tool_name.into(),
@@ -210,27 +252,45 @@ pub async fn append_tool_call(
     .await?;
     match appended {
         Some(tool_call) => Ok(tool_call),
-        None => {
-            Err(refused_transition(db, "agent_runs", "agent run", run_id, "a new tool call").await)
-        }
+        None => Err(refused_transition(
+            db,
+            "agent_runs",
+            "agent run",
+            organization_id,
+            run_id,
+            "a new tool call",
+        )
+        .await),
     }
 }
 
 /// `pending` -> `running`, stamping `started_at`.
-pub async fn start_tool_call(db: &impl ConnectionTrait, id: Uuid) -> Result<ToolCall, Error> {
+pub async fn start_tool_call(
+    db: &impl ConnectionTrait,
+    organization_id: &str,
+    id: Uuid,
+) -> Result<ToolCall, Error> {
     let started = sql::one(
         db,
         &format!(
-            "UPDATE tool_calls SET status = 'running', started_at = now()
-             WHERE id = $1 AND status = 'pending' RETURNING {}",
+            "UPDATE tool_calls SET status = 'running', started_at = now(), updated_at = now()
+             WHERE organization_id = $1 AND id = $2 AND status = 'pending' RETURNING {}",
             columns::<tool_calls::Entity>(None)
         ),
-        [id.into()],
+        [organization_id.into(), id.into()],
     )
     .await?;
     match started {
         Some(call) => Ok(call),
-        None => Err(refused_transition(db, "tool_calls", "tool call", id, "running").await),
+        None => Err(refused_transition(
+            db,
+            "tool_calls",
+            "tool call",
+            organization_id,
+            id,
+            "running",
+        )
+        .await),
     }
 }
 
@@ -245,6 +305,7 @@ pub enum ToolCallOutcome {
 /// it took; stamps `completed_at` (and `started_at` if it never had one).
 pub async fn finish_tool_call(
     db: &impl ConnectionTrait,
+    organization_id: &str,
     id: Uuid,
     outcome: ToolCallOutcome,
     duration_ms: u32,
@@ -256,16 +317,20 @@ pub async fn finish_tool_call(
         ToolCallOutcome::Succeeded(output) => ("succeeded", Some(output), None),
         ToolCallOutcome::Failed(error) => ("failed", None, Some(error)),
     };
+    // `now()` inside COALESCE as a subquery: Citus evaluates it on the coordinator then.
     let finished = sql::one(
         db,
         &format!(
             "UPDATE tool_calls
-             SET status = $2, output = $3, error = $4, duration_ms = $5, completed_at = now(),
-                 started_at = COALESCE(started_at, now() - make_interval(secs => $5 / 1000.0))
-             WHERE id = $1 AND status IN ('pending', 'running') RETURNING {}",
+             SET status = $3, output = $4, error = $5, duration_ms = $6, completed_at = now(),
+                 started_at = COALESCE(started_at, (SELECT now() - make_interval(secs => $6 / 1000.0))),
+                 updated_at = now()
+             WHERE organization_id = $1 AND id = $2 AND status IN ('pending', 'running')
+             RETURNING {}",
             columns::<tool_calls::Entity>(None)
         ),
         [
+            organization_id.into(),
             id.into(),
             status.into(),
             output.into(),
@@ -276,16 +341,20 @@ pub async fn finish_tool_call(
     .await?;
     match finished {
         Some(call) => Ok(call),
-        None => Err(refused_transition(db, "tool_calls", "tool call", id, status).await),
+        None => Err(
+            refused_transition(db, "tool_calls", "tool call", organization_id, id, status).await,
+        ),
     }
 }
 
-/// A run with its tool calls in `sequence` order, in one query.
+/// The organization's run with its tool calls in `sequence` order, in one query (joined on
+/// `(organization_id, id)`, so on Citus one task on the organization's shard).
 pub async fn run_with_tool_calls(
     db: &impl ConnectionTrait,
+    organization_id: &str,
     run_id: Uuid,
 ) -> Result<(AgentRun, Vec<ToolCall>), Error> {
-    let mut found = agent_runs::Entity::find_by_id(run_id)
+    let mut found = agent_runs::Entity::find_by_id((run_id, organization_id.to_owned()))
         .find_with_related(tool_calls::Entity)
         .order_by_asc(tool_calls::Column::Sequence)
         .all(db)

@@ -1,6 +1,11 @@
 //! The one error type of every helper. Database errors are classified by SQLSTATE into what a
 //! caller can act on; no variant carries a row's values (a duplicate `sessions.token` names the
 //! constraint, never the token).
+//!
+//! On Citus an error raised on a worker node reaches the client without its table, column and
+//! constraint fields (only SQLSTATE, message, detail, hint and context are passed on), and its
+//! message names the shard (`"uq_slack_events_organization_id_event_id_102381"`, `on table
+//! "members_102221"`): the names are then read from the message, the shard's suffix removed.
 
 use std::ops::Deref;
 
@@ -106,8 +111,15 @@ impl From<DbErr> for Error {
             return Self::Database(err);
         };
         let code = db_err.code().map(|c| c.into_owned()).unwrap_or_default();
-        let table = db_err.table().unwrap_or_default().to_owned();
-        let constraint = db_err.constraint().unwrap_or_default().to_owned();
+        let message = db_err.message();
+        let table = db_err
+            .table()
+            .map(str::to_owned)
+            .unwrap_or_else(|| named_in(message, &["on table ", "relation "]));
+        let constraint = db_err
+            .constraint()
+            .map(str::to_owned)
+            .unwrap_or_else(|| named_in(message, &["constraint "]));
         match code.as_str() {
             "23505" => Self::Conflict { table, constraint },
             "23503" => Self::MissingReference { table, constraint },
@@ -119,7 +131,8 @@ impl From<DbErr> for Error {
                 let column = db_err
                     .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
                     .and_then(|pg| pg.column())
-                    .unwrap_or_default();
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| quoted_after(message, "column ").unwrap_or_default());
                 Self::Validation {
                     field: format!("{table}.{column}"),
                     reason: "a value is required".to_owned(),
@@ -139,5 +152,72 @@ impl From<DbErr> for Error {
             c if c.starts_with("08") || c.starts_with("57P") => Self::Unavailable(err),
             _ => Self::Database(err),
         }
+    }
+}
+
+/// The first double-quoted name after `marker` in `message` (`... constraint "name" ...`), if
+/// any.
+fn quoted_after(message: &str, marker: &str) -> Option<String> {
+    let rest = &message[message.find(&format!("{marker}\""))? + marker.len() + 1..];
+    Some(rest[..rest.find('"')?].to_owned())
+}
+
+/// What a Citus worker's message names after the first of `markers` found, without the shard's
+/// `_<shard id>` suffix; empty when it names nothing.
+fn named_in(message: &str, markers: &[&str]) -> String {
+    markers
+        .iter()
+        .find_map(|marker| quoted_after(message, marker))
+        .map(|name| without_shard_suffix(&name).to_owned())
+        .unwrap_or_default()
+}
+
+/// `members_102221` -> `members`: a shard is its table's name, `_`, and the shard id.
+fn without_shard_suffix(name: &str) -> &str {
+    match name.rsplit_once('_') {
+        Some((table, shard))
+            if !table.is_empty()
+                && !shard.is_empty()
+                && shard.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            table
+        }
+        _ => name,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_read_from_a_citus_workers_message_without_the_shard() {
+        let duplicate = "duplicate key value violates unique constraint \"uq_slack_events_organization_id_event_id_102381\"";
+        assert_eq!(
+            named_in(duplicate, &["constraint "]),
+            "uq_slack_events_organization_id_event_id"
+        );
+        let missing = "insert or update on table \"members_102221\" violates foreign key constraint \"fk_members_user_id_102221\"";
+        assert_eq!(named_in(missing, &["on table ", "relation "]), "members");
+        assert_eq!(named_in(missing, &["constraint "]), "fk_members_user_id");
+        let check = "new row for relation \"tool_calls_102300\" violates check constraint \"ck_tool_calls_status_102300\"";
+        assert_eq!(named_in(check, &["on table ", "relation "]), "tool_calls");
+        let null = "null value in column \"model\" of relation \"agent_runs_102290\" violates not-null constraint";
+        assert_eq!(quoted_after(null, "column ").as_deref(), Some("model"));
+        assert_eq!(named_in(null, &["on table ", "relation "]), "agent_runs");
+    }
+
+    #[test]
+    fn a_name_without_a_shard_suffix_is_kept_whole() {
+        assert_eq!(without_shard_suffix("uq_users_email"), "uq_users_email");
+        assert_eq!(without_shard_suffix("users"), "users");
+        assert_eq!(without_shard_suffix("t_1a"), "t_1a");
+        assert_eq!(without_shard_suffix("_123"), "_123");
+        assert_eq!(without_shard_suffix("t_"), "t_");
+        assert_eq!(named_in("no names here", &["constraint "]), "");
+        assert_eq!(
+            quoted_after("constraint \"unterminated", "constraint "),
+            None
+        );
     }
 }

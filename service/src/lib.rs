@@ -8,7 +8,7 @@
 //! # async fn demo() -> Result<(), service::Error> {
 //! use service::{events, events::SlackEvents};
 //! let db = service::connect().await?;
-//! let claimed = events::claim::<SlackEvents>(&db, 10).await?;
+//! let claimed = events::claim::<SlackEvents>(&db, "org_acme", 10).await?;
 //! # Ok(()) }
 //! ```
 

@@ -289,18 +289,20 @@ pub async fn create_invitation(
     .map(|i| i.expect("INSERT ... SELECT of one row returns it"))
 }
 
-/// Accepts a pending, unexpired invitation for the user whose email it was sent to: the
-/// invitation becomes `accepted` and the member row is added in one statement, exactly once
-/// even when accepted twice at once (the second gets [`Error::InvalidTransition`]).
+/// Accepts the organization's pending, unexpired invitation for the user whose email it was
+/// sent to: the invitation becomes `accepted` and the member row is added in one statement,
+/// exactly once even when accepted twice at once (the second gets [`Error::InvalidTransition`]).
 pub async fn accept_invitation(
     db: &impl ConnectionTrait,
+    organization_id: &str,
     invitation_id: &str,
     user_id: &str,
 ) -> Result<(Invitation, Member), Error> {
     let sql = format!(
         "WITH inv AS (
              UPDATE invitations i SET status = 'accepted'
-             WHERE i.id = $1 AND i.status = 'pending' AND i.expires_at > now()
+             WHERE i.organization_id = $4 AND i.id = $1 AND i.status = 'pending'
+               AND i.expires_at > now()
                AND lower(i.email) = (SELECT lower(u.email) FROM users u WHERE u.id = $2)
              RETURNING i.*),
          mem AS (
@@ -314,7 +316,12 @@ pub async fn accept_invitation(
     let row = db
         .query_one_raw(sql::statement(
             &sql,
-            [invitation_id.into(), user_id.into(), new_text_id().into()],
+            [
+                invitation_id.into(),
+                user_id.into(),
+                new_text_id().into(),
+                organization_id.into(),
+            ],
         ))
         .await?;
     if let Some(row) = row {
@@ -323,11 +330,12 @@ pub async fn accept_invitation(
             Member::from_query_result(&row, "m_")?,
         ));
     }
-    Err(refused_acceptance(db, invitation_id, user_id).await)
+    Err(refused_acceptance(db, organization_id, invitation_id, user_id).await)
 }
 
 async fn refused_acceptance(
     db: &impl ConnectionTrait,
+    organization_id: &str,
     invitation_id: &str,
     user_id: &str,
 ) -> Error {
@@ -342,8 +350,8 @@ async fn refused_acceptance(
         "SELECT i.status, i.expires_at <= now() AS expired,
                 COALESCE(lower(i.email) = (SELECT lower(u.email) FROM users u WHERE u.id = $2), false)
                     AS email_matches
-         FROM invitations i WHERE i.id = $1",
-        [invitation_id.into(), user_id.into()],
+         FROM invitations i WHERE i.organization_id = $3 AND i.id = $1",
+        [invitation_id.into(), user_id.into(), organization_id.into()],
     )
     .await;
     let transition = |from: &str| Error::InvalidTransition {
@@ -366,16 +374,22 @@ async fn refused_acceptance(
 
 async fn close_invitation(
     db: &impl ConnectionTrait,
+    organization_id: &str,
     invitation_id: &str,
     to: InvitationStatus,
 ) -> Result<Invitation, Error> {
     let updated = sql::one(
         db,
         &format!(
-            "UPDATE invitations SET status = $2 WHERE id = $1 AND status = 'pending' RETURNING {}",
+            "UPDATE invitations SET status = $3
+             WHERE organization_id = $1 AND id = $2 AND status = 'pending' RETURNING {}",
             columns::<invitations::Entity>(None)
         ),
-        [invitation_id.into(), to.as_str().into()],
+        [
+            organization_id.into(),
+            invitation_id.into(),
+            to.as_str().into(),
+        ],
     )
     .await?;
     match updated {
@@ -384,6 +398,7 @@ async fn close_invitation(
             db,
             "invitations",
             "invitation",
+            organization_id,
             invitation_id,
             to.as_str(),
         )
@@ -391,20 +406,34 @@ async fn close_invitation(
     }
 }
 
-/// The invitee declines a pending invitation.
+/// The invitee declines the organization's pending invitation.
 pub async fn reject_invitation(
     db: &impl ConnectionTrait,
+    organization_id: &str,
     invitation_id: &str,
 ) -> Result<Invitation, Error> {
-    close_invitation(db, invitation_id, InvitationStatus::Rejected).await
+    close_invitation(
+        db,
+        organization_id,
+        invitation_id,
+        InvitationStatus::Rejected,
+    )
+    .await
 }
 
 /// The organization withdraws a pending invitation.
 pub async fn cancel_invitation(
     db: &impl ConnectionTrait,
+    organization_id: &str,
     invitation_id: &str,
 ) -> Result<Invitation, Error> {
-    close_invitation(db, invitation_id, InvitationStatus::Canceled).await
+    close_invitation(
+        db,
+        organization_id,
+        invitation_id,
+        InvitationStatus::Canceled,
+    )
+    .await
 }
 
 /// Cancels every pending invitation past its expiry (the schema has no `expired` status);

@@ -39,12 +39,14 @@ pub(crate) async fn execute(
         .rows_affected())
 }
 
-/// After a guarded `UPDATE ... WHERE id = $1 AND status IN (...)` changed nothing: the row is
-/// missing ([`Error::NotFound`]) or its status does not allow the move ([`Error::InvalidTransition`]).
+/// After a guarded `UPDATE ... WHERE organization_id = $1 AND id = $2 AND status IN (...)`
+/// changed nothing: the organization has no such row ([`Error::NotFound`]) or its status does
+/// not allow the move ([`Error::InvalidTransition`]).
 pub(crate) async fn refused_transition(
     db: &impl ConnectionTrait,
     table: &'static str,
     entity: &'static str,
+    organization_id: &str,
     id: impl Into<Value> + ToString + Copy,
     to: &'static str,
 ) -> Error {
@@ -52,8 +54,8 @@ pub(crate) async fn refused_transition(
     struct Current {
         status: String,
     }
-    let sql = format!("SELECT status FROM {table} WHERE id = $1");
-    match one::<Current>(db, &sql, [id.into()]).await {
+    let sql = format!("SELECT status FROM {table} WHERE organization_id = $1 AND id = $2");
+    match one::<Current>(db, &sql, [organization_id.into(), id.into()]).await {
         Ok(Some(current)) => Error::InvalidTransition {
             entity,
             id: id.to_string(),

@@ -1,4 +1,6 @@
-//! The tool catalog and each user's switches and settings for it.
+//! The tool catalog and each user's switches and settings for it. Writers set `updated_at`
+//! (an upsert's is the inserted row's default, `EXCLUDED.updated_at`: Citus refuses `now()` in
+//! `DO UPDATE SET`).
 
 use std::collections::HashSet;
 
@@ -70,7 +72,8 @@ pub async fn upsert_tools(
              description = EXCLUDED.description,
              provider = EXCLUDED.provider,
              input_schema = EXCLUDED.input_schema,
-             tags = EXCLUDED.tags
+             tags = EXCLUDED.tags,
+             updated_at = EXCLUDED.updated_at
          RETURNING {}",
             columns::<tools::Entity>(None)
         ),
@@ -98,7 +101,7 @@ pub async fn set_tool_enabled(
     sql::one(
         db,
         &format!(
-            "UPDATE tools SET is_enabled = $2 WHERE name = $1 RETURNING {}",
+            "UPDATE tools SET is_enabled = $2, updated_at = now() WHERE name = $1 RETURNING {}",
             columns::<tools::Entity>(None)
         ),
         [name.into(), enabled.into()],
@@ -132,7 +135,8 @@ pub async fn set_user_tool(
          VALUES ($1, $2, COALESCE($3, true), COALESCE($4, '{{}}'::jsonb))
          ON CONFLICT (user_id, tool_id) DO UPDATE SET
              is_enabled = COALESCE($3, user_tools.is_enabled),
-             config = COALESCE($4, user_tools.config)
+             config = COALESCE($4, user_tools.config),
+             updated_at = EXCLUDED.updated_at
          RETURNING {}",
             columns::<user_tools::Entity>(None)
         ),

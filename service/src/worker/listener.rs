@@ -1,9 +1,14 @@
 //! The wake-up: a `LISTEN` on a connection of its own (a session, so never through a
-//! transaction-mode pooler), reconnected with backoff. A notification, or a reconnect (after
-//! which notifications sent while it was down are lost), wakes the runtime, which then claims;
-//! so no event waits on a lost notification longer than the poll interval.
+//! transaction-mode pooler), reconnected with backoff. A notification names the organization
+//! that got events (the ingest's payload), which the runtime then claims for; a notification
+//! without one, or a reconnect (after which notifications sent while it was down are lost),
+//! makes it look for every organization with due events. So no event waits on a lost
+//! notification longer than the poll interval.
 
-use std::{str::FromStr, sync::Arc};
+use std::{
+    str::FromStr,
+    sync::{Arc, Mutex},
+};
 
 use db_connect::DatabaseUrl;
 use sea_orm::sqlx::{
@@ -32,11 +37,56 @@ async fn connect(url: &DatabaseUrl, channel: &str) -> Result<PgListener, sqlx::E
     Ok(listener)
 }
 
-/// Listens on `channel` until `stop`: every notification and every (re)connect wakes `wake`.
+/// What woke the runtime since it last looked: organizations named by notifications, and
+/// whether it should look for due organizations itself.
+#[derive(Default)]
+pub(crate) struct Wakeups {
+    notify: Notify,
+    pending: Mutex<Pending>,
+}
+
+#[derive(Default)]
+struct Pending {
+    organizations: Vec<String>,
+    look: bool,
+}
+
+impl Wakeups {
+    /// Events arrived for this organization.
+    pub(crate) fn organization(&self, organization_id: String) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if !pending.organizations.contains(&organization_id) {
+            pending.organizations.push(organization_id);
+        }
+        drop(pending);
+        self.notify.notify_one();
+    }
+
+    /// Events may be due anywhere: a notification without an organization, or a reconnect.
+    pub(crate) fn look(&self) {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).look = true;
+        self.notify.notify_one();
+    }
+
+    /// The organizations named since the last call, and whether to look for due ones.
+    pub(crate) fn take(&self) -> (Vec<String>, bool) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        (
+            std::mem::take(&mut pending.organizations),
+            std::mem::take(&mut pending.look),
+        )
+    }
+
+    pub(crate) async fn notified(&self) {
+        self.notify.notified().await
+    }
+}
+
+/// Listens on `channel` until `stop`: every notification and every (re)connect lands in `wake`.
 pub(crate) async fn run(
     url: DatabaseUrl,
     channel: &'static str,
-    wake: Arc<Notify>,
+    wake: Arc<Wakeups>,
     reconnect: Backoff,
     stop: CancellationToken,
 ) {
@@ -50,13 +100,16 @@ pub(crate) async fn run(
             Ok(mut listener) => {
                 failures = 0;
                 tracing::debug!(channel, "listening");
-                // Whatever was notified while we were not listening is caught by this claim.
-                wake.notify_one();
+                // Whatever was notified while we were not listening is found by this look.
+                wake.look();
                 let lost = loop {
                     tokio::select! {
                         _ = stop.cancelled() => return,
                         next = listener.try_recv() => match next {
-                            Ok(Some(_)) => wake.notify_one(),
+                            Ok(Some(notification)) => match notification.payload() {
+                                "" => wake.look(),
+                                organization => wake.organization(organization.to_owned()),
+                            },
                             Ok(None) => break "the connection was lost".to_owned(),
                             // The error names the server and the reason, never the password.
                             Err(err) => break err.to_string(),

@@ -1,10 +1,11 @@
-//! The loop: one coordinating task claims in batches, hands events to at most `concurrency`
-//! handler tasks, and sends their outcomes to a settling task that writes them many per
-//! statement. Alongside: the listener (wake-ups), a heartbeat that renews the leases of what is
-//! in hand, and optional pruning.
+//! The loop: one coordinating task claims in batches, one organization per claim (the
+//! organizations a notification names, or those a look at the due index finds), hands events to
+//! at most `concurrency` handler tasks, and sends their outcomes to a settling task that writes
+//! them many per statement (one per organization). Alongside: the listener (wake-ups), a
+//! heartbeat that renews the leases of what is in hand, and optional pruning.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{BTreeMap, HashMap, HashSet, VecDeque},
     marker::PhantomData,
     sync::Arc,
     time::Duration,
@@ -12,13 +13,17 @@ use std::{
 
 use db_connect::Pool;
 use tokio::{
-    sync::{Notify, mpsc},
+    sync::mpsc,
     task::{self, JoinHandle, JoinSet},
     time::{Instant, MissedTickBehavior},
 };
 use tracing::{Instrument, Span, field};
 
-use super::{Handler, Outcome, Wakeup, WorkerConfig, WorkerError, listener, prune::prune};
+use super::{
+    Handler, Outcome, Wakeup, WorkerConfig, WorkerError,
+    listener::{self, Wakeups},
+    prune::prune_everything,
+};
 use crate::{
     Error,
     events::{self, ClaimOptions, Claimed, EventSource, Release, Settle},
@@ -30,6 +35,8 @@ const MAX_SETTLE_BATCH: usize = 1000;
 const MIN_IDLE: Duration = Duration::from_millis(10);
 /// Tries of a settling statement while the database is unavailable.
 const SETTLE_TRIES: u32 = 8;
+/// Due events a look at the due index reads to find the organizations to claim for.
+const DUE_SCAN: u64 = 200;
 
 /// What a run did, counted by this worker.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -56,6 +63,7 @@ pub struct Worker<S: EventSource, H> {
 }
 
 struct Running {
+    organization_id: String,
     claim: Claimed,
     started: Instant,
     span: Span,
@@ -65,32 +73,68 @@ struct Running {
 /// so handlers do not wait for a claim's round trip.
 const MAX_CLAIMS_IN_FLIGHT: usize = 2;
 
+/// The result of one claim: the organization, how many were asked for, the events.
+type ClaimResult<Row> = (String, u64, Result<Vec<Row>, Error>);
+
 async fn claim_batch<S: EventSource>(
     db: Pool,
+    organization_id: String,
     options: ClaimOptions,
-) -> (u64, Result<Vec<S::Row>, Error>) {
-    (options.limit, events::claim_with::<S>(&db, options).await)
+) -> ClaimResult<S::Row> {
+    let claimed = events::claim_with::<S>(&db, &organization_id, options).await;
+    (organization_id, options.limit, claimed)
 }
 
-/// Writes outcomes as they come, all those waiting in one statement. Returns the outcomes that
-/// found their lease gone.
+/// Claims grouped by organization, for the statements that take one organization each.
+fn by_organization<T>(items: impl IntoIterator<Item = (String, T)>) -> BTreeMap<String, Vec<T>> {
+    let mut grouped: BTreeMap<String, Vec<T>> = BTreeMap::new();
+    for (organization_id, item) in items {
+        grouped.entry(organization_id).or_default().push(item);
+    }
+    grouped
+}
+
+/// Writes outcomes as they come, all those waiting in one statement per organization. Returns
+/// the outcomes that found their lease gone.
 async fn settle_all<S: EventSource>(
     db: Pool,
-    mut outcomes: mpsc::UnboundedReceiver<(Claimed, Settle)>,
+    mut outcomes: mpsc::UnboundedReceiver<(String, Claimed, Settle)>,
     backoff: super::Backoff,
 ) -> u64 {
     let mut lost = 0;
-    let mut batch = Vec::new();
+    let mut waiting = Vec::new();
     while let Some(first) = outcomes.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_SETTLE_BATCH {
+        waiting.push(first);
+        while waiting.len() < MAX_SETTLE_BATCH {
             match outcomes.try_recv() {
-                Ok(next) => batch.push(next),
+                Ok(next) => waiting.push(next),
                 Err(_) => break,
             }
         }
+        let grouped = by_organization(
+            waiting
+                .drain(..)
+                .map(|(organization_id, claim, how)| (organization_id, (claim, how))),
+        );
+        for (organization_id, batch) in grouped {
+            lost += settle_one::<S>(&db, &organization_id, &batch, backoff).await;
+        }
+    }
+    lost
+}
+
+/// One organization's outcomes in one statement, retried while the database is unavailable.
+/// Returns those that found their lease gone.
+async fn settle_one<S: EventSource>(
+    db: &Pool,
+    organization_id: &str,
+    batch: &[(Claimed, Settle)],
+    backoff: super::Backoff,
+) -> u64 {
+    let mut lost = 0;
+    {
         for tries in 1.. {
-            match events::settle::<S>(&db, &batch).await {
+            match events::settle::<S>(db, organization_id, batch).await {
                 Ok(held) => {
                     let gone = batch.len() - held.len();
                     if gone > 0 {
@@ -114,7 +158,6 @@ async fn settle_all<S: EventSource>(
                 }
             }
         }
-        batch.clear();
     }
     lost
 }
@@ -192,7 +235,7 @@ where
     pub async fn run(self, stop: super::CancellationToken) -> RunSummary {
         let config = &self.config;
         let background = super::CancellationToken::new();
-        let wake = Arc::new(Notify::new());
+        let wake = Arc::new(Wakeups::default());
         let listener = match &config.wakeup {
             Wakeup::Listen(url) => Some(tokio::spawn(listener::run(
                 url.clone(),
@@ -246,7 +289,7 @@ struct State<'w, S: EventSource, H> {
     queue: VecDeque<S::Row>,
     running: JoinSet<Result<Outcome, String>>,
     in_flight: HashMap<task::Id, Running>,
-    settle: mpsc::UnboundedSender<(Claimed, Settle)>,
+    settle: mpsc::UnboundedSender<(String, Claimed, Settle)>,
     heartbeat: Option<JoinHandle<()>>,
     pruning: Option<JoinHandle<()>>,
     idle_until: Instant,
@@ -261,19 +304,25 @@ where
         &self.worker.config
     }
 
-    fn in_hand(&self) -> Vec<Claimed> {
+    fn in_hand(&self) -> Vec<(String, Claimed)> {
         self.queue
             .iter()
-            .map(S::claimed)
-            .chain(self.in_flight.values().map(|r| r.claim))
+            .map(|e| (S::organization_id(e).to_owned(), S::claimed(e)))
+            .chain(
+                self.in_flight
+                    .values()
+                    .map(|r| (r.organization_id.clone(), r.claim)),
+            )
             .collect()
     }
 
     fn start(&mut self, event: S::Row) {
         let claim = S::claimed(&event);
+        let organization_id = S::organization_id(&event).to_owned();
         let span = tracing::info_span!(
             "event",
             source = S::TABLE,
+            organization = %organization_id,
             id = %claim.id,
             attempt = claim.attempt,
             outcome = field::Empty,
@@ -287,6 +336,7 @@ where
         self.in_flight.insert(
             handle.id(),
             Running {
+                organization_id,
                 claim,
                 started: Instant::now(),
                 span,
@@ -345,7 +395,9 @@ where
             self.idle_until = self.idle_until.min(Instant::now() + *after);
         }
         // The settler outlives this state; a closed channel only happens after shutdown.
-        let _ = self.settle.send((running.claim, settle));
+        let _ = self
+            .settle
+            .send((running.organization_id, running.claim, settle));
     }
 
     fn renew_leases(&mut self) {
@@ -359,15 +411,18 @@ where
         let db = self.worker.db.clone();
         let lease = self.config().lease;
         self.heartbeat = Some(tokio::spawn(async move {
-            match events::extend_leases::<S>(&db, &claims, lease).await {
-                Ok(held) if held.len() < claims.len() => tracing::warn!(
-                    source = S::TABLE,
-                    lost = claims.len() - held.len(),
-                    "leases lost: another worker claimed these events again"
-                ),
-                Ok(_) => {}
-                Err(err) => {
-                    tracing::warn!(source = S::TABLE, error = %err, "renewing leases failed")
+            for (organization_id, claims) in by_organization(claims) {
+                match events::extend_leases::<S>(&db, &organization_id, &claims, lease).await {
+                    Ok(held) if held.len() < claims.len() => tracing::warn!(
+                        source = S::TABLE,
+                        organization = %organization_id,
+                        lost = claims.len() - held.len(),
+                        "leases lost: another worker claimed these events again"
+                    ),
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::warn!(source = S::TABLE, error = %err, "renewing leases failed")
+                    }
                 }
             }
         }));
@@ -382,7 +437,7 @@ where
         }
         let db = self.worker.db.clone();
         self.pruning = Some(tokio::spawn(async move {
-            match prune::<S>(&db, retention.keep_for, super::DEFAULT_PRUNE_BATCH).await {
+            match prune_everything::<S>(&db, retention.keep_for, super::DEFAULT_PRUNE_BATCH).await {
                 Ok(deleted) => tracing::info!(source = S::TABLE, deleted, "pruned finished events"),
                 Err(err) => tracing::warn!(source = S::TABLE, error = %err, "pruning failed"),
             }
@@ -390,7 +445,7 @@ where
     }
 
     /// Claims and runs events until `stop`.
-    async fn serve(&mut self, stop: &super::CancellationToken, wake: &Notify) {
+    async fn serve(&mut self, stop: &super::CancellationToken, wake: &Wakeups) {
         let config = self.config().clone();
         let capacity = config.concurrency + config.prefetch;
         // Busy workers claim in batches of at least half the prefetch, not one by one.
@@ -405,12 +460,19 @@ where
         let mut claiming = JoinSet::new();
         // Events asked for by the claims under way, by claim task.
         let mut reserved: HashMap<task::Id, usize> = HashMap::new();
+        // Organizations to claim for, in turn: named by a notification, found by a look at the
+        // due index, or left with more after a full claim.
+        let mut due: VecDeque<String> = VecDeque::new();
+        // Organizations whose last claim came back full: a second claim for one may start
+        // before the first returns, so handlers do not wait for a claim's round trip.
+        let mut busy: HashSet<String> = HashSet::new();
+        // A look at the due index under way: which organizations have due events.
+        let mut looking: Option<JoinHandle<Result<Vec<String>, Error>>> = None;
         // After a short claim: when the next event is due, asked after the claimed ones started.
         let mut probing: Option<JoinHandle<Result<Option<Duration>, Error>>> = None;
-        // Woken (a notification, a poll, a retry coming due) since the last claim began.
+        // Woken without an organization (a poll, a reconnect, a retry coming due) since the
+        // last look began.
         let mut woken = true;
-        // The last claim came back full: there is more to claim.
-        let mut busy = false;
         let mut claim_failures = 0u32;
         loop {
             while self.running.len() < config.concurrency
@@ -418,21 +480,36 @@ where
             {
                 self.start(event);
             }
+            if woken && looking.is_none() {
+                let db = self.worker.db.clone();
+                looking = Some(tokio::spawn(async move {
+                    events::due_organizations::<S>(&db, DUE_SCAN).await
+                }));
+                woken = false;
+            }
             let in_hand = self.queue.len() + self.running.len() + reserved.values().sum::<usize>();
             let room = capacity.saturating_sub(in_hand);
             if claiming.len() < MAX_CLAIMS_IN_FLIGHT
-                && (woken || busy)
                 && room >= batch_at_least.min(config.concurrency)
+                && let Some(organization_id) = due.pop_front()
             {
+                if busy.contains(&organization_id) {
+                    // More is likely due there: another claim may follow this one.
+                    due.push_back(organization_id.clone());
+                }
                 let options = ClaimOptions {
                     limit: room as u64,
                     lease: config.lease,
                     max_attempts: Some(config.max_attempts),
                 };
-                let claim = claiming.spawn(claim_batch::<S>(self.worker.db.clone(), options));
+                let claim = claiming.spawn(claim_batch::<S>(
+                    self.worker.db.clone(),
+                    organization_id,
+                    options,
+                ));
                 reserved.insert(claim.id(), room);
-                woken = false;
             }
+            let idle = due.is_empty() && claiming.is_empty() && looking.is_none() && !woken;
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => break,
@@ -443,45 +520,81 @@ where
                         result
                     });
                     match claimed {
-                        Ok((asked, Ok(events))) => {
+                        Ok((organization_id, asked, Ok(events))) => {
                             claim_failures = 0;
-                            // A full batch: there may be more. A short one: the queue is drained.
-                            busy = events.len() as u64 == asked;
-                            if !busy {
-                                // The queue is drained: sleep until the next poll, or sooner
-                                // when something is known to come due first (a retry of ours,
-                                // which may have been settled while this claim was under way).
-                                let now = Instant::now();
-                                self.idle_until = self.idle_until.clamp(now, now + config.poll_interval);
-                                let db = self.worker.db.clone();
-                                probing = Some(tokio::spawn(async move { events::next_due::<S>(&db).await }));
+                            // A full batch: there may be more. A short one: that organization's
+                            // queue is drained.
+                            if events.len() as u64 == asked {
+                                if !due.contains(&organization_id) {
+                                    due.push_back(organization_id.clone());
+                                }
+                                busy.insert(organization_id);
+                            } else {
+                                busy.remove(&organization_id);
+                                if due.is_empty() {
+                                    self.drained(&mut probing);
+                                }
                             }
                             self.queue.extend(events);
                         }
-                        Ok((_, Err(err))) => {
-                            busy = false;
+                        Ok((organization_id, _, Err(err))) => {
+                            busy.remove(&organization_id);
                             claim_failures += 1;
-                            tracing::warn!(source = S::TABLE, error = %err, "claiming failed; backing off");
+                            tracing::warn!(source = S::TABLE, organization = %organization_id, error = %err, "claiming failed; backing off");
                             self.idle_until = Instant::now() + config.reconnect.delay(claim_failures);
                         }
                         Err(err) => {
                             reserved.remove(&err.id());
-                            busy = false;
                             claim_failures += 1;
                             tracing::error!(source = S::TABLE, error = %err, "the claim task failed");
                             self.idle_until = Instant::now() + config.reconnect.delay(claim_failures);
                         }
                     }
                 }
-                due = async { probing.as_mut().expect("guarded").await }, if probing.is_some() => {
+                found = async { looking.as_mut().expect("guarded").await }, if looking.is_some() => {
+                    looking = None;
+                    match found {
+                        Ok(Ok(organizations)) => {
+                            claim_failures = 0;
+                            let none = organizations.is_empty();
+                            for organization_id in organizations {
+                                if !due.contains(&organization_id) {
+                                    due.push_back(organization_id);
+                                }
+                            }
+                            if none && due.is_empty() {
+                                self.drained(&mut probing);
+                            }
+                        }
+                        Ok(Err(err)) => {
+                            claim_failures += 1;
+                            tracing::warn!(source = S::TABLE, error = %err, "looking for due events failed; backing off");
+                            self.idle_until = Instant::now() + config.reconnect.delay(claim_failures);
+                        }
+                        Err(err) => {
+                            claim_failures += 1;
+                            tracing::error!(source = S::TABLE, error = %err, "the look for due events failed");
+                            self.idle_until = Instant::now() + config.reconnect.delay(claim_failures);
+                        }
+                    }
+                }
+                due_in = async { probing.as_mut().expect("guarded").await }, if probing.is_some() => {
                     probing = None;
-                    if let Ok(Ok(Some(due))) = due {
-                        let at = Instant::now() + due.max(MIN_IDLE);
+                    if let Ok(Ok(Some(due_in))) = due_in {
+                        let at = Instant::now() + due_in.max(MIN_IDLE);
                         self.idle_until = self.idle_until.min(at);
                     }
                 }
-                _ = wake.notified() => woken = true,
-                _ = tokio::time::sleep_until(self.idle_until), if !woken && !busy && claiming.is_empty() => {
+                _ = wake.notified() => {
+                    let (organizations, look) = wake.take();
+                    for organization_id in organizations {
+                        if !due.contains(&organization_id) {
+                            due.push_back(organization_id);
+                        }
+                    }
+                    woken |= look;
+                }
+                _ = tokio::time::sleep_until(self.idle_until), if idle => {
                     woken = true;
                     self.idle_until = Instant::now() + config.poll_interval;
                 }
@@ -491,22 +604,52 @@ where
         }
         // Claims under way still hand their events over: they are released below.
         while let Some(claimed) = claiming.join_next().await {
-            if let Ok((_, Ok(events))) = claimed {
+            if let Ok((_, _, Ok(events))) = claimed {
                 self.queue.extend(events);
             }
         }
     }
 
-    async fn give_back(&mut self, claims: &[Claimed], why: Release) -> u64 {
+    /// Nothing more to claim for now: sleep until the next poll, or sooner when something is
+    /// known to come due first (a retry of ours, which may have been settled while the last
+    /// claim was under way), which one probe of the due index tells.
+    fn drained(&mut self, probing: &mut Option<JoinHandle<Result<Option<Duration>, Error>>>) {
+        let now = Instant::now();
+        let poll = self.config().poll_interval;
+        self.idle_until = self.idle_until.clamp(now, now + poll);
+        if probing.is_none() {
+            let db = self.worker.db.clone();
+            *probing = Some(tokio::spawn(
+                async move { events::next_due::<S>(&db).await },
+            ));
+        }
+    }
+
+    /// Gives claims back, one statement (and notification) per organization; returns how many
+    /// went back.
+    async fn give_back(&mut self, claims: Vec<(String, Claimed)>, why: Release) -> u64 {
+        let mut released = 0;
+        for (organization_id, claims) in by_organization(claims) {
+            released += self.give_back_one(&organization_id, &claims, why).await;
+        }
+        released
+    }
+
+    async fn give_back_one(
+        &mut self,
+        organization_id: &str,
+        claims: &[Claimed],
+        why: Release,
+    ) -> u64 {
         for tries in 1..=SETTLE_TRIES {
-            match events::release::<S>(&self.worker.db, claims, why).await {
+            match events::release::<S>(&self.worker.db, organization_id, claims, why).await {
                 Ok(released) => return released,
                 Err(err) if err.is_retryable() && tries < SETTLE_TRIES => {
                     tokio::time::sleep(self.config().reconnect.delay(tries)).await
                 }
                 Err(err) => {
                     // Their leases run out and they are claimed again.
-                    tracing::error!(source = S::TABLE, error = %err, "giving events back failed");
+                    tracing::error!(source = S::TABLE, organization = %organization_id, error = %err, "giving events back failed");
                     return 0;
                 }
             }
@@ -517,9 +660,13 @@ where
     /// Gives back the unstarted, waits for the running within the grace period, then
     /// interrupts and gives back the rest.
     async fn shut_down(&mut self) {
-        let unstarted: Vec<Claimed> = self.queue.drain(..).map(|e| S::claimed(&e)).collect();
+        let unstarted: Vec<(String, Claimed)> = self
+            .queue
+            .drain(..)
+            .map(|e| (S::organization_id(&e).to_owned(), S::claimed(&e)))
+            .collect();
         if !unstarted.is_empty() {
-            self.summary.released += self.give_back(&unstarted, Release::NotStarted).await;
+            self.summary.released += self.give_back(unstarted, Release::NotStarted).await;
         }
         let deadline = Instant::now() + self.config().shutdown_grace;
         let mut heartbeat = tokio::time::interval(self.config().lease / 3);
@@ -542,12 +689,16 @@ where
                 done => self.finish(done),
             }
         }
-        let interrupted: Vec<Claimed> = self.in_flight.drain().map(|(_, r)| r.claim).collect();
+        let interrupted: Vec<(String, Claimed)> = self
+            .in_flight
+            .drain()
+            .map(|(_, r)| (r.organization_id, r.claim))
+            .collect();
         tracing::warn!(
             source = S::TABLE,
             handlers = interrupted.len(),
             "shutdown grace period over: interrupting handlers"
         );
-        self.summary.interrupted += self.give_back(&interrupted, Release::Interrupted).await;
+        self.summary.interrupted += self.give_back(interrupted, Release::Interrupted).await;
     }
 }
