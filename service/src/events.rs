@@ -578,6 +578,15 @@ pub async fn due_organizations<S: EventSource>(
     struct Due {
         organization_id: String,
     }
+    let due = Due::find_by_statement(due_organizations_statement::<S>(scan))
+        .all(db)
+        .await?;
+    Ok(due.into_iter().map(|d| d.organization_id).collect())
+}
+
+/// The statement [`due_organizations`] sends, for checks of its plan (`EXPLAIN`).
+#[doc(hidden)]
+pub fn due_organizations_statement<S: EventSource>(scan: u64) -> Statement {
     let sql = format!(
         "SELECT organization_id FROM (
              SELECT organization_id, due_at FROM {} WHERE {QUEUED} AND due_at <= now()
@@ -585,8 +594,7 @@ pub async fn due_organizations<S: EventSource>(
          GROUP BY organization_id ORDER BY min(due_at), organization_id",
         S::TABLE
     );
-    let due: Vec<Due> = sql::all(db, &sql, [(clamp_limit(scan) as i64).into()]).await?;
-    Ok(due.into_iter().map(|d| d.organization_id).collect())
+    sql::statement(&sql, [(clamp_limit(scan) as i64).into()])
 }
 
 /// One claim of one event: its id and the attempt the claim made. Moves after a claim name

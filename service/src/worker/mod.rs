@@ -31,7 +31,7 @@ mod retry;
 mod runtime;
 
 pub use listener::APPLICATION_NAME as LISTENER_APPLICATION_NAME;
-pub use prune::{DEFAULT_PRUNE_BATCH, prune};
+pub use prune::{DEFAULT_PRUNE_BATCH, prune, prune_unrouted};
 pub use retry::Backoff;
 pub use runtime::{RunSummary, Worker};
 pub use tokio_util::sync::CancellationToken;
