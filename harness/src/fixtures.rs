@@ -18,10 +18,16 @@ pub const AGENT_RUN_ID: &str = "00000000-0000-4000-8000-000000000008";
 pub const TOOL_CALL_ID: &str = "00000000-0000-4000-8000-000000000009";
 pub const OTHER_ORG_RUN_ID: &str = "00000000-0000-4000-8000-00000000000a";
 
-/// Two users and two organizations; the owner belongs to `ORG_ID` and owns everything in it,
-/// the other user is a member of both and has a run in `OTHER_ORG_ID`.
+pub const UNROUTED_EVENT_ID: &str = "00000000-0000-4000-8000-00000000000b";
+
+/// Two users and two organizations; the owner belongs to `ORG_ID` and owns everything in it
+/// (its connections route team `T1`, Linear workspace `lin_1` and installation 4242 there),
+/// the other user is a member of both and has a run in `OTHER_ORG_ID`; one Slack delivery from
+/// a team nobody connected is unrouted.
+///
+/// One statement per `execute`, so that it runs the same on Citus.
 pub async fn seed_everything(db: &impl ConnectionTrait) -> Result<(), DbErr> {
-    db.execute_unprepared(&format!(
+    let statements = format!(
         "INSERT INTO users (id, name, email) VALUES
              ('{OWNER_ID}', 'Owner', 'owner@example.com'),
              ('{OTHER_USER_ID}', 'Other', 'other@example.com');
@@ -51,11 +57,19 @@ pub async fn seed_everything(db: &impl ConnectionTrait) -> Result<(), DbErr> {
          INSERT INTO linear_connections (id, organization_id, installed_by_user_id, linear_organization_id,
                  linear_organization_name, access_token_encrypted) VALUES
              ('{LINEAR_CONNECTION_ID}', '{ORG_ID}', '{OTHER_USER_ID}', 'lin_1', 'Acme', 'v1:ciphertext');
-         INSERT INTO slack_events (id, slack_connection_id, event_id, event_type, team_id, payload) VALUES
-             ('{SLACK_EVENT_ID}', '{SLACK_CONNECTION_ID}', 'Ev1', 'app_mention', 'T1', '{{}}');
-         INSERT INTO linear_events (id, linear_connection_id, event_id, event_type, action,
-                 linear_organization_id, payload) VALUES
-             ('{LINEAR_EVENT_ID}', '{LINEAR_CONNECTION_ID}', 'delivery-1', 'Issue', 'create', 'lin_1', '{{}}');
+         INSERT INTO webhook_routes (provider, external_id, organization_id, connection_id) VALUES
+             ('slack', 'T1', '{ORG_ID}', '{SLACK_CONNECTION_ID}'),
+             ('linear', 'lin_1', '{ORG_ID}', '{LINEAR_CONNECTION_ID}'),
+             ('github', '4242', '{ORG_ID}', '{GITHUB_INSTALLATION_ID}');
+         INSERT INTO slack_events (id, organization_id, slack_connection_id, event_id, event_type,
+                 team_id, payload) VALUES
+             ('{SLACK_EVENT_ID}', '{ORG_ID}', '{SLACK_CONNECTION_ID}', 'Ev1', 'app_mention', 'T1', '{{}}');
+         INSERT INTO linear_events (id, organization_id, linear_connection_id, event_id, event_type,
+                 action, linear_organization_id, payload) VALUES
+             ('{LINEAR_EVENT_ID}', '{ORG_ID}', '{LINEAR_CONNECTION_ID}', 'delivery-1', 'Issue', 'create',
+              'lin_1', '{{}}');
+         INSERT INTO unrouted_events (id, provider, event_id, external_id, event_type, payload) VALUES
+             ('{UNROUTED_EVENT_ID}', 'slack', 'EvUnrouted', 'T_NOBODY', 'message', '{{}}');
          INSERT INTO tools (id, name, display_name, provider) VALUES
              ('{TOOL_ID}', 'github_search', 'GitHub search', 'github');
          INSERT INTO user_tools (id, user_id, tool_id) VALUES ('{USER_TOOL_ID}', '{OTHER_USER_ID}', '{TOOL_ID}');
@@ -64,9 +78,47 @@ pub async fn seed_everything(db: &impl ConnectionTrait) -> Result<(), DbErr> {
              ('{AGENT_RUN_ID}', '{ORG_ID}', '{OTHER_USER_ID}', 'slack', '{SLACK_EVENT_ID}',
               '{LINEAR_EVENT_ID}', 'claude-sonnet'),
              ('{OTHER_ORG_RUN_ID}', '{OTHER_ORG_ID}', '{OTHER_USER_ID}', 'api', NULL, NULL, 'claude-sonnet');
-         INSERT INTO tool_calls (id, agent_run_id, tool_id, tool_name, sequence) VALUES
-             ('{TOOL_CALL_ID}', '{AGENT_RUN_ID}', '{TOOL_ID}', 'github_search', 0);"
-    ))
-    .await
-    .map(drop)
+         INSERT INTO tool_calls (id, organization_id, agent_run_id, tool_id, tool_name, sequence) VALUES
+             ('{TOOL_CALL_ID}', '{ORG_ID}', '{AGENT_RUN_ID}', '{TOOL_ID}', 'github_search', 0);"
+    );
+    for statement in statements.split(";\n") {
+        db.execute_unprepared(statement).await?;
+    }
+    Ok(())
+}
+
+/// An organization `organization_id` (named and slugged after it) connected to the Slack team
+/// `team_id` and the Linear workspace `lin_<team_id>`, with the routes that send their webhooks
+/// to it: what a test that ingests events needs, without the rest of [`seed_everything`].
+/// Returns the Slack connection's id.
+pub async fn organization_with_teams(
+    db: &impl ConnectionTrait,
+    organization_id: &str,
+    team_id: &str,
+) -> Result<sea_orm::prelude::Uuid, DbErr> {
+    let slack = sea_orm::prelude::Uuid::new_v4();
+    let linear = sea_orm::prelude::Uuid::new_v4();
+    let statements = [
+        format!(
+            "INSERT INTO organizations (id, name, slug) VALUES ('{organization_id}', '{organization_id}', '{organization_id}')"
+        ),
+        format!(
+            "INSERT INTO slack_connections (id, organization_id, team_id, team_name, access_token_encrypted)
+             VALUES ('{slack}', '{organization_id}', '{team_id}', '{team_id}', 'v1:ciphertext')"
+        ),
+        format!(
+            "INSERT INTO linear_connections (id, organization_id, linear_organization_id,
+                 linear_organization_name, access_token_encrypted)
+             VALUES ('{linear}', '{organization_id}', 'lin_{team_id}', '{team_id}', 'v1:ciphertext')"
+        ),
+        format!(
+            "INSERT INTO webhook_routes (provider, external_id, organization_id, connection_id) VALUES
+                 ('slack', '{team_id}', '{organization_id}', '{slack}'),
+                 ('linear', 'lin_{team_id}', '{organization_id}', '{linear}')"
+        ),
+    ];
+    for statement in statements {
+        db.execute_unprepared(&statement).await?;
+    }
+    Ok(slack)
 }
