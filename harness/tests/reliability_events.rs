@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use harness::{TestDb, scalar, text_rows};
+use harness::{TestDb, fixtures, scalar, text_rows};
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use serde_json::json;
@@ -19,16 +19,26 @@ fn delivery(event: usize, copy: usize) -> SlackDelivery {
         team_id: "T1".into(),
         channel_id: Some("C1".into()),
         slack_user_id: None,
-        slack_connection_id: None,
         payload: json!({ "event": event, "copy": copy }),
     }
+}
+
+/// The organization team `T1` (every delivery here) is routed to.
+const ORG: &str = "org_reliability";
+
+async fn migrated() -> TestDb {
+    let db = TestDb::migrated().await;
+    fixtures::organization_with_teams(db.conn(), ORG, "T1")
+        .await
+        .unwrap();
+    db
 }
 
 #[tokio::test]
 async fn a_thousand_retried_deliveries_from_sixteen_tasks_store_each_event_once() {
     const EVENTS: usize = 250;
     const COPIES: usize = 4;
-    let db = TestDb::migrated().await;
+    let db = migrated().await;
     let mut all: Vec<(usize, usize)> = (0..EVENTS)
         .flat_map(|e| (0..COPIES).map(move |c| (e, c)))
         .collect();
@@ -52,8 +62,9 @@ async fn a_thousand_retried_deliveries_from_sixteen_tasks_store_each_event_once(
                             .await
                             .unwrap()
                         {
-                            Ingested::Inserted(_) => inserted.push((event, copy)),
+                            Ingested::Inserted { .. } => inserted.push((event, copy)),
                             Ingested::Duplicate => duplicates += 1,
+                            Ingested::Unrouted(_) => panic!("T1 is routed"),
                         }
                     }
                 } else {
@@ -62,7 +73,7 @@ async fn a_thousand_retried_deliveries_from_sixteen_tasks_store_each_event_once(
                         .await
                         .unwrap();
                     duplicates += result.duplicates;
-                    for (event_id, _) in result.inserted {
+                    for event_id in result.inserted.into_iter().map(|e| e.event_id) {
                         // Within a batch the first occurrence of an id is the one stored.
                         let &(e, c) = chunk
                             .iter()
@@ -114,7 +125,7 @@ async fn a_thousand_retried_deliveries_from_sixteen_tasks_store_each_event_once(
 #[tokio::test]
 async fn ten_thousand_events_are_processed_exactly_once_by_crashing_workers() {
     const EVENTS: usize = 10_000;
-    let db = TestDb::migrated().await;
+    let db = migrated().await;
     for chunk in (0..EVENTS).collect::<Vec<_>>().chunks(1000) {
         let batch: Vec<_> = chunk.iter().map(|&e| delivery(e, 0)).collect();
         events::ingest_batch::<SlackEvents>(db.conn(), &batch)
@@ -128,7 +139,7 @@ async fn ten_thousand_events_are_processed_exactly_once_by_crashing_workers() {
         let mut batches = 0u64;
         loop {
             let txn = conn.begin().await.unwrap();
-            let claimed = events::claim::<SlackEvents>(&txn, 50).await.unwrap();
+            let claimed = events::claim::<SlackEvents>(&txn, ORG, 50).await.unwrap();
             if claimed.is_empty() {
                 txn.rollback().await.unwrap();
                 return (processed, crashes);
@@ -142,7 +153,7 @@ async fn ten_thousand_events_are_processed_exactly_once_by_crashing_workers() {
             }
             let ids: Vec<_> = claimed.iter().map(|e| e.id).collect();
             for id in &ids {
-                events::mark_processed::<SlackEvents>(&txn, *id)
+                events::mark_processed::<SlackEvents>(&txn, ORG, *id)
                     .await
                     .unwrap();
             }
@@ -176,20 +187,24 @@ async fn ten_thousand_events_are_processed_exactly_once_by_crashing_workers() {
 
 #[tokio::test]
 async fn events_of_a_worker_that_died_after_claiming_are_requeued_and_finished() {
-    let db = TestDb::migrated().await;
+    let db = migrated().await;
     let batch: Vec<_> = (0..200).map(|e| delivery(e, 0)).collect();
     events::ingest_batch::<SlackEvents>(db.conn(), &batch)
         .await
         .unwrap();
     // A worker claims (autocommit) and its process dies: the rows stay `processing`.
     let doomed = harness::connect(db.url(), 1).await;
-    let orphaned = events::claim::<SlackEvents>(&doomed, 60).await.unwrap();
+    let orphaned = events::claim::<SlackEvents>(&doomed, ORG, 60)
+        .await
+        .unwrap();
     doomed.close().await.unwrap();
     // A live worker handles everything else.
-    let live = events::claim::<SlackEvents>(db.conn(), 1000).await.unwrap();
+    let live = events::claim::<SlackEvents>(db.conn(), ORG, 1000)
+        .await
+        .unwrap();
     assert_eq!(live.len(), 140);
     for event in live {
-        events::mark_processed::<SlackEvents>(db.conn(), event.id)
+        events::mark_processed::<SlackEvents>(db.conn(), ORG, event.id)
             .await
             .unwrap();
     }
@@ -202,7 +217,9 @@ async fn events_of_a_worker_that_died_after_claiming_are_requeued_and_finished()
         .await
         .unwrap();
     assert_eq!(requeued, orphaned.len() as u64);
-    let again = events::claim::<SlackEvents>(db.conn(), 1000).await.unwrap();
+    let again = events::claim::<SlackEvents>(db.conn(), ORG, 1000)
+        .await
+        .unwrap();
     let ids = |v: &[entity::SlackEvent]| v.iter().map(|e| e.id).collect::<HashSet<_>>();
     assert_eq!(ids(&again), ids(&orphaned));
     assert!(
@@ -213,5 +230,50 @@ async fn events_of_a_worker_that_died_after_claiming_are_requeued_and_finished()
         "figure: a worker died holding {} claimed events; requeue_stuck returned all {} to pending and they were claimed again",
         orphaned.len(),
         requeued
+    );
+}
+
+// Several runtime threads, so the sixteen statements reach the server interleaved: on one
+// thread they arrive in turn and, unsorted, deadlocked in none of several runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn overlapping_batches_in_any_order_from_sixteen_tasks_never_deadlock() {
+    const ROUNDS: usize = 60;
+    const BATCH: usize = 50;
+    let db = migrated().await;
+    // In each round every task sends the same fifty deliveries, each task in an order of its
+    // own: without one lock order for every batch, two statements each holding a key the
+    // other inserts next deadlock (40P01).
+    let started = Instant::now();
+    let results = harness::on_separate_connections(db.url(), 16, move |conn, task| async move {
+        let mut stored = 0;
+        let mut shuffle = StdRng::seed_from_u64(task as u64);
+        for round in 0..ROUNDS {
+            let mut batch: Vec<_> = (round * BATCH..(round + 1) * BATCH)
+                .map(|e| delivery(e, task))
+                .collect();
+            batch.shuffle(&mut shuffle);
+            match events::ingest_batch::<SlackEvents>(&conn, &batch).await {
+                Ok(result) => stored += result.inserted.len(),
+                Err(err) => return Err(err.to_string()),
+            }
+        }
+        Ok(stored)
+    })
+    .await;
+    println!(
+        "figure: 16 tasks x {ROUNDS} rounds of the same {BATCH} deliveries, shuffled, in {:?}",
+        started.elapsed()
+    );
+    let failures: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(failures.is_empty(), "ingest failed: {failures:?}");
+    let stored: usize = results.iter().map(|r| *r.as_ref().unwrap()).sum();
+    assert_eq!(
+        stored,
+        ROUNDS * BATCH,
+        "each delivery stored by exactly one batch"
+    );
+    assert_eq!(
+        scalar(db.conn(), "SELECT count(*) FROM slack_events").await,
+        (ROUNDS * BATCH) as i64
     );
 }

@@ -51,7 +51,6 @@ fn slack(event_id: &str, payload: Value) -> SlackDelivery {
         team_id: "T1".into(),
         channel_id: None,
         slack_user_id: None,
-        slack_connection_id: None,
         payload,
     }
 }
@@ -70,6 +69,9 @@ fn nested_objects(depth: usize) -> Value {
 async fn oversized_deep_and_unstorable_payloads_are_refused_and_nothing_is_written() {
     let logs = captured_logs();
     let db = TestDb::migrated().await;
+    fixtures::organization_with_teams(db.conn(), "org_input", "T1")
+        .await
+        .unwrap();
     let big = slack("Ev_big", json!({ "text": "x".repeat(MAX_PAYLOAD_BYTES) }));
     let err = events::ingest::<SlackEvents>(db.conn(), big)
         .await

@@ -34,6 +34,17 @@ async fn reads_from_the_replica(reads: &impl ConnectionTrait) -> bool {
     text_rows(reads, "SELECT pg_is_in_recovery()::text").await[0][0].as_deref() == Some("true")
 }
 
+/// The organization team `T1` (every delivery here) is routed to.
+const ORG: &str = "org_replica";
+
+async fn migrated() -> TestDb {
+    let db = TestDb::migrated().await;
+    harness::fixtures::organization_with_teams(db.conn(), ORG, "T1")
+        .await
+        .unwrap();
+    db
+}
+
 fn delivery(n: usize) -> SlackDelivery {
     SlackDelivery {
         event_id: format!("Ev{n:05}"),
@@ -41,7 +52,6 @@ fn delivery(n: usize) -> SlackDelivery {
         team_id: "T1".into(),
         channel_id: None,
         slack_user_id: None,
-        slack_connection_id: None,
         payload: json!({ "n": n, "text": "it's \\ here" }),
     }
 }
@@ -62,7 +72,7 @@ async fn standby_session(replica: &Replica, db: &TestDb) -> db_connect::Pool {
 #[tokio::test]
 async fn replica_reads_of_a_list_equal_the_primarys_once_caught_up() {
     let replica = start_replica();
-    let test_db = TestDb::migrated().await;
+    let test_db = migrated().await;
     let db = db_with_replica(&test_db, &replica, Duration::from_secs(1)).await;
     ingest(&db, 0..120).await;
     wait_until_replayed(&replica).await;
@@ -75,10 +85,10 @@ async fn replica_reads_of_a_list_equal_the_primarys_once_caught_up() {
     let filter = EventFilter::default();
     let mut after = None;
     loop {
-        let from_replica = events::list::<SlackEvents>(&db.reads(), &filter, after, 50)
+        let from_replica = events::list::<SlackEvents>(&db.reads(), ORG, &filter, after, 50)
             .await
             .unwrap();
-        let from_primary = events::list::<SlackEvents>(db.primary(), &filter, after, 50)
+        let from_primary = events::list::<SlackEvents>(db.primary(), ORG, &filter, after, 50)
             .await
             .unwrap();
         assert_eq!(from_replica.items, from_primary.items);
@@ -97,7 +107,7 @@ async fn replica_reads_of_a_list_equal_the_primarys_once_caught_up() {
 #[tokio::test]
 async fn a_write_then_a_read_on_the_primary_sees_the_write() {
     let replica = start_replica();
-    let test_db = TestDb::migrated().await;
+    let test_db = migrated().await;
     let db = db_with_replica(&test_db, &replica, Duration::from_secs(3600)).await;
     let standby = standby_session(&replica, &test_db).await;
     // The replica will not show anything written from now on.
@@ -107,12 +117,14 @@ async fn a_write_then_a_read_on_the_primary_sees_the_write() {
         .unwrap();
     for n in 0..20 {
         ingest(&db, n..n + 1).await;
-        let id = events::list::<SlackEvents>(db.primary(), &EventFilter::default(), None, 1)
+        let id = events::list::<SlackEvents>(db.primary(), ORG, &EventFilter::default(), None, 1)
             .await
             .unwrap()
             .items[0]
             .id;
-        let seen = events::find::<SlackEvents>(db.primary(), id).await.unwrap();
+        let seen = events::find::<SlackEvents>(db.primary(), ORG, id)
+            .await
+            .unwrap();
         assert_eq!(seen.map(|e| e.event_id), Some(format!("Ev{n:05}")));
     }
     assert_eq!(
@@ -125,7 +137,7 @@ async fn a_write_then_a_read_on_the_primary_sees_the_write() {
 #[tokio::test]
 async fn a_paused_replica_is_detected_and_bypassed() {
     let replica = start_replica();
-    let test_db = TestDb::migrated().await;
+    let test_db = migrated().await;
     let db = db_with_replica(&test_db, &replica, Duration::from_secs(3600)).await;
     ingest(&db, 0..10).await;
     let standby = standby_session(&replica, &test_db).await;
@@ -151,7 +163,7 @@ async fn a_paused_replica_is_detected_and_bypassed() {
     db.recheck_replica();
     assert_eq!(db.replica_state().await, ReplicaState::Lagging);
     assert!(!reads_from_the_replica(&db.reads()).await);
-    let listed = events::list::<SlackEvents>(&db.reads(), &EventFilter::default(), None, 100)
+    let listed = events::list::<SlackEvents>(&db.reads(), ORG, &EventFilter::default(), None, 100)
         .await
         .unwrap();
     assert_eq!(listed.items.len(), 20, "the reads saw the primary's rows");
@@ -197,7 +209,7 @@ async fn until(session: &impl ConnectionTrait, sql: &str) {
 #[tokio::test]
 async fn a_replica_further_behind_than_the_limit_is_bypassed() {
     let replica = start_replica();
-    let test_db = TestDb::migrated().await;
+    let test_db = migrated().await;
     let db = db_with_replica(&test_db, &replica, Duration::from_millis(100)).await;
     ingest(&db, 0..5).await;
     let standby = standby_session(&replica, &test_db).await;
@@ -225,7 +237,7 @@ async fn a_replica_further_behind_than_the_limit_is_bypassed() {
     .await;
     db.recheck_replica();
     assert_eq!(db.replica_state().await, ReplicaState::Lagging);
-    let listed = events::list::<SlackEvents>(&db.reads(), &EventFilter::default(), None, 100)
+    let listed = events::list::<SlackEvents>(&db.reads(), ORG, &EventFilter::default(), None, 100)
         .await
         .unwrap();
     assert_eq!(listed.items.len(), 10, "the reads saw the primary's rows");
@@ -243,7 +255,7 @@ async fn a_replica_further_behind_than_the_limit_is_bypassed() {
 #[tokio::test]
 async fn an_idle_primary_does_not_make_a_caught_up_replica_look_lagging() {
     let replica = start_replica();
-    let test_db = TestDb::migrated().await;
+    let test_db = migrated().await;
     let max_lag = Duration::from_millis(50);
     let db = db_with_replica(&test_db, &replica, max_lag).await;
     ingest(&db, 0..1).await;
@@ -283,7 +295,7 @@ async fn an_idle_primary_does_not_make_a_caught_up_replica_look_lagging() {
 #[tokio::test]
 async fn a_stopped_replica_is_bypassed_without_an_error() {
     let replica = start_replica();
-    let test_db = TestDb::migrated().await;
+    let test_db = migrated().await;
     let db = db_with_replica(&test_db, &replica, Duration::from_secs(1)).await;
     ingest(&db, 0..5).await;
     wait_until_replayed(&replica).await;
@@ -293,9 +305,10 @@ async fn a_stopped_replica_is_bypassed_without_an_error() {
     replica.stop().unwrap();
     // Reads right away, before any check has noticed: each falls back to the primary.
     for _ in 0..3 {
-        let listed = events::list::<SlackEvents>(&db.reads(), &EventFilter::default(), None, 10)
-            .await
-            .unwrap();
+        let listed =
+            events::list::<SlackEvents>(&db.reads(), ORG, &EventFilter::default(), None, 10)
+                .await
+                .unwrap();
         assert_eq!(listed.items.len(), 5);
     }
     assert!(!reads_from_the_replica(&db.reads()).await);
@@ -310,12 +323,12 @@ async fn a_stopped_replica_is_bypassed_without_an_error() {
 #[tokio::test]
 async fn a_replica_that_is_down_at_start_is_no_error() {
     let replica = start_replica();
-    let test_db = TestDb::migrated().await;
+    let test_db = migrated().await;
     replica.stop().unwrap();
     let db = db_with_replica(&test_db, &replica, Duration::from_secs(1)).await;
     assert_eq!(db.replica_state().await, ReplicaState::Down);
     ingest(&db, 0..3).await;
-    let listed = events::list::<SlackEvents>(&db.reads(), &EventFilter::default(), None, 10)
+    let listed = events::list::<SlackEvents>(&db.reads(), ORG, &EventFilter::default(), None, 10)
         .await
         .unwrap();
     assert_eq!(listed.items.len(), 3);

@@ -184,6 +184,7 @@ const COLUMNS: &[(&str, &[&str])] = &[
             "created_at ts = now()",
             "updated_at ts = now()",
             "due_at ts = now()",
+            "organization_id text",
         ],
     ),
     (
@@ -203,6 +204,7 @@ const COLUMNS: &[(&str, &[&str])] = &[
             "created_at ts = now()",
             "updated_at ts = now()",
             "due_at ts = now()",
+            "organization_id text",
         ],
     ),
     (
@@ -245,6 +247,7 @@ const COLUMNS: &[(&str, &[&str])] = &[
             "completed_at ts null",
             "created_at ts = now()",
             "updated_at ts = now()",
+            "organization_id text",
         ],
     ),
     (
@@ -274,9 +277,46 @@ const COLUMNS: &[(&str, &[&str])] = &[
             "updated_at ts = now()",
         ],
     ),
+    (
+        "webhook_routes",
+        &[
+            "provider vc32",
+            "external_id text",
+            "organization_id text",
+            "connection_id uuid",
+            "created_at ts = now()",
+            "updated_at ts = now()",
+        ],
+    ),
+    (
+        "unrouted_events",
+        &[
+            "id uuid = gen_random_uuid()",
+            "provider vc32",
+            "event_id text",
+            "external_id text",
+            "event_type vc128",
+            "payload jsonb",
+            "created_at ts = now()",
+        ],
+    ),
 ];
 
-/// (table, column, referenced table, ON DELETE)
+/// The tables Citus distributes by `organization_id`: their primary keys lead with it.
+const TENANT_TABLES: &[&str] = &[
+    "members",
+    "invitations",
+    "github_installations",
+    "slack_connections",
+    "linear_connections",
+    "slack_events",
+    "linear_events",
+    "agent_runs",
+    "tool_calls",
+];
+
+/// (table, columns, referenced table, ON DELETE); keys between two tenant tables hold the
+/// organization too (docs/schema.md, "Deviations").
 const FOREIGN_KEYS: &[(&str, &str, &str, &str)] = &[
     ("sessions", "user_id", "users", "CASCADE"),
     (
@@ -329,24 +369,58 @@ const FOREIGN_KEYS: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "slack_events",
-        "slack_connection_id",
+        "organization_id,slack_connection_id",
         "slack_connections",
-        "SET NULL",
+        "CASCADE",
+    ),
+    (
+        "slack_events",
+        "organization_id",
+        "organizations",
+        "CASCADE",
     ),
     (
         "linear_events",
-        "linear_connection_id",
+        "organization_id,linear_connection_id",
         "linear_connections",
-        "SET NULL",
+        "CASCADE",
+    ),
+    (
+        "linear_events",
+        "organization_id",
+        "organizations",
+        "CASCADE",
     ),
     ("agent_runs", "organization_id", "organizations", "CASCADE"),
     ("agent_runs", "user_id", "users", "SET NULL"),
-    ("agent_runs", "slack_event_id", "slack_events", "SET NULL"),
-    ("agent_runs", "linear_event_id", "linear_events", "SET NULL"),
-    ("tool_calls", "agent_run_id", "agent_runs", "CASCADE"),
+    (
+        "agent_runs",
+        "organization_id,slack_event_id",
+        "slack_events",
+        "NO ACTION",
+    ),
+    (
+        "agent_runs",
+        "organization_id,linear_event_id",
+        "linear_events",
+        "NO ACTION",
+    ),
+    (
+        "tool_calls",
+        "organization_id,agent_run_id",
+        "agent_runs",
+        "CASCADE",
+    ),
+    ("tool_calls", "organization_id", "organizations", "CASCADE"),
     ("tool_calls", "tool_id", "tools", "SET NULL"),
     ("user_tools", "user_id", "users", "CASCADE"),
     ("user_tools", "tool_id", "tools", "CASCADE"),
+    (
+        "webhook_routes",
+        "organization_id",
+        "organizations",
+        "CASCADE",
+    ),
 ];
 
 const UNIQUE: &[(&str, &str)] = &[
@@ -355,17 +429,18 @@ const UNIQUE: &[(&str, &str)] = &[
     ("accounts", "provider_id,account_id"),
     ("organizations", "slug"),
     ("members", "organization_id,user_id"),
-    ("github_installations", "installation_id"),
+    ("github_installations", "organization_id,installation_id"),
     ("slack_connections", "organization_id,team_id"),
     (
         "linear_connections",
         "organization_id,linear_organization_id",
     ),
-    ("slack_events", "event_id"),
-    ("linear_events", "event_id"),
-    ("tool_calls", "agent_run_id,sequence"),
+    ("slack_events", "organization_id,event_id"),
+    ("linear_events", "organization_id,event_id"),
+    ("tool_calls", "organization_id,agent_run_id,sequence"),
     ("tools", "name"),
     ("user_tools", "user_id,tool_id"),
+    ("unrouted_events", "provider,event_id"),
 ];
 
 /// Columns the contract says are indexed (FK columns are checked separately, all of them).
@@ -388,6 +463,10 @@ const INDEXED: &[(&str, &str)] = &[
     ("tool_calls", "status"),
     ("tool_calls", "created_at"),
     ("tools", "provider"),
+    ("unrouted_events", "created_at"),
+    // Lookups by id alone (Better Auth's `WHERE id = $1`) on tables keyed by organization.
+    ("members", "id"),
+    ("invitations", "id"),
 ];
 
 /// (table, column, allowed values)
@@ -438,6 +517,8 @@ const ENUMERATIONS: &[(&str, &str, &[&str])] = &[
         "provider",
         &["builtin", "github", "slack", "linear", "mcp"],
     ),
+    ("webhook_routes", "provider", &["slack", "linear", "github"]),
+    ("unrouted_events", "provider", &["slack", "linear"]),
 ];
 
 fn expand_type(short: &str) -> String {
@@ -572,11 +653,12 @@ fn notation_reads_back_as_the_column_it_describes() {
 }
 
 #[tokio::test]
-async fn every_table_has_id_as_its_primary_key() {
+async fn every_table_is_keyed_by_id_within_its_organization_where_it_has_one() {
     let db = TestDb::migrated().await;
     let rows = text_rows(
         db.conn(),
-        "SELECT c.relname::text, string_agg(a.attname, ',')
+        "SELECT c.relname::text,
+                string_agg(a.attname, ',' ORDER BY array_position(k.conkey, a.attnum))
          FROM pg_constraint k
          JOIN pg_class c ON c.oid = k.conrelid
          JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = ANY (k.conkey)
@@ -587,7 +669,13 @@ async fn every_table_has_id_as_its_primary_key() {
     .await;
     assert_eq!(rows.len(), COLUMNS.len());
     for row in rows {
-        assert_eq!(row[1].as_deref(), Some("id"), "primary key of {:?}", row[0]);
+        let table = row[0].as_deref().unwrap();
+        let expected = match table {
+            t if TENANT_TABLES.contains(&t) => "organization_id,id",
+            "webhook_routes" => "provider,external_id",
+            _ => "id",
+        };
+        assert_eq!(row[1].as_deref(), Some(expected), "primary key of {table}");
     }
 }
 
@@ -596,13 +684,16 @@ async fn foreign_keys_match_the_contract_with_their_on_delete() {
     let db = TestDb::migrated().await;
     let actual: BTreeSet<(String, String, String, String)> = text_rows(
         db.conn(),
-        "SELECT c.relname::text, a.attname::text, r.relname::text,
+        "SELECT c.relname::text,
+                (SELECT string_agg(a.attname, ',' ORDER BY p.n)
+                 FROM unnest(k.conkey) WITH ORDINALITY AS p(attnum, n)
+                 JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = p.attnum),
+                r.relname::text,
                 CASE k.confdeltype WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL'
                      WHEN 'a' THEN 'NO ACTION' WHEN 'r' THEN 'RESTRICT' ELSE 'SET DEFAULT' END
          FROM pg_constraint k
          JOIN pg_class c ON c.oid = k.conrelid
          JOIN pg_class r ON r.oid = k.confrelid
-         JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
          WHERE k.contype = 'f' AND k.connamespace = 'public'::regnamespace",
     )
     .await
@@ -619,27 +710,34 @@ async fn foreign_keys_match_the_contract_with_their_on_delete() {
         .map(|(t, c, r, d)| (t.to_string(), c.to_string(), r.to_string(), d.to_string()))
         .collect();
     assert_eq!(actual, expected);
-    let multi_column = scalar(
+    // A key between two tenant tables references the organization's row, not any row.
+    let composite = scalar(
         db.conn(),
-        "SELECT count(*) FROM pg_constraint
-         WHERE contype = 'f' AND connamespace = 'public'::regnamespace AND cardinality(conkey) <> 1",
+        "SELECT count(*) FROM pg_constraint k
+         WHERE contype = 'f' AND connamespace = 'public'::regnamespace
+           AND cardinality(conkey) = 2 AND confkey = (SELECT conkey FROM pg_constraint p
+                                                     WHERE p.conrelid = k.confrelid AND p.contype = 'p')",
     )
     .await;
-    assert_eq!(multi_column, 0, "every foreign key is a single column");
+    assert_eq!(
+        composite, 5,
+        "each composite key references the primary key"
+    );
 }
 
 #[tokio::test]
-async fn every_foreign_key_column_leads_an_index() {
+async fn every_foreign_key_leads_an_index() {
     let db = TestDb::migrated().await;
+    // The key's columns, in its order, are the first columns of a full index.
     let unindexed = text_rows(
         db.conn(),
-        "SELECT k.conrelid::regclass::text || '.' || a.attname
+        "SELECT k.conname::text
          FROM pg_constraint k
-         JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
          WHERE k.contype = 'f'
            AND NOT EXISTS (SELECT 1 FROM pg_index i
-                           WHERE i.indrelid = k.conrelid AND i.indkey[0] = k.conkey[1]
-                             AND i.indpred IS NULL)",
+                           WHERE i.indrelid = k.conrelid AND i.indpred IS NULL
+                             AND (string_to_array(i.indkey::text, ' ')::int2[])[1:cardinality(k.conkey)]
+                                 = k.conkey)",
     )
     .await;
     assert!(
@@ -702,49 +800,80 @@ async fn query_columns_lead_an_index() {
 }
 
 #[tokio::test]
-async fn due_events_are_claimed_through_a_partial_index() {
+async fn due_events_are_found_and_claimed_through_partial_indexes() {
     let db = TestDb::migrated().await;
+    let queued = "WHERE ((status)::text = ANY ((ARRAY['pending'::character varying, 'processing'::character varying])::text[]))";
     for table in ["slack_events", "linear_events"] {
         let rows = text_rows(
             db.conn(),
             &format!(
                 "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i
-                 WHERE i.indrelid = '{table}'::regclass AND i.indpred IS NOT NULL"
+                 WHERE i.indrelid = '{table}'::regclass AND i.indpred IS NOT NULL
+                 ORDER BY 1"
             ),
         )
         .await;
-        assert_eq!(rows.len(), 1, "{table} has one partial index");
-        let definition = rows[0][0].clone().unwrap();
+        let definitions: Vec<String> = rows.into_iter().map(|r| r[0].clone().unwrap()).collect();
+        assert_eq!(definitions.len(), 2, "{table}: {definitions:?}");
+        // The claim: one organization's due events; which organizations are due, and when
+        // the next event is: every organization's, in due order.
         assert!(
-            definition.contains("(due_at, id) WHERE ((status)::text = ANY ((ARRAY['pending'::character varying, 'processing'::character varying])::text[]))"),
-            "{definition}"
+            definitions[0].contains(&format!("idx_{table}_claim"))
+                && definitions[0].contains(&format!("(organization_id, due_at, id) {queued}")),
+            "{definitions:?}"
+        );
+        assert!(
+            definitions[1].contains(&format!("idx_{table}_due"))
+                && definitions[1].contains(&format!("(due_at, id) {queued}")),
+            "{definitions:?}"
         );
     }
-    // With enough rows that the planner cares, the claim the service sends reads only that
-    // index, and a page of the listing walks the `created_at` index from the cursor.
+    // With enough rows that the planner cares, the claim the service sends reads only the
+    // claim index, the look for due organizations only the due index, and a page of the
+    // listing walks the `created_at` index from the cursor.
+    // Fifty organizations' events, the same number of each.
     db.conn()
         .execute_unprepared(
-            "INSERT INTO slack_events (event_id, event_type, team_id, payload, status, created_at)
-             SELECT 'E' || g, 'message', 'T1', '{}',
-                    CASE WHEN g % 50 = 0 THEN 'pending' ELSE 'processed' END,
-                    now() - g * interval '1 second'
-             FROM generate_series(1, 20000) g;
-             ANALYZE slack_events;",
+            "INSERT INTO organizations (id, name, slug)
+             SELECT 'org_plan_' || o, 'Plan', 'plan-' || o FROM generate_series(0, 49) o",
         )
+        .await
+        .unwrap();
+    db.conn()
+        .execute_unprepared(
+            "INSERT INTO slack_events (organization_id, event_id, event_type, team_id, payload,
+                                       status, created_at)
+             SELECT 'org_plan_' || g % 50, 'E' || g, 'message', 'T1', '{}',
+                    CASE WHEN g % 7 = 0 THEN 'pending' ELSE 'processed' END,
+                    now() - g * interval '1 second'
+             FROM generate_series(1, 20000) g",
+        )
+        .await
+        .unwrap();
+    db.conn()
+        .execute_unprepared("ANALYZE slack_events")
         .await
         .unwrap();
     let claim = plan_of(
         &db,
-        events::claim_statement::<SlackEvents>(events::ClaimOptions::new(10)),
+        events::claim_statement::<SlackEvents>("org_plan_7", events::ClaimOptions::new(10)),
     )
     .await;
-    assert!(claim.contains("idx_slack_events_due"), "{claim}");
+    assert!(claim.contains("idx_slack_events_claim"), "{claim}");
     assert!(!claim.contains("Seq Scan"), "{claim}");
+    let due = plan_of(&db, events::due_organizations_statement::<SlackEvents>(200)).await;
+    assert!(due.contains("idx_slack_events_due"), "{due}");
+    assert!(!due.contains("Seq Scan"), "{due}");
     let cursor = Cursor {
         created_at: (chrono::Utc::now() - chrono::Duration::seconds(10_000)).fixed_offset(),
         id: uuid::Uuid::nil(),
     };
-    let page = events::list_statement::<SlackEvents>(&EventFilter::default(), Some(cursor), 50);
+    let page = events::list_statement::<SlackEvents>(
+        "org_plan_7",
+        &EventFilter::default(),
+        Some(cursor),
+        50,
+    );
     let page = plan_of(&db, page).await;
     assert!(page.contains("idx_slack_events_created_at"), "{page}");
     assert!(!page.contains("Seq Scan"), "{page}");
@@ -839,51 +968,40 @@ async fn counters_cannot_go_negative() {
 }
 
 #[tokio::test]
-async fn updated_at_advances_on_update_unless_the_statement_sets_it() {
+async fn no_table_has_a_trigger_and_the_schema_has_no_function() {
+    // Citus refuses to distribute a table with triggers, and a trigger's NOTIFY would fire on
+    // the worker node holding the shard: writers set `updated_at` and notify themselves
+    // (harness/tests/service_events.rs checks every helper that moves an event).
     let db = TestDb::migrated().await;
+    let triggers = text_rows(
+        db.conn(),
+        "SELECT tgrelid::regclass::text || '.' || tgname FROM pg_trigger
+         WHERE NOT tgisinternal",
+    )
+    .await;
+    assert!(triggers.is_empty(), "{triggers:?}");
+    let functions = scalar(
+        db.conn(),
+        "SELECT count(*) FROM pg_proc WHERE pronamespace = 'public'::regnamespace",
+    )
+    .await;
+    assert_eq!(functions, 0);
+    // An update that does not set updated_at leaves it: no trigger moves it behind its back.
     fixtures::seed_everything(db.conn()).await.unwrap();
     db.conn()
         .execute_unprepared(
-            "UPDATE users SET updated_at = '2000-01-01T00:00:00Z', created_at = '2000-01-01T00:00:00Z'",
+            "UPDATE users SET updated_at = '2000-01-01T00:00:00Z';
+             UPDATE users SET name = 'Renamed'",
         )
         .await
         .unwrap();
-    let kept = scalar(
-        db.conn(),
-        "SELECT count(*) FROM users WHERE updated_at = '2000-01-01T00:00:00Z'",
-    )
-    .await;
-    assert_eq!(kept, 2, "an explicit updated_at is kept");
-    db.conn()
-        .execute_unprepared(&format!(
-            "UPDATE users SET name = 'Renamed' WHERE id = '{}'",
-            fixtures::OWNER_ID
-        ))
-        .await
-        .unwrap();
-    let advanced = scalar(
-        db.conn(),
-        "SELECT count(*) FROM users WHERE updated_at > '2000-01-01T00:00:00Z'",
-    )
-    .await;
     assert_eq!(
-        advanced, 1,
-        "the renamed row's updated_at moved, the other's did not"
-    );
-    let with_trigger = scalar(
-        db.conn(),
-        "SELECT count(DISTINCT tgrelid) FROM pg_trigger WHERE tgname LIKE 'trg_%_updated_at'",
-    )
-    .await;
-    let with_column = scalar(
-        db.conn(),
-        "SELECT count(*) FROM information_schema.columns
-         WHERE table_schema = 'public' AND column_name = 'updated_at'",
-    )
-    .await;
-    assert_eq!(
-        with_trigger, with_column,
-        "every table with updated_at has the trigger"
+        scalar(
+            db.conn(),
+            "SELECT count(*) FROM users WHERE updated_at = '2000-01-01T00:00:00Z'"
+        )
+        .await,
+        2
     );
 }
 
@@ -904,14 +1022,7 @@ async fn deleting_an_organization_removes_what_belongs_to_it() {
         .execute_unprepared(&format!("DELETE FROM organizations WHERE id = '{org}'"))
         .await
         .unwrap();
-    for table in [
-        "members",
-        "invitations",
-        "github_installations",
-        "slack_connections",
-        "linear_connections",
-        "agent_runs",
-    ] {
+    for table in TENANT_TABLES.iter().chain(&["webhook_routes"]) {
         assert_eq!(
             count(&db, table, &format!("organization_id = '{org}'")).await,
             0,
@@ -932,15 +1043,10 @@ async fn deleting_an_organization_removes_what_belongs_to_it() {
         2,
         "sessions themselves stay"
     );
-    // Webhook history stays, detached from the removed connections.
-    assert_eq!(
-        count(&db, "slack_events", "slack_connection_id IS NULL").await,
-        1
-    );
-    assert_eq!(
-        count(&db, "linear_events", "linear_connection_id IS NULL").await,
-        1
-    );
+    // Its webhook events went with it (they belong to it now); unrouted ones belong to no one.
+    assert_eq!(count(&db, "slack_events", "true").await, 0);
+    assert_eq!(count(&db, "linear_events", "true").await, 0);
+    assert_eq!(count(&db, "unrouted_events", "true").await, 1);
     // The other organization is untouched.
     assert_eq!(
         count(

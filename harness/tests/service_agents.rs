@@ -13,6 +13,9 @@ use service::{
     agents::{self, NewRunInput, NewToolCallInput, TokenCounts, ToolCallOutcome},
 };
 
+/// The organization of every run here.
+const ORG: &str = fixtures::ORG_ID;
+
 fn run_input(trigger: TriggerSource) -> NewRunInput {
     NewRunInput {
         organization_id: fixtures::ORG_ID.to_owned(),
@@ -47,24 +50,24 @@ async fn a_run_goes_queued_running_succeeded_with_its_timestamps_and_tokens() {
         run.slack_event_id.unwrap().to_string(),
         fixtures::SLACK_EVENT_ID
     );
-    let running = agents::start_run(db.conn(), run.id).await.unwrap();
+    let running = agents::start_run(db.conn(), ORG, run.id).await.unwrap();
     assert!(running.started_at.is_some());
     let tokens = TokenCounts {
         prompt_tokens: 1200,
         completion_tokens: 340,
     };
-    let done = agents::succeed_run(db.conn(), run.id, json!({ "answer": 42 }), tokens)
+    let done = agents::succeed_run(db.conn(), ORG, run.id, json!({ "answer": 42 }), tokens)
         .await
         .unwrap();
     assert_eq!(done.status(), Ok(AgentRunStatus::Succeeded));
     assert_eq!((done.prompt_tokens, done.completion_tokens), (1200, 340));
     assert!(done.completed_at.unwrap() >= done.started_at.unwrap());
-    let again = agents::start_run(db.conn(), run.id).await;
+    let again = agents::start_run(db.conn(), ORG, run.id).await;
     assert!(
         matches!(&again, Err(Error::InvalidTransition { from, to: "running", .. }) if from == "succeeded"),
         "{again:?}"
     );
-    let unchanged = agents::cancel_run(db.conn(), run.id).await;
+    let unchanged = agents::cancel_run(db.conn(), ORG, run.id).await;
     assert!(matches!(unchanged, Err(Error::InvalidTransition { .. })));
     assert_eq!(
         scalar(
@@ -104,13 +107,13 @@ async fn bad_run_input_is_refused_before_writing() {
     let run = agents::create_run(db.conn(), run_input(TriggerSource::Api))
         .await
         .unwrap();
-    agents::start_run(db.conn(), run.id).await.unwrap();
+    agents::start_run(db.conn(), ORG, run.id).await.unwrap();
     let too_many = TokenCounts {
         prompt_tokens: u32::MAX,
         completion_tokens: 0,
     };
     assert!(matches!(
-        agents::succeed_run(db.conn(), run.id, json!({}), too_many).await,
+        agents::succeed_run(db.conn(), ORG, run.id, json!({}), too_many).await,
         Err(Error::Validation { .. })
     ));
     assert_eq!(
@@ -123,7 +126,7 @@ async fn bad_run_input_is_refused_before_writing() {
         "nothing written"
     );
     assert!(matches!(
-        agents::start_run(db.conn(), uuid::Uuid::new_v4()).await,
+        agents::start_run(db.conn(), ORG, uuid::Uuid::new_v4()).await,
         Err(Error::NotFound {
             entity: "agent run",
             ..
@@ -138,19 +141,21 @@ async fn runs_fail_or_are_cancelled_from_the_allowed_states_only() {
     let queued = agents::create_run(db.conn(), run_input(TriggerSource::Api))
         .await
         .unwrap();
-    let failed_early = agents::fail_run(db.conn(), queued.id, "boom", TokenCounts::default()).await;
+    let failed_early =
+        agents::fail_run(db.conn(), ORG, queued.id, "boom", TokenCounts::default()).await;
     assert!(
         matches!(&failed_early, Err(Error::InvalidTransition { from, .. }) if from == "queued")
     );
-    let cancelled = agents::cancel_run(db.conn(), queued.id).await.unwrap();
+    let cancelled = agents::cancel_run(db.conn(), ORG, queued.id).await.unwrap();
     assert_eq!(cancelled.status(), Ok(AgentRunStatus::Cancelled));
     assert!(cancelled.completed_at.is_some());
     let other = agents::create_run(db.conn(), run_input(TriggerSource::Api))
         .await
         .unwrap();
-    agents::start_run(db.conn(), other.id).await.unwrap();
+    agents::start_run(db.conn(), ORG, other.id).await.unwrap();
     let failed = agents::fail_run(
         db.conn(),
+        ORG,
         other.id,
         "model timeout",
         TokenCounts {
@@ -174,14 +179,14 @@ async fn racing_transitions_leave_only_a_legal_history() {
         let run = agents::create_run(db.conn(), run_input(TriggerSource::Api))
             .await
             .unwrap();
-        agents::start_run(db.conn(), run.id).await.unwrap();
+        agents::start_run(db.conn(), ORG, run.id).await.unwrap();
         // succeed, fail, cancel, succeed: four moves out of `running` at once.
         let results = harness::on_separate_connections(db.url(), 4, move |conn, i| async move {
             let tokens = TokenCounts::default();
             match i {
-                1 => agents::fail_run(&conn, run.id, "x", tokens).await,
-                2 => agents::cancel_run(&conn, run.id).await,
-                _ => agents::succeed_run(&conn, run.id, json!({}), tokens).await,
+                1 => agents::fail_run(&conn, ORG, run.id, "x", tokens).await,
+                2 => agents::cancel_run(&conn, ORG, run.id).await,
+                _ => agents::succeed_run(&conn, ORG, run.id, json!({}), tokens).await,
             }
         })
         .await;
@@ -197,7 +202,7 @@ async fn racing_transitions_leave_only_a_legal_history() {
                 .filter(|r| r.is_err())
                 .all(|r| matches!(r, Err(Error::InvalidTransition { .. })))
         );
-        let (stored, _) = agents::run_with_tool_calls(db.conn(), run.id)
+        let (stored, _) = agents::run_with_tool_calls(db.conn(), ORG, run.id)
             .await
             .unwrap();
         assert_eq!(
@@ -214,21 +219,21 @@ async fn tool_calls_get_gapless_sequences_even_when_appended_at_once() {
     let run = agents::create_run(db.conn(), run_input(TriggerSource::Api))
         .await
         .unwrap();
-    let early = agents::append_tool_call(db.conn(), run.id, call("too_early")).await;
+    let early = agents::append_tool_call(db.conn(), ORG, run.id, call("too_early")).await;
     assert!(
         matches!(&early, Err(Error::InvalidTransition { from, .. }) if from == "queued"),
         "{early:?}"
     );
-    agents::start_run(db.conn(), run.id).await.unwrap();
+    agents::start_run(db.conn(), ORG, run.id).await.unwrap();
     let appended = harness::on_separate_connections(db.url(), 16, move |conn, i| async move {
-        agents::append_tool_call(&conn, run.id, call(&format!("tool_{i}")))
+        agents::append_tool_call(&conn, ORG, run.id, call(&format!("tool_{i}")))
             .await
             .unwrap()
     })
     .await;
     let sequences: HashSet<i32> = appended.iter().map(|c| c.sequence).collect();
     assert_eq!(sequences, (0..16).collect::<HashSet<i32>>());
-    let (_, calls) = agents::run_with_tool_calls(db.conn(), run.id)
+    let (_, calls) = agents::run_with_tool_calls(db.conn(), ORG, run.id)
         .await
         .unwrap();
     assert_eq!(
@@ -244,24 +249,27 @@ async fn a_tool_call_runs_and_finishes_with_output_or_error() {
     let run = agents::create_run(db.conn(), run_input(TriggerSource::Api))
         .await
         .unwrap();
-    agents::start_run(db.conn(), run.id).await.unwrap();
+    agents::start_run(db.conn(), ORG, run.id).await.unwrap();
     let mut search = call("github_search");
     search.tool_id = Some(fixtures::TOOL_ID.parse().unwrap());
-    let first = agents::append_tool_call(db.conn(), run.id, search)
+    let first = agents::append_tool_call(db.conn(), ORG, run.id, search)
         .await
         .unwrap();
-    let second = agents::append_tool_call(db.conn(), run.id, call("slack_post"))
+    let second = agents::append_tool_call(db.conn(), ORG, run.id, call("slack_post"))
         .await
         .unwrap();
-    let started = agents::start_tool_call(db.conn(), first.id).await.unwrap();
+    let started = agents::start_tool_call(db.conn(), ORG, first.id)
+        .await
+        .unwrap();
     assert_eq!(started.status(), Ok(ToolCallStatus::Running));
-    let again = agents::start_tool_call(db.conn(), first.id).await;
+    let again = agents::start_tool_call(db.conn(), ORG, first.id).await;
     assert!(
         matches!(&again, Err(Error::InvalidTransition { from, .. }) if from == "running"),
         "{again:?}"
     );
     let ok = agents::finish_tool_call(
         db.conn(),
+        ORG,
         first.id,
         ToolCallOutcome::Succeeded(json!({ "hits": 3 })),
         120,
@@ -274,6 +282,7 @@ async fn a_tool_call_runs_and_finishes_with_output_or_error() {
     );
     let failed = agents::finish_tool_call(
         db.conn(),
+        ORG,
         second.id,
         ToolCallOutcome::Failed("rate limited".into()),
         15,
@@ -287,18 +296,19 @@ async fn a_tool_call_runs_and_finishes_with_output_or_error() {
     );
     let twice = agents::finish_tool_call(
         db.conn(),
+        ORG,
         first.id,
         ToolCallOutcome::Failed("late".into()),
         1,
     )
     .await;
     assert!(matches!(&twice, Err(Error::InvalidTransition { from, .. }) if from == "succeeded"));
-    let restarted = agents::start_tool_call(db.conn(), first.id).await;
+    let restarted = agents::start_tool_call(db.conn(), ORG, first.id).await;
     assert!(
         matches!(&restarted, Err(Error::InvalidTransition { from, .. }) if from == "succeeded"),
         "{restarted:?}"
     );
-    let (stored, calls) = agents::run_with_tool_calls(db.conn(), run.id)
+    let (stored, calls) = agents::run_with_tool_calls(db.conn(), ORG, run.id)
         .await
         .unwrap();
     assert_eq!(stored.id, run.id);
@@ -310,7 +320,7 @@ async fn a_tool_call_runs_and_finishes_with_output_or_error() {
         ["github_search", "slack_post"]
     );
     assert!(matches!(
-        agents::run_with_tool_calls(db.conn(), uuid::Uuid::new_v4()).await,
+        agents::run_with_tool_calls(db.conn(), ORG, uuid::Uuid::new_v4()).await,
         Err(Error::NotFound { .. })
     ));
 }
@@ -345,12 +355,12 @@ async fn an_organizations_runs_page_newest_first_and_tokens_add_up() {
             .await
             .unwrap();
         if i % 2 == 0 {
-            agents::start_run(db.conn(), run.id).await.unwrap();
+            agents::start_run(db.conn(), ORG, run.id).await.unwrap();
             let tokens = TokenCounts {
                 prompt_tokens: 100,
                 completion_tokens: i,
             };
-            agents::succeed_run(db.conn(), run.id, json!({}), tokens)
+            agents::succeed_run(db.conn(), ORG, run.id, json!({}), tokens)
                 .await
                 .unwrap();
         }
@@ -426,4 +436,66 @@ async fn runs_sharing_a_created_at_page_without_gaps_and_ranges_exclude_their_en
         .await
         .unwrap();
     assert_eq!(empty.runs, 0, "an empty range is not an error");
+}
+
+#[tokio::test]
+async fn another_organizations_run_and_events_are_out_of_reach() {
+    let db = TestDb::migrated().await;
+    fixtures::seed_everything(db.conn()).await.unwrap();
+    let theirs: uuid::Uuid = fixtures::OTHER_ORG_RUN_ID.parse().unwrap();
+    let tokens = TokenCounts::default();
+    let not_found = |result: Result<entity::AgentRun, Error>| {
+        assert!(
+            matches!(
+                &result,
+                Err(Error::NotFound {
+                    entity: "agent run",
+                    ..
+                })
+            ),
+            "{result:?}"
+        )
+    };
+    not_found(agents::start_run(db.conn(), ORG, theirs).await);
+    not_found(agents::cancel_run(db.conn(), ORG, theirs).await);
+    not_found(agents::succeed_run(db.conn(), ORG, theirs, json!({}), tokens).await);
+    not_found(agents::fail_run(db.conn(), ORG, theirs, "x", tokens).await);
+    assert!(matches!(
+        agents::append_tool_call(db.conn(), ORG, theirs, call("x")).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        agents::run_with_tool_calls(db.conn(), ORG, theirs).await,
+        Err(Error::NotFound { .. })
+    ));
+    let call_id: uuid::Uuid = fixtures::TOOL_CALL_ID.parse().unwrap();
+    assert!(matches!(
+        agents::start_tool_call(db.conn(), fixtures::OTHER_ORG_ID, call_id).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        agents::finish_tool_call(
+            db.conn(),
+            fixtures::OTHER_ORG_ID,
+            call_id,
+            ToolCallOutcome::Failed("x".into()),
+            1
+        )
+        .await,
+        Err(Error::NotFound { .. })
+    ));
+    // A run links only an event of its own organization.
+    let mut input = run_input(TriggerSource::Slack);
+    input.organization_id = fixtures::OTHER_ORG_ID.into();
+    input.slack_event_id = Some(fixtures::SLACK_EVENT_ID.parse().unwrap());
+    assert!(matches!(
+        agents::create_run(db.conn(), input).await,
+        Err(Error::MissingReference { .. })
+    ));
+    // The fixture's run, with its tool call, is untouched.
+    let (run, calls) =
+        agents::run_with_tool_calls(db.conn(), ORG, fixtures::AGENT_RUN_ID.parse().unwrap())
+            .await
+            .unwrap();
+    assert_eq!((run.status.as_str(), calls.len()), ("queued", 1));
 }

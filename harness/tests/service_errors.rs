@@ -61,7 +61,6 @@ async fn bad_data_is_a_validation_error_and_nothing_is_written() {
         team_id: "T1".into(),
         channel_id: None,
         slack_user_id: None,
-        slack_connection_id: None,
         payload: serde_json::json!({}),
     };
     let err = events::ingest::<SlackEvents>(db.conn(), nul.clone())
@@ -77,8 +76,19 @@ async fn bad_data_is_a_validation_error_and_nothing_is_written() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Validation { .. }), "{err:?}");
+    // A route naming a connection that does not exist (routes have no foreign key to the
+    // connections, which are distributed on Citus): the event's composite key refuses it.
+    db.conn()
+        .execute_unprepared(&format!(
+            "INSERT INTO organizations (id, name, slug) VALUES ('org_errors', 'E', 'e');
+             INSERT INTO webhook_routes (provider, external_id, organization_id, connection_id)
+             VALUES ('slack', 'T_DANGLING', 'org_errors', '{}')",
+            uuid::Uuid::new_v4()
+        ))
+        .await
+        .unwrap();
     let dangling = SlackDelivery {
-        slack_connection_id: Some(uuid::Uuid::new_v4()),
+        team_id: "T_DANGLING".into(),
         event_id: "Ev3".into(),
         ..nul
     };
@@ -90,7 +100,11 @@ async fn bad_data_is_a_validation_error_and_nothing_is_written() {
         "{err:?}"
     );
     assert_eq!(
-        harness::scalar(db.conn(), "SELECT count(*) FROM slack_events").await,
+        harness::scalar(
+            db.conn(),
+            "SELECT (SELECT count(*) FROM slack_events) + (SELECT count(*) FROM unrouted_events)"
+        )
+        .await,
         0
     );
     let check: Error = db
@@ -158,21 +172,22 @@ async fn a_lost_serialization_race_is_retryable() {
     use sea_orm::{IsolationLevel, TransactionTrait};
     let db = TestDb::migrated().await;
     fixtures::seed_everything(db.conn()).await.unwrap();
-    let slack_event = fixtures::SLACK_EVENT_ID.parse().unwrap();
+    let slack_event: uuid::Uuid = fixtures::SLACK_EVENT_ID.parse().unwrap();
+    let org = fixtures::ORG_ID;
     let txn = db
         .conn()
         .begin_with_config(Some(IsolationLevel::RepeatableRead), None)
         .await
         .unwrap();
-    events::find::<SlackEvents>(&txn, slack_event)
+    events::find::<SlackEvents>(&txn, org, slack_event)
         .await
         .unwrap();
     // Another session moves the event after this transaction's snapshot was taken.
     let other = harness::connect(db.url(), 1).await;
-    events::mark_ignored::<SlackEvents>(&other, slack_event)
+    events::mark_ignored::<SlackEvents>(&other, org, slack_event)
         .await
         .unwrap();
-    let lost = events::mark_ignored::<SlackEvents>(&txn, slack_event)
+    let lost = events::mark_ignored::<SlackEvents>(&txn, org, slack_event)
         .await
         .unwrap_err();
     assert_eq!(

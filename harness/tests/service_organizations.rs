@@ -145,6 +145,9 @@ async fn members_are_added_changed_and_removed_but_the_last_owner_stays() {
 }
 
 /// Tasks in each race, each on its own connection.
+/// The organization of the fixture's invitation `inv_1`.
+const ORG: &str = fixtures::ORG_ID;
+
 const RACERS: usize = 16;
 
 /// Runs `work` in [`RACERS`] tasks at once. With `lock_rows`, every task is queued behind
@@ -340,9 +343,9 @@ async fn accepting_makes_a_member_and_only_for_the_invited_email() {
     let db = TestDb::migrated().await;
     fixtures::seed_everything(db.conn()).await.unwrap();
     let invitation = invite_new_user(&db).await;
-    let wrong = orgs::accept_invitation(db.conn(), &invitation, fixtures::OTHER_USER_ID).await;
+    let wrong = orgs::accept_invitation(db.conn(), ORG, &invitation, fixtures::OTHER_USER_ID).await;
     assert!(matches!(wrong, Err(Error::Validation { .. })), "{wrong:?}");
-    let (accepted, member) = orgs::accept_invitation(db.conn(), &invitation, "user_new")
+    let (accepted, member) = orgs::accept_invitation(db.conn(), ORG, &invitation, "user_new")
         .await
         .unwrap();
     assert_eq!(accepted.status, "accepted");
@@ -350,15 +353,22 @@ async fn accepting_makes_a_member_and_only_for_the_invited_email() {
         (member.user_id.as_str(), member.role.as_str()),
         ("user_new", "member")
     );
-    let twice = orgs::accept_invitation(db.conn(), &invitation, "user_new").await;
+    let twice = orgs::accept_invitation(db.conn(), ORG, &invitation, "user_new").await;
     assert!(
         matches!(&twice, Err(Error::InvalidTransition { from, .. }) if from == "accepted"),
         "{twice:?}"
     );
     assert!(matches!(
-        orgs::accept_invitation(db.conn(), "nope", "user_new").await,
+        orgs::accept_invitation(db.conn(), ORG, "nope", "user_new").await,
         Err(Error::NotFound { .. })
     ));
+    assert!(
+        matches!(
+            orgs::accept_invitation(db.conn(), fixtures::OTHER_ORG_ID, "inv_1", "user_new").await,
+            Err(Error::NotFound { .. })
+        ),
+        "an invitation is found only in its own organization"
+    );
 }
 
 #[tokio::test]
@@ -370,7 +380,7 @@ async fn an_expired_invitation_cannot_be_accepted() {
         .execute_unprepared("UPDATE invitations SET expires_at = now() - interval '1 s'")
         .await
         .unwrap();
-    let late = orgs::accept_invitation(db.conn(), &invitation, "user_new").await;
+    let late = orgs::accept_invitation(db.conn(), ORG, &invitation, "user_new").await;
     assert!(
         matches!(&late, Err(Error::InvalidTransition { from, .. }) if from == "pending (expired)"),
         "{late:?}"
@@ -402,7 +412,7 @@ async fn concurrent_accepts_make_one_member_and_typed_errors_for_the_rest() {
         let invitation = invite_new_user(&db).await;
         let results = race(&db, lock_rows, move |conn, _| {
             let invitation = invitation.clone();
-            async move { orgs::accept_invitation(&conn, &invitation, "user_new").await }
+            async move { orgs::accept_invitation(&conn, ORG, &invitation, "user_new").await }
         })
         .await;
         let refused = results
@@ -446,20 +456,20 @@ async fn invitations_are_rejected_canceled_and_listed_by_email() {
         ["inv_1", other.id.as_str()]
     );
     assert_eq!(
-        orgs::reject_invitation(db.conn(), "inv_1")
+        orgs::reject_invitation(db.conn(), ORG, "inv_1")
             .await
             .unwrap()
             .status,
         "rejected"
     );
     assert_eq!(
-        orgs::cancel_invitation(db.conn(), &other.id)
+        orgs::cancel_invitation(db.conn(), fixtures::OTHER_ORG_ID, &other.id)
             .await
             .unwrap()
             .status,
         "canceled"
     );
-    let again = orgs::cancel_invitation(db.conn(), "inv_1").await;
+    let again = orgs::cancel_invitation(db.conn(), ORG, "inv_1").await;
     assert!(
         matches!(&again, Err(Error::InvalidTransition { from, to: "canceled", .. }) if from == "rejected"),
         "{again:?}"
@@ -471,7 +481,11 @@ async fn invitations_are_rejected_canceled_and_listed_by_email() {
             .is_empty()
     );
     assert!(matches!(
-        orgs::reject_invitation(db.conn(), "nope").await,
+        orgs::reject_invitation(db.conn(), ORG, "nope").await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        orgs::reject_invitation(db.conn(), fixtures::OTHER_ORG_ID, "inv_1").await,
         Err(Error::NotFound { .. })
     ));
 }

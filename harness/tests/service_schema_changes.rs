@@ -207,6 +207,7 @@ async fn organization_helpers(db: &impl ConnectionTrait, n: u32) {
     assert!(!pending.is_empty());
     helper!(organizations::accept_invitation(
         db,
+        &org.id,
         &invitation.id,
         fixtures::OTHER_USER_ID
     ))
@@ -236,11 +237,11 @@ async fn organization_helpers(db: &impl ConnectionTrait, n: u32) {
     .await
     .unwrap();
     let rejected = invite("rejects@example.com").await.unwrap();
-    helper!(organizations::reject_invitation(db, &rejected.id))
+    helper!(organizations::reject_invitation(db, &org.id, &rejected.id))
         .await
         .unwrap();
     let canceled = invite("cancels@example.com").await.unwrap();
-    helper!(organizations::cancel_invitation(db, &canceled.id))
+    helper!(organizations::cancel_invitation(db, &org.id, &canceled.id))
         .await
         .unwrap();
     helper!(organizations::expire_overdue_invitations(db))
@@ -337,9 +338,13 @@ async fn integration_helpers(db: &impl ConnectionTrait, n: u32) {
         .await
         .unwrap();
     assert_eq!(active.map(|c| c.id), Some(slack.id));
-    helper!(integrations::deactivate_slack_connection(db, slack.id))
-        .await
-        .unwrap();
+    helper!(integrations::deactivate_slack_connection(
+        db,
+        fixtures::ORG_ID,
+        slack.id
+    ))
+    .await
+    .unwrap();
     let linear = LinearConnectionInput {
         organization_id: fixtures::ORG_ID.to_owned(),
         installed_by_user_id: None,
@@ -360,9 +365,13 @@ async fn integration_helpers(db: &impl ConnectionTrait, n: u32) {
     .await
     .unwrap();
     assert_eq!(active.map(|c| c.id), Some(linear.id));
-    helper!(integrations::deactivate_linear_connection(db, linear.id))
-        .await
-        .unwrap();
+    helper!(integrations::deactivate_linear_connection(
+        db,
+        fixtures::ORG_ID,
+        linear.id
+    ))
+    .await
+    .unwrap();
 }
 
 fn slack_delivery(n: u32, i: u32) -> SlackDelivery {
@@ -372,7 +381,6 @@ fn slack_delivery(n: u32, i: u32) -> SlackDelivery {
         team_id: "T1".into(),
         channel_id: None,
         slack_user_id: None,
-        slack_connection_id: None,
         payload: json!({ "i": i }),
     }
 }
@@ -382,28 +390,50 @@ async fn event_helpers(db: &impl ConnectionTrait, n: u32) {
     helper!(events::ingest_batch::<SlackEvents>(db, &deliveries))
         .await
         .unwrap();
-    let claimed = helper!(events::claim::<SlackEvents>(db, 3)).await.unwrap();
-    assert_eq!(claimed.len(), 3, "this round's events, all due");
-    helper!(events::mark_processed::<SlackEvents>(db, claimed[0].id))
+    let due = helper!(events::due_organizations::<SlackEvents>(db, 10))
         .await
         .unwrap();
-    helper!(events::mark_ignored::<SlackEvents>(db, claimed[1].id))
+    assert_eq!(
+        due,
+        [fixtures::ORG_ID],
+        "team T1 is routed to the fixture's organization"
+    );
+    let org = fixtures::ORG_ID;
+    // The fixture's own event is pending too: four due, this round's three among them.
+    let claimed = helper!(events::claim::<SlackEvents>(db, org, 4))
+        .await
+        .unwrap();
+    let claimed: Vec<_> = claimed
+        .into_iter()
+        .filter(|e| e.event_id.starts_with(&format!("EvRound{n}_")))
+        .collect();
+    assert_eq!(claimed.len(), 3, "this round's events, all due");
+    helper!(events::mark_processed::<SlackEvents>(
+        db,
+        org,
+        claimed[0].id
+    ))
+    .await
+    .unwrap();
+    helper!(events::mark_ignored::<SlackEvents>(db, org, claimed[1].id))
         .await
         .unwrap();
     helper!(events::mark_failed::<SlackEvents>(
         db,
+        org,
         claimed[2].id,
         "no handler",
         1
     ))
     .await
     .unwrap();
-    let found = helper!(events::find::<SlackEvents>(db, claimed[0].id))
+    let found = helper!(events::find::<SlackEvents>(db, org, claimed[0].id))
         .await
         .unwrap();
     assert!(found.is_some());
     let listed = helper!(events::list::<SlackEvents>(
         db,
+        org,
         &EventFilter::default(),
         None,
         10
@@ -419,7 +449,6 @@ async fn event_helpers(db: &impl ConnectionTrait, n: u32) {
         event_type: "Issue".into(),
         action: entity::enums::LinearEventAction::Create,
         linear_organization_id: "lin_1".into(),
-        linear_connection_id: None,
         payload: json!({ "i": i }),
     };
     for i in 0..3 {
@@ -429,15 +458,20 @@ async fn event_helpers(db: &impl ConnectionTrait, n: u32) {
     }
     let options = ClaimOptions {
         lease: Duration::from_secs(60),
-        ..ClaimOptions::new(3)
+        ..ClaimOptions::new(10)
     };
-    let rows = helper!(events::claim_with::<LinearEvents>(db, options))
+    let rows = helper!(events::claim_with::<LinearEvents>(db, org, options))
         .await
         .unwrap();
-    assert_eq!(rows.len(), 3, "this round's Linear events");
-    let claims: Vec<_> = rows.iter().map(LinearEvents::claimed).collect();
+    let claims: Vec<_> = rows
+        .iter()
+        .filter(|e| e.event_id.starts_with(&format!("delivery-round-{n}-")))
+        .map(LinearEvents::claimed)
+        .collect();
+    assert_eq!(claims.len(), 3, "this round's Linear events");
     let extended = helper!(events::extend_leases::<LinearEvents>(
         db,
+        org,
         &claims,
         Duration::from_secs(120)
     ))
@@ -446,6 +480,7 @@ async fn event_helpers(db: &impl ConnectionTrait, n: u32) {
     assert_eq!(extended.len(), 3);
     let settled = helper!(events::settle::<LinearEvents>(
         db,
+        org,
         &[(claims[0], Settle::Processed)]
     ))
     .await
@@ -453,6 +488,7 @@ async fn event_helpers(db: &impl ConnectionTrait, n: u32) {
     assert_eq!(settled, vec![claims[0].id]);
     let released = helper!(events::release::<LinearEvents>(
         db,
+        org,
         &claims[1..2],
         Release::NotStarted
     ))
@@ -478,6 +514,7 @@ async fn worker_helpers(db: &impl ConnectionTrait, n: u32) {
     .unwrap();
     let pruned = helper!(worker::prune::<SlackEvents>(
         db,
+        fixtures::ORG_ID,
         Duration::from_secs(7 * 24 * 3600),
         100
     ))
@@ -486,6 +523,23 @@ async fn worker_helpers(db: &impl ConnectionTrait, n: u32) {
     assert!(
         pruned >= 1,
         "this round's settled Slack events are old enough"
+    );
+    db.execute_unprepared(
+        "UPDATE unrouted_events SET created_at = now() - interval '30 days' WHERE provider = 'slack'",
+    )
+    .await
+    .unwrap();
+    let pruned = helper!(worker::prune_unrouted::<SlackEvents>(
+        db,
+        Duration::from_secs(7 * 24 * 3600),
+        100
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        pruned,
+        n as u64 % 2,
+        "the fixture's unrouted delivery, pruned in round 1"
     );
 }
 
@@ -503,40 +557,52 @@ async fn agent_helpers(db: &impl ConnectionTrait) {
         prompt_tokens: 1,
         completion_tokens: 1,
     };
+    let org = fixtures::ORG_ID;
     let run = helper!(agents::create_run(db, input())).await.unwrap();
-    helper!(agents::start_run(db, run.id)).await.unwrap();
+    helper!(agents::start_run(db, org, run.id)).await.unwrap();
     let call = NewToolCallInput {
         tool_name: "search".into(),
         tool_id: None,
         input: json!({}),
     };
-    let call = helper!(agents::append_tool_call(db, run.id, call))
+    let call = helper!(agents::append_tool_call(db, org, run.id, call))
         .await
         .unwrap();
-    helper!(agents::start_tool_call(db, call.id)).await.unwrap();
+    helper!(agents::start_tool_call(db, org, call.id))
+        .await
+        .unwrap();
     helper!(agents::finish_tool_call(
         db,
+        org,
         call.id,
         ToolCallOutcome::Succeeded(json!({})),
         5
     ))
     .await
     .unwrap();
-    helper!(agents::succeed_run(db, run.id, json!({}), tokens))
+    helper!(agents::succeed_run(db, org, run.id, json!({}), tokens))
         .await
         .unwrap();
-    let (_, calls) = helper!(agents::run_with_tool_calls(db, run.id))
+    let (_, calls) = helper!(agents::run_with_tool_calls(db, org, run.id))
         .await
         .unwrap();
     assert_eq!(calls.len(), 1);
 
     let failing = agents::create_run(db, input()).await.unwrap();
-    agents::start_run(db, failing.id).await.unwrap();
-    helper!(agents::fail_run(db, failing.id, "model refused", tokens))
+    agents::start_run(db, org, failing.id).await.unwrap();
+    helper!(agents::fail_run(
+        db,
+        org,
+        failing.id,
+        "model refused",
+        tokens
+    ))
+    .await
+    .unwrap();
+    let cancelled = agents::create_run(db, input()).await.unwrap();
+    helper!(agents::cancel_run(db, org, cancelled.id))
         .await
         .unwrap();
-    let cancelled = agents::create_run(db, input()).await.unwrap();
-    helper!(agents::cancel_run(db, cancelled.id)).await.unwrap();
 
     let runs = helper!(agents::list_runs(db, fixtures::ORG_ID, None, 10))
         .await
@@ -623,7 +689,10 @@ fn the_scan_finds_helpers_with_generics_and_line_breaks_and_nothing_else() {
                 pub async fn pool(url: &DatabaseUrl, db: &impl ConnectionTrait) {}\n\
                 async fn private(db: &impl ConnectionTrait) {}";
     assert_eq!(helpers_in(text), ["one", "two"]);
-    assert_eq!(helper_name("events::claim::<SlackEvents>(db, 3)"), "claim");
+    assert_eq!(
+        helper_name("events::claim::<SlackEvents>(db, org, 3)"),
+        "claim"
+    );
     assert_eq!(helper_name("agents::create_run(db, input())"), "create_run");
     assert_eq!(helper_name("worker::prune::<SlackEvents>(db, x)"), "prune");
 }

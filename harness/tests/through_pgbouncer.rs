@@ -640,6 +640,9 @@ mod pooler {
     async fn sixteen_clients_share_five_server_connections_without_an_error() {
         const CLIENTS: usize = 16;
         let db = TestDb::migrated().await;
+        harness::fixtures::organization_with_teams(db.conn(), "org_pooled", "T1")
+            .await
+            .unwrap();
         let pool_size = topology::pgbouncer().settings().server_pool_size as usize;
         assert!(CLIENTS >= 3 * pool_size);
         let all_connected = Arc::new(Barrier::new(CLIENTS + 1));
@@ -671,13 +674,12 @@ mod pooler {
                             team_id: "T1".into(),
                             channel_id: None,
                             slack_user_id: None,
-                            slack_connection_id: None,
                             payload: serde_json::json!({"task": task, "n": n}),
                         };
                         events::ingest::<SlackEvents>(&db, delivery).await.unwrap();
                         let txn = db.begin().await.unwrap();
                         ids.extend(
-                            events::claim::<SlackEvents>(&txn, 1)
+                            events::claim::<SlackEvents>(&txn, "org_pooled", 1)
                                 .await
                                 .unwrap()
                                 .into_iter()

@@ -32,9 +32,20 @@ fn delivery(n: usize) -> SlackDelivery {
         team_id: "T1".into(),
         channel_id: Some("C1".into()),
         slack_user_id: None,
-        slack_connection_id: None,
         payload: json!({ "n": n }),
     }
+}
+
+/// The organization whose Slack team `T1` sends every delivery of these tests.
+const ORG: &str = "org_workers";
+
+/// A migrated database with [`ORG`] connected to team `T1`, so ingested events are routed to it.
+async fn migrated() -> TestDb {
+    let db = TestDb::migrated().await;
+    fixtures::organization_with_teams(db.conn(), ORG, "T1")
+        .await
+        .unwrap();
+    db
 }
 
 async fn ingest(db: &impl ConnectionTrait, range: std::ops::Range<usize>) {
@@ -136,7 +147,7 @@ fn reporting(
 
 #[tokio::test]
 async fn an_idle_worker_is_woken_by_the_ingest_notification_not_by_polling() {
-    let db = TestDb::migrated().await;
+    let db = migrated().await;
     let (handler, mut started) = reporting(Outcome::Processed);
     let config = WorkerConfig {
         poll_interval: Duration::from_secs(60),
@@ -213,7 +224,7 @@ impl Proxy {
 
 #[tokio::test]
 async fn when_the_listener_is_cut_off_polling_takes_over_and_nothing_is_lost() {
-    let db = TestDb::migrated().await;
+    let db = migrated().await;
     let proxy = Proxy::start(db.url(), 0).await;
     let (handler, mut started) = reporting(Outcome::Processed);
     let config = WorkerConfig {
@@ -254,7 +265,7 @@ async fn when_the_listener_is_cut_off_polling_takes_over_and_nothing_is_lost() {
 
 #[tokio::test]
 async fn failed_attempts_wait_out_the_backoff_then_fail_for_good_with_a_redacted_error() {
-    let db = TestDb::migrated().await;
+    let db = migrated().await;
     let (tx, mut attempts) = mpsc::unbounded_channel();
     let handler = move |event: SlackEvent| {
         let tx = tx.clone();
@@ -328,7 +339,7 @@ async fn failed_attempts_wait_out_the_backoff_then_fail_for_good_with_a_redacted
 
 #[tokio::test]
 async fn outcomes_move_events_as_the_handler_says() {
-    let db = TestDb::migrated().await;
+    let db = migrated().await;
     // Event n: 0 processed, 1 ignored, 2 failed for good, 3 retried after 1 hour.
     let handler = |event: SlackEvent| async move {
         Ok::<_, String>(match event.payload["n"].as_u64().unwrap() {
@@ -385,7 +396,7 @@ async fn outcomes_move_events_as_the_handler_says() {
 
 #[tokio::test]
 async fn a_handler_running_past_its_lease_keeps_its_event_while_the_worker_renews_it() {
-    let db = TestDb::migrated().await;
+    let db = migrated().await;
     let handler = |_event: SlackEvent| async move {
         tokio::time::sleep(Duration::from_secs(4)).await;
         Ok::<_, String>(Outcome::Processed)
@@ -401,7 +412,11 @@ async fn a_handler_running_past_its_lease_keeps_its_event_while_the_worker_renew
     // renewed lease must keep the event from it.
     let mut taken = Vec::new();
     while taken.is_empty() && count(&db, "status = 'processing'").await == 1 {
-        taken.extend(events::claim::<SlackEvents>(db.conn(), 1).await.unwrap());
+        taken.extend(
+            events::claim::<SlackEvents>(db.conn(), ORG, 1)
+                .await
+                .unwrap(),
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     stop.cancel();
@@ -416,7 +431,7 @@ async fn a_handler_running_past_its_lease_keeps_its_event_while_the_worker_renew
 
 #[tokio::test]
 async fn an_idle_worker_wakes_when_the_next_event_comes_due_not_at_its_next_poll() {
-    let db = TestDb::migrated().await;
+    let db = migrated().await;
     ingest(db.conn(), 0..1).await;
     // Due in a second (a retry another worker scheduled, a lease running out): no notification
     // will come for it, and the next poll is an hour away.
@@ -445,7 +460,7 @@ async fn make_due(db: &TestDb) {
 
 #[tokio::test]
 async fn claims_honour_due_times_and_leases_and_fence_moves_of_lost_claims() {
-    let db = TestDb::migrated().await;
+    let db = migrated().await;
     ingest(db.conn(), 0..1).await;
     let lease = ClaimOptions {
         limit: 10,
@@ -453,7 +468,7 @@ async fn claims_honour_due_times_and_leases_and_fence_moves_of_lost_claims() {
         max_attempts: Some(2),
     };
     let claim_due = || async {
-        events::claim_with::<SlackEvents>(db.conn(), lease)
+        events::claim_with::<SlackEvents>(db.conn(), ORG, lease)
             .await
             .unwrap()
     };
@@ -467,7 +482,7 @@ async fn claims_honour_due_times_and_leases_and_fence_moves_of_lost_claims() {
         error: "timeout".into(),
     };
     assert_eq!(
-        events::settle::<SlackEvents>(db.conn(), &[(claim, retry)])
+        events::settle::<SlackEvents>(db.conn(), ORG, &[(claim, retry)])
             .await
             .unwrap(),
         [claim.id]
@@ -489,7 +504,7 @@ async fn claims_honour_due_times_and_leases_and_fence_moves_of_lost_claims() {
     assert!(claim_due().await.is_empty(), "leased");
     // A move naming the old attempt changes nothing.
     assert!(
-        events::settle::<SlackEvents>(db.conn(), &[(claim, Settle::Processed)])
+        events::settle::<SlackEvents>(db.conn(), ORG, &[(claim, Settle::Processed)])
             .await
             .unwrap()
             .is_empty()
@@ -510,7 +525,7 @@ async fn claims_honour_due_times_and_leases_and_fence_moves_of_lost_claims() {
 #[test]
 fn a_worker_killed_mid_handler_has_its_event_reclaimed_once_after_the_lease() {
     let main = tokio::runtime::Runtime::new().unwrap();
-    let db = main.block_on(TestDb::migrated());
+    let db = main.block_on(migrated());
     main.block_on(ingest(db.conn(), 0..1));
     // The doomed worker runs on a runtime of its own, dropped mid-handler as a crash would.
     let (started_tx, started_rx) = std::sync::mpsc::channel();
@@ -567,7 +582,7 @@ fn a_worker_killed_mid_handler_has_its_event_reclaimed_once_after_the_lease() {
 
 #[tokio::test]
 async fn shutdown_lets_running_handlers_finish_and_gives_back_the_unstarted() {
-    let db = TestDb::migrated().await;
+    let db = migrated().await;
     ingest(db.conn(), 0..10).await;
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let (tx, mut started) = mpsc::unbounded_channel();
@@ -637,16 +652,35 @@ async fn shutdown_lets_running_handlers_finish_and_gives_back_the_unstarted() {
 }
 
 #[tokio::test]
-async fn eight_workers_handle_ten_thousand_events_exactly_once() {
+async fn eight_workers_handle_ten_thousand_events_of_fifty_organizations_exactly_once() {
     const EVENTS: usize = 10_000;
+    const ORGANIZATIONS: usize = 50;
     let db = TestDb::migrated().await;
-    let handled: Arc<Mutex<HashMap<uuid::Uuid, u32>>> = Arc::default();
+    // Organizations, teams and event ids of its own, so the race runs the same on a database
+    // other tests share.
+    let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let organization = |i: usize| format!("race_{run}_{i:02}");
+    let team = |i: usize| format!("T_{run}_{i:02}");
+    for i in 0..ORGANIZATIONS {
+        fixtures::organization_with_teams(db.conn(), &organization(i), &team(i))
+            .await
+            .unwrap();
+    }
+    let prefix = format!("Ev{run}_");
+    // Each handled event of this race: how often, and for which organization.
+    let handled: Arc<Mutex<HashMap<String, (u32, String)>>> = Arc::default();
     let mut workers = Vec::new();
     for _ in 0..8 {
         let pool = db.new_pool(3).await;
-        let handled = handled.clone();
+        let (handled, prefix) = (handled.clone(), prefix.clone());
         let handler = move |event: SlackEvent| {
-            *handled.lock().unwrap().entry(event.id).or_insert(0) += 1;
+            if event.event_id.starts_with(&prefix) {
+                let mut handled = handled.lock().unwrap();
+                let seen = handled
+                    .entry(event.event_id.clone())
+                    .or_insert((0, event.organization_id.clone()));
+                seen.0 += 1;
+            }
             async { Ok::<_, String>(Outcome::Processed) }
         };
         workers.push(spawn(
@@ -656,16 +690,33 @@ async fn eight_workers_handle_ten_thousand_events_exactly_once() {
         ));
     }
     let started = Instant::now();
-    // Ingest while they run, from two writers, so wake-ups and claims interleave.
-    let writers = harness::on_separate_connections(db.url(), 2, |conn, w| async move {
-        for chunk in (w * EVENTS / 2..(w + 1) * EVENTS / 2).step_by(250) {
-            ingest(&conn, chunk..chunk + 250).await;
+    // Ingest while they run, from two writers, each batch spanning every organization, so
+    // wake-ups (one per organization and batch) and claims interleave.
+    let delivery_of = {
+        let (prefix, run) = (prefix.clone(), run.clone());
+        move |n: usize| SlackDelivery {
+            event_id: format!("{prefix}{n:06}"),
+            team_id: format!("T_{run}_{:02}", n % ORGANIZATIONS),
+            ..delivery(n)
+        }
+    };
+    let writers = harness::on_separate_connections(db.url(), 2, move |conn, w| {
+        let delivery_of = delivery_of.clone();
+        async move {
+            for chunk in (w * EVENTS / 2..(w + 1) * EVENTS / 2).step_by(250) {
+                let batch: Vec<_> = (chunk..chunk + 250).map(&delivery_of).collect();
+                let stored = events::ingest_batch::<SlackEvents>(&conn, &batch)
+                    .await
+                    .unwrap();
+                assert_eq!(stored.inserted.len(), 250, "every delivery routed");
+            }
         }
     });
     writers.await;
+    let ours = format!("organization_id LIKE 'race\\_{run}\\_%'");
     until_count(
         &db,
-        "status = 'processed'",
+        &format!("status = 'processed' AND {ours}"),
         EVENTS as i64,
         Duration::from_secs(300),
     )
@@ -682,12 +733,26 @@ async fn eight_workers_handle_ten_thousand_events_exactly_once() {
     }
     let handled = handled.lock().unwrap();
     println!(
-        "figure: {EVENTS} events ingested and handled by 8 workers in {took:?} ({:.0} events/s)",
+        "figure: {EVENTS} events of {ORGANIZATIONS} organizations ingested and handled by 8 workers \
+         in {took:?} ({:.0} events/s)",
         EVENTS as f64 / took.as_secs_f64()
     );
     assert_eq!(handled.len(), EVENTS, "every event handled");
-    assert!(handled.values().all(|&n| n == 1), "none handled twice");
-    assert_eq!((total.processed, total.lost_leases), (EVENTS as u64, 0));
+    assert!(handled.values().all(|(n, _)| *n == 1), "none handled twice");
+    for (event_id, (_, organization_id)) in handled.iter() {
+        let n: usize = event_id[prefix.len()..].parse().unwrap();
+        assert_eq!(
+            *organization_id,
+            organization(n % ORGANIZATIONS),
+            "{event_id} was routed to its team's organization"
+        );
+    }
+    assert_eq!(total.lost_leases, 0);
+    assert_eq!(
+        count(&db, &format!("attempts = 1 AND {ours}")).await,
+        EVENTS as i64,
+        "each claimed once"
+    );
 }
 
 #[tokio::test]
@@ -699,15 +764,28 @@ async fn prune_deletes_only_old_finished_events_and_keeps_runs_that_referenced_t
         .execute_unprepared(&format!(
             "UPDATE slack_events SET status = 'processed', created_at = now() - interval '40 days'
              WHERE id = '{}';
-             INSERT INTO slack_events (event_id, event_type, team_id, payload, status, created_at)
-             SELECT 'E' || s || a, 'message', 'T1', '{{}}', s, now() - a * interval '1 day'
+             INSERT INTO slack_events (organization_id, event_id, event_type, team_id, payload, status,
+                                       created_at)
+             SELECT '{}', 'E' || s || a, 'message', 'T1', '{{}}', s, now() - a * interval '1 day'
              FROM unnest(ARRAY['pending', 'processing', 'processed', 'ignored', 'failed']) s,
                   unnest(ARRAY[1, 31, 60]) a",
-            fixtures::SLACK_EVENT_ID
+            fixtures::SLACK_EVENT_ID,
+            fixtures::ORG_ID
         ))
         .await
         .unwrap();
-    let deleted = worker::prune::<SlackEvents>(db.conn(), Duration::from_secs(30 * 86400), 2)
+    // Another organization's old events are its own retention's business.
+    db.conn()
+        .execute_unprepared(&format!(
+            "INSERT INTO slack_events (organization_id, event_id, event_type, team_id, payload, status,
+                                       created_at)
+             VALUES ('{}', 'E_other', 'message', 'T_other', '{{}}', 'processed', now() - interval '60 days')",
+            fixtures::OTHER_ORG_ID
+        ))
+        .await
+        .unwrap();
+    let org = fixtures::ORG_ID;
+    let deleted = worker::prune::<SlackEvents>(db.conn(), org, Duration::from_secs(30 * 86400), 2)
         .await
         .unwrap();
     assert_eq!(
@@ -717,8 +795,10 @@ async fn prune_deletes_only_old_finished_events_and_keeps_runs_that_referenced_t
     );
     let left = text_rows(
         db.conn(),
-        "SELECT status || '/' || round(extract(epoch from now() - created_at) / 86400)
-         FROM slack_events ORDER BY 1",
+        &format!(
+            "SELECT status || '/' || round(extract(epoch from now() - created_at) / 86400)
+             FROM slack_events WHERE organization_id = '{org}' ORDER BY 1"
+        ),
     )
     .await
     .into_iter()
@@ -748,10 +828,19 @@ async fn prune_deletes_only_old_finished_events_and_keeps_runs_that_referenced_t
     .await;
     assert_eq!(run, [[None]], "the run stays, its reference cleared");
     assert_eq!(
-        worker::prune::<SlackEvents>(db.conn(), Duration::from_secs(30 * 86400), 2)
+        worker::prune::<SlackEvents>(db.conn(), org, Duration::from_secs(30 * 86400), 2)
             .await
             .unwrap(),
         0
+    );
+    assert_eq!(
+        scalar(
+            db.conn(),
+            "SELECT count(*) FROM slack_events WHERE event_id = 'E_other'"
+        )
+        .await,
+        1,
+        "the other organization's event is left alone"
     );
 }
 
@@ -787,7 +876,7 @@ fn behind_a_transaction_pooler_without_a_direct_url_the_worker_refuses_to_start(
 
 #[tokio::test]
 async fn settings_out_of_range_are_refused_naming_the_setting_and_the_limits_are_allowed() {
-    let db = TestDb::migrated().await;
+    let db = migrated().await;
     let base = || settings(Wakeup::PollOnly);
     let start = |config: WorkerConfig| {
         Worker::<SlackEvents, _>::new(db.conn().clone(), reporting(Outcome::Processed).0, config)
@@ -878,4 +967,54 @@ async fn settings_out_of_range_are_refused_naming_the_setting_and_the_limits_are
         ..base()
     })
     .unwrap();
+}
+
+#[tokio::test]
+async fn a_worker_with_retention_prunes_every_organization_and_old_unrouted_deliveries() {
+    let db = migrated().await;
+    fixtures::organization_with_teams(db.conn(), "org_workers_2", "T2")
+        .await
+        .unwrap();
+    let batch: Vec<_> = (0..4)
+        .map(|n| SlackDelivery {
+            team_id: ["T1", "T2", "T_NOBODY", "T1"][n].into(),
+            ..delivery(n)
+        })
+        .collect();
+    events::ingest_batch::<SlackEvents>(db.conn(), &batch)
+        .await
+        .unwrap();
+    // Finished and old in both organizations, but one still pending; the unrouted one old too.
+    db.conn()
+        .execute_unprepared(
+            "UPDATE slack_events SET created_at = now() - interval '2 days',
+                                     status = CASE WHEN event_id = 'Ev000003' THEN 'pending' ELSE 'processed' END;
+             UPDATE unrouted_events SET created_at = now() - interval '2 days'",
+        )
+        .await
+        .unwrap();
+    let config = WorkerConfig {
+        retention: Some(worker::Retention {
+            keep_for: Duration::from_secs(86_400),
+            every: Duration::from_secs(3600),
+        }),
+        poll_interval: Duration::from_secs(3600),
+        shutdown_grace: Duration::from_millis(100),
+        ..settings(Wakeup::PollOnly)
+    };
+    // The handler never finishes, so the pending event stays claimed, not processed.
+    let hang = |_: SlackEvent| std::future::pending::<Result<Outcome, String>>();
+    let (stop, run) = spawn(db.conn(), hang, config);
+    until_count(&db, "status = 'processed'", 0, Duration::from_secs(30)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while scalar(db.conn(), "SELECT count(*) FROM unrouted_events").await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the unrouted delivery was not pruned"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    run.await.unwrap();
+    assert_eq!(count(&db, "true").await, 1, "the unfinished event stays");
 }
