@@ -49,8 +49,6 @@ async fn the_counts_are_the_scales_and_the_landmarks_point_at_the_right_rows() {
     for (table, expected) in [
         ("users", sizes.users),
         ("organizations", sizes.organizations),
-        ("slack_events", sizes.slack_events),
-        ("linear_events", sizes.linear_events),
         ("agent_runs", sizes.agent_runs),
         ("tool_calls", sizes.tool_calls),
     ] {
@@ -58,6 +56,27 @@ async fn the_counts_are_the_scales_and_the_landmarks_point_at_the_right_rows() {
         let counted = scalar(db.conn(), &format!("SELECT count(*) FROM {table}")).await;
         assert_eq!(counted as u64, expected, "{table}");
     }
+    // A scale's events are deliveries: those no route claims are kept in `unrouted_events`.
+    let mut unrouted = 0;
+    for (table, provider, expected) in [
+        ("slack_events", "slack", sizes.slack_events),
+        ("linear_events", "linear", sizes.linear_events),
+    ] {
+        let apart = scalar(
+            db.conn(),
+            &format!("SELECT count(*) FROM unrouted_events WHERE provider = '{provider}'"),
+        )
+        .await as u64;
+        assert!(
+            apart > 0 && apart < expected / 20,
+            "{provider}: {apart} unrouted"
+        );
+        let routed = scalar(db.conn(), &format!("SELECT count(*) FROM {table}")).await as u64;
+        assert_eq!(routed + apart, expected, "{table}");
+        assert_eq!(seeded.rows_in(table), routed, "{table}");
+        unrouted += apart;
+    }
+    assert_eq!(seeded.rows_in("unrouted_events"), unrouted);
     assert_eq!(
         seeded.rows.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
         APPLICATION_TABLES

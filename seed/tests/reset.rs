@@ -86,7 +86,7 @@ async fn an_unmigrated_database_is_refused_with_the_command_that_migrates_it() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, SeedError::NotMigrated { missing } if missing.len() == 17),
+        matches!(&err, SeedError::NotMigrated { missing } if missing.len() == 19),
         "{err}"
     );
     assert!(

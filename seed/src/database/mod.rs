@@ -12,8 +12,8 @@ pub use load::load;
 use crate::{SeedError, generate::TABLES};
 
 /// Every table the seed writes, in the order it writes them.
-pub const APPLICATION_TABLES: [&str; 17] = {
-    let mut names = [""; 17];
+pub const APPLICATION_TABLES: [&str; 19] = {
+    let mut names = [""; 19];
     let mut i = 0;
     while i < TABLES.len() {
         names[i] = TABLES[i].name;

@@ -2,7 +2,9 @@
 //! like the real ones (Slack's Events API envelope, Linear's webhook body). Their state follows
 //! their age, as a queue worked in arrival order leaves it: old deliveries processed, ignored or
 //! failed; a few just before the newest being processed; the newest still pending (some after
-//! a failed attempt).
+//! a failed attempt). Each is stored for the organization its team's connection belongs to;
+//! those from a team or workspace no connection knows (one in a hundred) are kept in
+//! `unrouted_events`, as the ingest keeps them.
 
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -21,6 +23,7 @@ pub static SLACK_EVENTS: Table = Table {
     source: file!(),
     columns: &[
         "id",
+        "organization_id",
         "slack_connection_id",
         "event_id",
         "event_type",
@@ -43,6 +46,7 @@ pub static LINEAR_EVENTS: Table = Table {
     source: file!(),
     columns: &[
         "id",
+        "organization_id",
         "linear_connection_id",
         "event_id",
         "event_type",
@@ -58,6 +62,49 @@ pub static LINEAR_EVENTS: Table = Table {
         "due_at",
     ],
 };
+
+pub static UNROUTED_EVENTS: Table = Table {
+    name: "unrouted_events",
+    source: file!(),
+    columns: &[
+        "id",
+        "provider",
+        "event_id",
+        "external_id",
+        "event_type",
+        "payload",
+        "created_at",
+    ],
+};
+
+/// A delivery no route claims: kept apart, as the ingest does.
+struct Unrouted {
+    id: Uuid,
+    provider: &'static str,
+    event_id: String,
+    external_id: String,
+    event_type: &'static str,
+    payload: Value,
+    created: Time,
+}
+
+/// The connection a routed delivery names: its route's, except for the first routed delivery
+/// from the fourth on, which names none (an event written by something other than the ingest,
+/// an import of history say: the column stays nullable, and both states appear).
+#[derive(Default)]
+struct NoConnectionYet {
+    written: bool,
+}
+
+impl NoConnectionYet {
+    fn connection(&mut self, i: u64, connection: Uuid) -> Option<Uuid> {
+        if i >= 3 && !self.written {
+            self.written = true;
+            return None;
+        }
+        Some(connection)
+    }
+}
 
 /// Attempts after which a worker gives a delivery up (`failed`).
 const MAX_ATTEMPTS: i64 = 5;
@@ -96,10 +143,25 @@ pub struct Triggers {
 }
 
 pub fn write(seed: u64, sizes: &Sizes, connections: &Connections, sink: &mut dyn Sink) -> Triggers {
-    Triggers {
-        slack: slack(seed, sizes, &connections.slack, sink),
-        linear: linear(seed, sizes, &connections.linear, sink),
+    let mut unrouted = Vec::new();
+    let triggers = Triggers {
+        slack: slack(seed, sizes, &connections.slack, &mut unrouted, sink),
+        linear: linear(seed, sizes, &connections.linear, &mut unrouted, sink),
+    };
+    let mut rows = Rows::start(sink, &UNROUTED_EVENTS, unrouted.len() as u64);
+    for delivery in &unrouted {
+        rows.row(|r| {
+            r.uuid(delivery.id)
+                .text(delivery.provider)
+                .text(&delivery.event_id)
+                .text(&delivery.external_id)
+                .text(delivery.event_type)
+                .json(&delivery.payload)
+                .time(delivery.created);
+        });
     }
+    rows.finish();
+    triggers
 }
 
 /// Where a delivery is in its processing, from its place in arrival order.
@@ -233,6 +295,9 @@ fn unknown_team(dice: &mut Dice) -> SlackTeam {
     SlackTeam {
         id: Uuid::nil(),
         organization: usize::MAX,
+        organization_id: String::new(),
+        active: false,
+        created: EPOCH,
         team_id: format!("T0{}", dice.upper_alphanumeric(8)),
         app_id: format!("A0{}", dice.upper_alphanumeric(8)),
         bot_user: None,
@@ -241,12 +306,19 @@ fn unknown_team(dice: &mut Dice) -> SlackTeam {
     }
 }
 
-fn slack(seed: u64, sizes: &Sizes, teams: &[SlackTeam], sink: &mut dyn Sink) -> Vec<Trigger> {
+fn slack(
+    seed: u64,
+    sizes: &Sizes,
+    teams: &[SlackTeam],
+    unrouted: &mut Vec<Unrouted>,
+    sink: &mut dyn Sink,
+) -> Vec<Trigger> {
     let mut dice = Dice::new(seed, "slack_events");
     let count = sizes.slack_events;
     let queue = Queue::new(count, sizes.pending_percent);
     let mut triggers = Vec::new();
     let mut rows = Rows::start(sink, &SLACK_EVENTS, count);
+    let mut without_connection = NoConnectionYet::default();
     for i in 0..count {
         let created = arrival(&mut dice, i, count);
         // The third delivery, and one in a hundred, comes from a team no connection knows.
@@ -288,9 +360,23 @@ fn slack(seed: u64, sizes: &Sizes, teams: &[SlackTeam], sink: &mut dyn Sink) -> 
                 organization: team.organization,
             });
         }
+        if !known {
+            unrouted.push(Unrouted {
+                id,
+                provider: "slack",
+                event_id,
+                external_id: team.team_id.clone(),
+                event_type,
+                payload,
+                created,
+            });
+            continue;
+        }
+        let connection = without_connection.connection(i, team.id);
         rows.row(|r| {
             r.uuid(id)
-                .opt_uuid(known.then_some(team.id))
+                .text(&team.organization_id)
+                .opt_uuid(connection)
                 .text(&event_id)
                 .text(event_type)
                 .text(&team.team_id)
@@ -379,6 +465,7 @@ fn linear(
     seed: u64,
     sizes: &Sizes,
     workspaces: &[LinearWorkspace],
+    unrouted: &mut Vec<Unrouted>,
     sink: &mut dyn Sink,
 ) -> Vec<Trigger> {
     let mut dice = Dice::new(seed, "linear_events");
@@ -386,6 +473,7 @@ fn linear(
     let queue = Queue::new(count, sizes.pending_percent);
     let mut triggers = Vec::new();
     let mut rows = Rows::start(sink, &LINEAR_EVENTS, count);
+    let mut without_connection = NoConnectionYet::default();
     for i in 0..count {
         let created = arrival(&mut dice, i, count);
         // The first delivery, and one in a hundred, is for a workspace no connection knows.
@@ -419,9 +507,23 @@ fn linear(
                 organization: workspace.organization,
             });
         }
+        let Some(workspace) = workspace else {
+            unrouted.push(Unrouted {
+                id,
+                provider: "linear",
+                event_id: delivery.to_string(),
+                external_id: linear_organization_id.to_string(),
+                event_type,
+                payload,
+                created,
+            });
+            continue;
+        };
+        let connection = without_connection.connection(i, workspace.id);
         rows.row(|r| {
             r.uuid(id)
-                .opt_uuid(workspace.map(|w| w.id))
+                .text(&workspace.organization_id)
+                .opt_uuid(connection)
                 .uuid(delivery)
                 .text(event_type)
                 .text(action)

@@ -1,6 +1,8 @@
-//! GitHub installations, Slack and Linear connections. The first organization has two of each
-//! (a current one and an old, inactive or suspended one), the others one or none. Tokens are
-//! ciphertext-shaped (`v1:` + base64), never a provider's plaintext token.
+//! GitHub installations, Slack and Linear connections, and the routes that send each active
+//! Slack team's, Linear workspace's and GitHub installation's webhooks to its organization. The
+//! first organization has two of each (a current one and an old, inactive or suspended one), the
+//! others one or none. Tokens are ciphertext-shaped (`v1:` + base64), never a provider's
+//! plaintext token.
 
 use uuid::Uuid;
 
@@ -8,7 +10,7 @@ use super::{organizations::Organizations, people::User};
 use crate::{
     copy::{Rows, Sink, Table},
     dice::Dice,
-    time::{EPOCH, STILL_VALID_UNTIL},
+    time::{EPOCH, STILL_VALID_UNTIL, Time},
     words,
 };
 
@@ -68,6 +70,19 @@ pub static LINEAR_CONNECTIONS: Table = Table {
     ],
 };
 
+pub static WEBHOOK_ROUTES: Table = Table {
+    name: "webhook_routes",
+    source: file!(),
+    columns: &[
+        "provider",
+        "external_id",
+        "organization_id",
+        "connection_id",
+        "created_at",
+        "updated_at",
+    ],
+};
+
 const SLACK_SCOPES: &[&str] = &[
     "app_mentions:read",
     "channels:history",
@@ -82,6 +97,11 @@ const GITHUB_EVENTS: &[&str] = &["issues", "issue_comment", "pull_request", "pus
 pub struct SlackTeam {
     pub id: Uuid,
     pub organization: usize,
+    /// `organizations.id` of `organization`.
+    pub organization_id: String,
+    /// Its connection is active, so the route of `team_id` names it.
+    pub active: bool,
+    pub created: Time,
     pub team_id: String,
     pub app_id: String,
     pub bot_user: Option<String>,
@@ -93,6 +113,10 @@ pub struct SlackTeam {
 pub struct LinearWorkspace {
     pub id: Uuid,
     pub organization: usize,
+    /// `organizations.id` of `organization`.
+    pub organization_id: String,
+    pub active: bool,
+    pub created: Time,
     pub linear_organization_id: Uuid,
     pub url_key: String,
     pub teams: Vec<(&'static str, Uuid)>,
@@ -126,16 +150,72 @@ pub fn write(
     users: &[User],
     sink: &mut dyn Sink,
 ) -> Connections {
-    github(seed, organizations, users, sink);
-    Connections {
+    let installations = github(seed, organizations, users, sink);
+    let connections = Connections {
         slack: slack(seed, organizations, users, sink),
         linear: linear(seed, organizations, users, sink),
-    }
+    };
+    routes(&connections, &installations, sink);
+    connections
 }
 
-fn github(seed: u64, organizations: &Organizations, users: &[User], sink: &mut dyn Sink) {
+/// A GitHub installation as its route names it.
+struct Installation {
+    id: Uuid,
+    installation_id: i64,
+    organization_id: String,
+    created: Time,
+}
+
+/// One route per active connection's team or workspace (each is connected once here) and per
+/// installation, dated from the connection.
+fn routes(connections: &Connections, installations: &[Installation], sink: &mut dyn Sink) {
+    let slack = connections.slack.iter().filter(|t| t.active);
+    let linear = connections.linear.iter().filter(|w| w.active);
+    let count = slack.clone().count() + linear.clone().count() + installations.len();
+    let mut rows = Rows::start(sink, &WEBHOOK_ROUTES, count as u64);
+    for team in slack {
+        rows.row(|r| {
+            r.text("slack")
+                .text(&team.team_id)
+                .text(&team.organization_id)
+                .uuid(team.id)
+                .time(team.created)
+                .time(team.created);
+        });
+    }
+    for workspace in linear {
+        rows.row(|r| {
+            r.text("linear")
+                .text(&workspace.linear_organization_id.to_string())
+                .text(&workspace.organization_id)
+                .uuid(workspace.id)
+                .time(workspace.created)
+                .time(workspace.created);
+        });
+    }
+    for installation in installations {
+        rows.row(|r| {
+            r.text("github")
+                .text(&installation.installation_id.to_string())
+                .text(&installation.organization_id)
+                .uuid(installation.id)
+                .time(installation.created)
+                .time(installation.created);
+        });
+    }
+    rows.finish();
+}
+
+fn github(
+    seed: u64,
+    organizations: &Organizations,
+    users: &[User],
+    sink: &mut dyn Sink,
+) -> Vec<Installation> {
     let mut dice = Dice::new(seed, "github_installations");
     let mut rows = Rows::start(sink, &GITHUB_INSTALLATIONS, organizations.all.len() as u64);
+    let mut installations = Vec::new();
     for (j, org) in organizations.all.iter().enumerate() {
         for (n, generation) in generations(&mut dice, j, 60).into_iter().enumerate() {
             let owner = &users[org.owner()];
@@ -164,11 +244,18 @@ fn github(seed: u64, organizations: &Organizations, users: &[User], sink: &mut d
             });
             let events = &GITHUB_EVENTS[..2 + dice.index(GITHUB_EVENTS.len() - 1)];
             let id = dice.uuid();
+            // Unique by construction, like GitHub's own.
+            let installation_id = 40_000_000 + j as i64 * 10 + n as i64;
+            installations.push(Installation {
+                id,
+                installation_id,
+                organization_id: org.id.clone(),
+                created,
+            });
             rows.row(|r| {
                 r.uuid(id)
                     .text(&org.id)
-                    // Unique by construction, like GitHub's own.
-                    .int(40_000_000 + j as i64 * 10 + n as i64)
+                    .int(installation_id)
                     .text(&login)
                     .text(account_type)
                     .text(selection)
@@ -182,6 +269,7 @@ fn github(seed: u64, organizations: &Organizations, users: &[User], sink: &mut d
         }
     }
     rows.finish();
+    installations
 }
 
 fn slack(
@@ -199,6 +287,9 @@ fn slack(
             let team = SlackTeam {
                 id: dice.uuid(),
                 organization: j,
+                organization_id: org.id.clone(),
+                active: current,
+                created: EPOCH,
                 team_id: format!("T0{}", dice.upper_alphanumeric(8)),
                 app_id: format!("A0{}", dice.upper_alphanumeric(8)),
                 bot_user: (current && dice.percent(95))
@@ -219,6 +310,7 @@ fn slack(
             let token = dice.ciphertext(72);
             let created = dice.time_between(org.created, EPOCH);
             let updated = dice.time_between(created, EPOCH);
+            let team = SlackTeam { created, ..team };
             rows.row(|r| {
                 r.uuid(team.id)
                     .text(&org.id)
@@ -258,6 +350,9 @@ fn linear(
             let workspace = LinearWorkspace {
                 id: dice.uuid(),
                 organization: j,
+                organization_id: org.id.clone(),
+                active: current,
+                created: EPOCH,
                 linear_organization_id: dice.uuid(),
                 url_key: if current {
                     org.slug.clone()
@@ -289,6 +384,10 @@ fn linear(
             );
             let created = dice.time_between(org.created, EPOCH);
             let updated = dice.time_between(created, EPOCH);
+            let workspace = LinearWorkspace {
+                created,
+                ..workspace
+            };
             rows.row(|r| {
                 r.uuid(workspace.id)
                     .text(&org.id)

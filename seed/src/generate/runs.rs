@@ -50,6 +50,7 @@ pub static TOOL_CALLS: Table = Table {
     source: file!(),
     columns: &[
         "id",
+        "organization_id",
         "agent_run_id",
         "tool_id",
         "tool_name",
@@ -151,7 +152,13 @@ pub fn write(
     }
     rows.finish();
 
-    tool_calls(seed, &runs, catalog, sizes.tool_calls, sink);
+    tool_calls(
+        seed,
+        (&runs, organizations),
+        catalog,
+        sizes.tool_calls,
+        sink,
+    );
     // The first of the organizations with the most runs.
     per_organization
         .iter()
@@ -301,11 +308,22 @@ fn share_calls(dice: &mut Dice, runs: &mut [PlannedRun], total: u64) {
     }
 }
 
-fn tool_calls(seed: u64, runs: &[PlannedRun], catalog: &[Tool], total: u64, sink: &mut dyn Sink) {
+/// The calls of every run, each in its run's organization.
+fn tool_calls(
+    seed: u64,
+    (runs, organizations): (&[PlannedRun], &Organizations),
+    catalog: &[Tool],
+    total: u64,
+    sink: &mut dyn Sink,
+) {
     let mut dice = Dice::new(seed, "tool_calls");
     let enabled: Vec<&Tool> = catalog.iter().filter(|t| t.spec.enabled).collect();
     let mut rows = Rows::start(sink, &TOOL_CALLS, total);
-    for run in runs.iter().map(|p| &p.run).filter(|run| run.calls > 0) {
+    for (run, organization) in runs
+        .iter()
+        .map(|p| (&p.run, &organizations.all[p.organization].id))
+        .filter(|(run, _)| run.calls > 0)
+    {
         let started = run.started.expect("only started runs have tool calls");
         let end = run
             .completed
@@ -347,6 +365,7 @@ fn tool_calls(seed: u64, runs: &[PlannedRun], catalog: &[Tool], total: u64, sink
             let id = dice.uuid();
             rows.row(|r| {
                 r.uuid(id)
+                    .text(organization)
                     .uuid(run.id)
                     .opt_uuid(tool.map(|t| t.id))
                     .text(name)
