@@ -353,6 +353,19 @@ fn shown(value: Option<&str>) -> Markup {
     }
 }
 
+/// The column every writer keeps current itself (no trigger does: docs/schema.md).
+const UPDATED_AT: &str = "updated_at";
+
+/// `, updated_at = now()` when the table has the column and the edit leaves it alone.
+fn touch_updated_at(table: &Table, changes: &[(&Column, Option<&str>, Option<&str>)]) -> &'static str {
+    let has = table.columns.iter().any(|c| c.name == UPDATED_AT);
+    let edited = changes.iter().any(|(c, ..)| c.name == UPDATED_AT);
+    match has && !edited {
+        true => ", updated_at = now()",
+        false => "",
+    }
+}
+
 /// One `UPDATE ... WHERE <key> AND xmin = <version>`; no row means it changed meanwhile.
 async fn apply_update(
     txn: &DatabaseTransaction,
@@ -372,6 +385,7 @@ async fn apply_update(
             None => sql.push("NULL"),
         };
     }
+    sql.push(touch_updated_at(table, changes));
     push_filters(&mut sql, table, &submitted.key)?;
     push_version(&mut sql, &submitted.version);
     if txn.execute_raw(sql.statement()).await?.rows_affected() != 1 {
