@@ -29,6 +29,8 @@ mod m20261201_000002_tenant_keys_backfill;
 pub mod m20261201_000003_tenant_keys_swap;
 mod m20261201_000004_tenant_keys_contract;
 pub mod m20261201_000005_citus_distribution;
+mod m20261207_000001_tenant_isolation;
+pub mod tenancy;
 
 /// The migrations in the order they apply: each domain after the ones it references.
 pub struct Migrator;
@@ -52,6 +54,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000003_tenant_keys_swap::Migration),
             Box::new(m20261201_000004_tenant_keys_contract::Migration),
             Box::new(m20261201_000005_citus_distribution::Migration),
+            Box::new(m20261207_000001_tenant_isolation::Migration),
         ]
     }
 }

@@ -1,0 +1,29 @@
+//! Tenant isolation in the database (issue 22): the roles of the tenant model (`NOLOGIN`,
+//! `NOBYPASSRLS`), the fail-closed `current_organization_id()`, row-level security enabled and
+//! forced on every tenant and routing table with a policy on the transaction's organization,
+//! and the grants of each role, all as [`crate::tenancy`] classifies the tables. One statement
+//! per `execute`, so it runs the same after the Citus distribution step, which propagates the
+//! function, the policies and the grants to every shard.
+//!
+//! `down` leaves the roles: they belong to the cluster, and another database may use them.
+
+use sea_orm_migration::prelude::*;
+
+use crate::{
+    conventions::execute_each,
+    tenancy::{down_statements, up_statements},
+};
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        execute_each(manager, &up_statements()).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        execute_each(manager, &down_statements()).await
+    }
+}
