@@ -26,6 +26,7 @@ mod redact;
 pub mod routing;
 mod secret;
 mod sql;
+pub mod tenant;
 pub mod tools;
 pub mod worker;
 
