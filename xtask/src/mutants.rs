@@ -132,6 +132,13 @@ pub const TARGETS: &[Target] = &[
     worker("service/src/worker/prune.rs", &["workers"]),
     worker("service/src/worker/mod.rs", &["workers"]),
     worker("service/src/routing.rs", &["replica"]),
+    worker("service/src/tenant.rs", &[UNIT_TESTS, "tenant_isolation"]),
+    Target {
+        package: "migration",
+        file: "migration/src/tenancy.rs",
+        test_packages: "migration,harness",
+        tests: &[UNIT_TESTS, "tenancy_catalog", "tenant_isolation"],
+    },
     runner("migration/src/runner/lock.rs", RUNNER_TESTS),
     runner("migration/src/runner/apply.rs", RUNNER_TESTS),
     runner("migration/src/runner/blockers.rs", RUNNER_TESTS),
