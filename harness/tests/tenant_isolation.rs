@@ -12,7 +12,7 @@ use chrono::{Duration, Utc};
 use db_connect::{DatabaseUrl, Pool};
 use dev_servers::PgBouncerSettings;
 use entity::enums::TriggerSource;
-use harness::{TestDb, connect, fixtures, scalar, text_rows, topology};
+use harness::{TestDb, better_auth, connect, fixtures, scalar, text_rows, topology};
 use migration::tenancy::{self, APP_ROLE, Class};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
@@ -578,7 +578,9 @@ async fn as_b_every_helper_given_a_ids_finds_nothing_and_changes_nothing() {
 async fn tenant_begin_refuses_an_id_that_could_leave_its_literal() {
     let World { app, .. } = world().await;
     for bad in ["", "org'; RESET ALL; --", "x\\"] {
-        let err = tenant::begin(&app, bad).await.err().expect(bad);
+        let Err(err) = tenant::begin(&app, bad).await else {
+            panic!("{bad:?} was accepted");
+        };
         assert!(
             matches!(err, Error::Validation { ref field, .. } if field == "organization_id"),
             "{err}"
@@ -755,4 +757,28 @@ async fn through_pgbouncer_with_one_server_connection_interleaved_transactions_n
         1,
         "every transaction ran on the one server connection"
     );
+}
+
+/// The real Better Auth flow (sign up, sign in, organizations, invitations, password reset,
+/// two-factor, sign out) connected as a login member of `app_auth`, whose grants and policies
+/// are exactly what it needs.
+async fn better_auth_as_its_role(package: &str, expect_version: &str) {
+    let db = TestDb::migrated().await;
+    let url = login_as(&db, tenancy::AUTH_ROLE).await;
+    better_auth::run_script("check.mjs", &url, package, expect_version, &[]);
+}
+
+#[tokio::test]
+async fn better_auth_1_7_runs_as_the_auth_role() {
+    better_auth_as_its_role("better-auth", "1.7.").await;
+}
+
+#[tokio::test]
+async fn better_auth_1_4_runs_as_the_auth_role() {
+    better_auth_as_its_role("better-auth-1-4", "1.4.").await;
+}
+
+#[tokio::test]
+async fn better_auth_1_3_runs_as_the_auth_role() {
+    better_auth_as_its_role("better-auth-1-3", "1.3.").await;
 }
