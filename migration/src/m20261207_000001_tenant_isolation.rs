@@ -3,7 +3,8 @@
 //! forced on every tenant and routing table with a policy on the transaction's organization,
 //! and the grants of each role, all as [`crate::tenancy`] classifies the tables. One statement
 //! per `execute`, so it runs the same after the Citus distribution step, which propagates the
-//! function, the policies and the grants to every shard.
+//! function, the policies and the grants to every shard; there the policies call the function
+//! without the subquery Citus cannot propagate ([`crate::tenancy::isolation_predicate`]).
 //!
 //! `down` leaves the roles: they belong to the cluster, and another database may use them.
 
@@ -11,6 +12,7 @@ use sea_orm_migration::prelude::*;
 
 use crate::{
     conventions::execute_each,
+    m20261201_000005_citus_distribution::on_citus_coordinator,
     tenancy::{down_statements, up_statements},
 };
 
@@ -20,7 +22,8 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        execute_each(manager, &up_statements()).await
+        let on_citus = on_citus_coordinator(manager).await?;
+        execute_each(manager, &up_statements(on_citus)).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

@@ -199,8 +199,16 @@ pub fn guarded() -> impl Iterator<Item = &'static Classified> {
 
 /// `<column> = (SELECT current_organization_id())`: the subquery is an InitPlan, evaluated once
 /// per statement rather than per row, and the comparison can use the index the column leads.
-pub fn isolation_predicate(column: &str) -> String {
-    format!("{column} = (SELECT {FUNCTION}())")
+///
+/// On a Citus coordinator `<column> = current_organization_id()`: Citus cannot propagate a
+/// policy holding a subquery (`CREATE POLICY` fails with `unexpected non-SELECT command in
+/// SubLink`, on distributed and reference tables alike). The function is `STABLE`, so an index
+/// condition on it is still evaluated once per scan.
+pub fn isolation_predicate(column: &str, on_citus: bool) -> String {
+    match on_citus {
+        true => format!("{column} = {FUNCTION}()"),
+        false => format!("{column} = (SELECT {FUNCTION}())"),
+    }
 }
 
 /// `NULLIF(.., '')`: after a transaction that set it with `SET LOCAL`, the setting reads `''`
@@ -254,12 +262,13 @@ $roles$"
     )
 }
 
-/// Everything the migration's `up` sends, one statement per entry (the rule on Citus).
-pub fn up_statements() -> Vec<String> {
+/// Everything the migration's `up` sends, one statement per entry (the rule on Citus), on a
+/// Citus coordinator or not.
+pub fn up_statements(on_citus: bool) -> Vec<String> {
     let mut out = vec![roles_sql(), function_sql()];
     for t in guarded() {
         let column = t.class.organization_column().unwrap_or("organization_id");
-        let predicate = isolation_predicate(column);
+        let predicate = isolation_predicate(column, on_citus);
         let table = t.table;
         out.push(format!("ALTER TABLE {table} ENABLE ROW LEVEL SECURITY"));
         out.push(format!("ALTER TABLE {table} FORCE ROW LEVEL SECURITY"));
@@ -391,9 +400,20 @@ mod tests {
     #[test]
     fn the_predicate_reads_the_organization_once_per_statement() {
         assert_eq!(
-            isolation_predicate("organization_id"),
+            isolation_predicate("organization_id", false),
             "organization_id = (SELECT current_organization_id())"
         );
+        assert_eq!(
+            isolation_predicate("id", true),
+            "id = current_organization_id()"
+        );
+        let on_citus = up_statements(true);
+        assert!(
+            on_citus
+                .iter()
+                .all(|s| !s.contains("(SELECT current_organization_id())"))
+        );
+        assert!(on_citus.iter().any(|s| s.contains("USING (organization_id = current_organization_id()) WITH CHECK (organization_id = current_organization_id())")));
         assert!(
             function_sql().contains("NULLIF(current_setting('app.organization_id', true), '')")
         );
@@ -401,7 +421,7 @@ mod tests {
 
     #[test]
     fn down_undoes_every_policy_up_creates() {
-        let created = up_statements()
+        let created = up_statements(false)
             .iter()
             .filter_map(|s| s.strip_prefix("CREATE POLICY ").map(policy_and_table))
             .collect::<Vec<_>>();
