@@ -782,3 +782,41 @@ async fn better_auth_1_4_runs_as_the_auth_role() {
 async fn better_auth_1_3_runs_as_the_auth_role() {
     better_auth_as_its_role("better-auth-1-3", "1.3.").await;
 }
+
+/// On a streaming replica (hot standby) `SET LOCAL` works in a read-only transaction: a tenant
+/// transaction on a pool to the replica reads only its organization, and nothing without one.
+/// (`Db::reads()` routes single statements and opens no transaction, so it cannot carry an
+/// organization: a tenant read on the replica begins its transaction on a replica pool.)
+#[tokio::test]
+async fn on_the_replica_a_tenant_transaction_reads_only_its_organization() {
+    let World { db, .. } = world().await;
+    let login = login_as(&db, APP_ROLE).await;
+    let replica = topology::start_replica();
+    topology::wait_until_replayed(&replica).await;
+    let at = replica.url(db.name()).unwrap();
+    let url = DatabaseUrl::new(
+        login.user(),
+        login.password().clone(),
+        at.host(),
+        at.port(),
+        db.name(),
+    )
+    .unwrap();
+    let reads = connect(&url, 1).await;
+    let probe = "SELECT pg_is_in_recovery()::text,
+                        (SELECT string_agg(DISTINCT organization_id, ',') FROM agent_runs),
+                        (SELECT string_agg(DISTINCT organization_id, ',') FROM tool_calls),
+                        (SELECT string_agg(id, ',') FROM organizations)";
+    for org in [A, B] {
+        let txn = tenant::begin(&reads, org).await.unwrap();
+        let row = text_rows(&txn, probe).await.remove(0);
+        txn.commit().await.unwrap();
+        let org = Some(org.to_owned());
+        assert_eq!(
+            row,
+            [Some("true".to_owned()), org.clone(), org.clone(), org]
+        );
+    }
+    let row = text_rows(&reads, probe).await.remove(0);
+    assert_eq!(row, [Some("true".to_owned()), None, None, None]);
+}
