@@ -357,10 +357,7 @@ fn shown(value: Option<&str>) -> Markup {
 const UPDATED_AT: &str = "updated_at";
 
 /// `, updated_at = now()` when the table has the column and the edit leaves it alone.
-fn touch_updated_at(
-    table: &Table,
-    changes: &[(&Column, Option<&str>, Option<&str>)],
-) -> &'static str {
+fn touch_updated_at(table: &Table, changes: &[(&Column, Option<&str>, Option<&str>)]) -> &'static str {
     let has = table.columns.iter().any(|c| c.name == UPDATED_AT);
     let edited = changes.iter().any(|(c, ..)| c.name == UPDATED_AT);
     match has && !edited {
