@@ -27,7 +27,7 @@ use tokio::sync::Mutex;
 use crate::{
     config::{DatabaseUrl, PoolSettings},
     connect::{open_pool, pool_options},
-    inline::inline,
+    inline::{InlineError, check_settings, check_values, inline},
     topology::Pooler,
 };
 use error::{local_error, sqlx_conn_acquire_err, sqlx_error_to_exec_err, sqlx_error_to_query_err};
@@ -130,8 +130,26 @@ impl Pool {
 
 /// The statement as one simple-protocol query.
 fn simple(stmt: &Statement) -> Result<String, sqlx::Error> {
-    let values = stmt.values.as_ref().map_or(&[][..], |v| &v.0[..]);
-    inline(&stmt.sql, values).map_err(|err| local_error(err.sqlstate(), err.to_string()))
+    inline(&stmt.sql, values_of(stmt)).map_err(refused)
+}
+
+fn values_of(stmt: &Statement) -> &[sea_orm::Value] {
+    stmt.values.as_ref().map_or(&[][..], |v| &v.0[..])
+}
+
+fn refused(err: InlineError) -> sqlx::Error {
+    local_error(err.sqlstate(), err.to_string())
+}
+
+/// On the direct path: values sea-query would panic binding are refused before SeaORM binds
+/// them.
+fn bindable(stmt: &Statement, map: fn(sqlx::Error) -> DbErr) -> Result<(), DbErr> {
+    check_values(values_of(stmt)).map_err(|err| map(refused(err)))
+}
+
+/// Through the pooler, what the caller's own SQL may not set (see [`check_settings`]).
+fn settable(sql: &str) -> Result<(), DbErr> {
+    check_settings(sql).map_err(|err| sqlx_error_to_exec_err(refused(err)))
 }
 
 /// What each `ConnectionTrait` method asks of a query, and how its answer and errors read.
@@ -179,26 +197,38 @@ impl ConnectionTrait for Pool {
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
         match self.pooler {
-            Pooler::None => self.conn.execute_raw(stmt).await,
+            Pooler::None => {
+                bindable(&stmt, sqlx_error_to_exec_err)?;
+                self.conn.execute_raw(stmt).await
+            }
             Pooler::Transaction => executed(self.pooled(&stmt, Fetch::Execute).await),
         }
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        if self.pooler == Pooler::Transaction {
+            settable(sql)?;
+        }
         // Already one simple-protocol query, with nothing prepared.
         self.conn.execute_unprepared(sql).await
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
         match self.pooler {
-            Pooler::None => self.conn.query_one_raw(stmt).await,
+            Pooler::None => {
+                bindable(&stmt, sqlx_error_to_query_err)?;
+                self.conn.query_one_raw(stmt).await
+            }
             Pooler::Transaction => one(self.pooled(&stmt, Fetch::One).await),
         }
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         match self.pooler {
-            Pooler::None => self.conn.query_all_raw(stmt).await,
+            Pooler::None => {
+                bindable(&stmt, sqlx_error_to_query_err)?;
+                self.conn.query_all_raw(stmt).await
+            }
             Pooler::Transaction => all(self.pooled(&stmt, Fetch::All).await),
         }
     }
@@ -369,7 +399,10 @@ impl ConnectionTrait for PoolTransaction {
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
         match &self.0 {
-            Open::Direct(txn) => txn.execute_raw(stmt).await,
+            Open::Direct(txn) => {
+                bindable(&stmt, sqlx_error_to_exec_err)?;
+                txn.execute_raw(stmt).await
+            }
             Open::Pooled(txn) => executed(txn.run_statement(&stmt, Fetch::Execute).await),
         }
     }
@@ -377,20 +410,29 @@ impl ConnectionTrait for PoolTransaction {
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
         match &self.0 {
             Open::Direct(txn) => txn.execute_unprepared(sql).await,
-            Open::Pooled(txn) => executed(txn.run(sql, Fetch::Execute).await),
+            Open::Pooled(txn) => {
+                settable(sql)?;
+                executed(txn.run(sql, Fetch::Execute).await)
+            }
         }
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
         match &self.0 {
-            Open::Direct(txn) => txn.query_one_raw(stmt).await,
+            Open::Direct(txn) => {
+                bindable(&stmt, sqlx_error_to_query_err)?;
+                txn.query_one_raw(stmt).await
+            }
             Open::Pooled(txn) => one(txn.run_statement(&stmt, Fetch::One).await),
         }
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         match &self.0 {
-            Open::Direct(txn) => txn.query_all_raw(stmt).await,
+            Open::Direct(txn) => {
+                bindable(&stmt, sqlx_error_to_query_err)?;
+                txn.query_all_raw(stmt).await
+            }
             Open::Pooled(txn) => all(txn.run_statement(&stmt, Fetch::All).await),
         }
     }

@@ -26,6 +26,8 @@ mod service_organizations;
 #[path = "service_tools.rs"]
 mod service_tools;
 
+#[path = "pooler/statements.rs"]
+mod pooler_statements;
 #[path = "pooler/traces.rs"]
 mod pooler_traces;
 #[path = "pooler/transactions.rs"]
