@@ -31,7 +31,7 @@ use crate::{
     topology::Pooler,
 };
 use error::{local_error, sqlx_conn_acquire_err, sqlx_error_to_exec_err, sqlx_error_to_query_err};
-use session::{Answer, Fetch, Level, Session};
+use session::{Answer, Fetch, Level, Session, readable};
 
 /// A pool of connections to one database; see the module documentation.
 #[derive(Debug, Clone)]
@@ -142,9 +142,16 @@ fn refused(err: InlineError) -> sqlx::Error {
 }
 
 /// On the direct path: values sea-query would panic binding are refused before SeaORM binds
-/// them.
+/// them, and rows sqlx would panic reading after it fetched them.
 fn bindable(stmt: &Statement, map: fn(sqlx::Error) -> DbErr) -> Result<(), DbErr> {
     check_values(values_of(stmt)).map_err(|err| map(refused(err)))
+}
+
+fn read<'r>(rows: impl IntoIterator<Item = &'r QueryResult>) -> Result<(), DbErr> {
+    rows.into_iter()
+        .filter_map(QueryResult::try_as_pg_row)
+        .try_for_each(readable)
+        .map_err(sqlx_error_to_query_err)
 }
 
 /// Through the pooler, what the caller's own SQL may not set (see [`check_settings`]).
@@ -217,7 +224,8 @@ impl ConnectionTrait for Pool {
         match self.pooler {
             Pooler::None => {
                 bindable(&stmt, sqlx_error_to_query_err)?;
-                self.conn.query_one_raw(stmt).await
+                let row = self.conn.query_one_raw(stmt).await?;
+                read(&row).map(|()| row)
             }
             Pooler::Transaction => one(self.pooled(&stmt, Fetch::One).await),
         }
@@ -227,7 +235,8 @@ impl ConnectionTrait for Pool {
         match self.pooler {
             Pooler::None => {
                 bindable(&stmt, sqlx_error_to_query_err)?;
-                self.conn.query_all_raw(stmt).await
+                let rows = self.conn.query_all_raw(stmt).await?;
+                read(&rows).map(|()| rows)
             }
             Pooler::Transaction => all(self.pooled(&stmt, Fetch::All).await),
         }
@@ -421,7 +430,8 @@ impl ConnectionTrait for PoolTransaction {
         match &self.0 {
             Open::Direct(txn) => {
                 bindable(&stmt, sqlx_error_to_query_err)?;
-                txn.query_one_raw(stmt).await
+                let row = txn.query_one_raw(stmt).await?;
+                read(&row).map(|()| row)
             }
             Open::Pooled(txn) => one(txn.run_statement(&stmt, Fetch::One).await),
         }
@@ -431,7 +441,8 @@ impl ConnectionTrait for PoolTransaction {
         match &self.0 {
             Open::Direct(txn) => {
                 bindable(&stmt, sqlx_error_to_query_err)?;
-                txn.query_all_raw(stmt).await
+                let rows = txn.query_all_raw(stmt).await?;
+                read(&rows).map(|()| rows)
             }
             Open::Pooled(txn) => all(txn.run_statement(&stmt, Fetch::All).await),
         }
