@@ -26,6 +26,8 @@ mod service_organizations;
 #[path = "service_tools.rs"]
 mod service_tools;
 
+#[path = "pooler/properties.rs"]
+mod pooler_properties;
 #[path = "pooler/reads.rs"]
 mod pooler_reads;
 #[path = "pooler/statements.rs"]

@@ -195,6 +195,7 @@ async fn infinite_and_out_of_range_timestamps_are_refused_on_both_paths_instead_
         "SELECT '-infinity'::timestamp AS t",
         "SELECT 'infinity'::date AS t",
         "SELECT '290000-01-01'::timestamp AS t",
+        "SELECT ARRAY['infinity'::timestamptz] AS t",
         "SELECT ARRAY[NULL, 'infinity'::timestamptz] AS t",
         "SELECT '24:00:00'::time AS t",
     ] {
