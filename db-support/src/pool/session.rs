@@ -616,3 +616,181 @@ impl Drop for Session {
 fn savepoint(command: &str, level: usize) -> String {
     format!("{command} savepoint_{level}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_that_sqlx_reads_as_bound_passes() {
+        for (oid, text) in [
+            (BYTEA, "\\x00ff"),
+            (TIME, "23:59:59.999999"),
+            (DATE, "2026-03-15"),
+            (DATE, "0001-01-01"),
+            (TIMESTAMP, "9999-12-31 23:59:59.999999"),
+            (TIMESTAMPTZ, "2026-03-15 12:00:00.5+00"),
+            (25, "infinity"),
+        ] {
+            assert_eq!(text_unreadable(oid, text), None, "{oid} {text}");
+        }
+    }
+
+    #[test]
+    fn text_that_sqlx_reads_otherwise_or_not_at_all_is_named() {
+        use Unreadable::*;
+        for (oid, text, why) in [
+            (BYTEA, "\\000\\377", ByteaOutput),
+            (TIME, "24:00:00", EndOfDay),
+            (DATE, "infinity", BeyondChrono),
+            (TIMESTAMPTZ, "-infinity", BeyondChrono),
+            (DATE, "0044-03-15 BC", YearInText),
+            (DATE, "12345-01-01", YearInText),
+            (TIMESTAMP, "0044-03-15 12:00:00 BC", YearInText),
+            (TIMESTAMPTZ, "0044-03-15 12:00:00+00 BC", YearInText),
+            (DATE, "03/15/2026", DateStyle),
+            (DATE, "15.03.2026", DateStyle),
+            (DATE, "2026-3-15", DateStyle),
+            (DATE, "2026-03-1", DateStyle),
+            (DATE, "2026/03/15", DateStyle),
+            (DATE, "2026-03/15", DateStyle),
+            (DATE, "026-03-15", DateStyle),
+            (TIMESTAMPTZ, "Sun Mar 15 12:00:00 2026 UTC", DateStyle),
+            (TIMESTAMPTZ, "2026-03-15 17:30:00+05:30", TimeZone),
+            (TIMESTAMPTZ, "2026-03-15 07:00:00-05", TimeZone),
+            (TIMESTAMPTZ, "1800-01-01 05:53:28+05:53:28", TimeZone),
+        ] {
+            assert_eq!(text_unreadable(oid, text), Some(why), "{oid} {text}");
+        }
+    }
+
+    #[test]
+    fn arrays_are_split_as_sqlx_splits_them() {
+        use Unreadable::*;
+        for (name, oid, text, expected) in [
+            ("TEXT", 25, "{\"NULL\"}", None),
+            (
+                "TEXT[]",
+                1009,
+                "{a,b,NULL,\"\",\"a,\\\"NULL\\\"\",\"{\"}",
+                None,
+            ),
+            ("TEXT[]", 1009, "{}", None),
+            ("TEXT[]", 1009, "{\"NULL\"}", Some(NullText)),
+            ("TEXT[]", 1009, "{a,\"NULL\"}", Some(NullText)),
+            ("TEXT[]", 1009, "{{a,b},{c,d}}", Some(ArrayShape)),
+            ("TEXT[]", 1009, "[0:1]={a,b}", Some(ArrayShape)),
+            ("TEXT[]", 1009, "{a", Some(ArrayShape)),
+            ("DATE[]", 1182, "{2026-01-01,NULL}", None),
+            (
+                "DATE[]",
+                1182,
+                "{2026-01-01,\"0001-01-01 BC\"}",
+                Some(YearInText),
+            ),
+            (
+                "TIMESTAMPTZ[]",
+                1185,
+                "{\"2026-01-01 00:00:00+05\"}",
+                Some(TimeZone),
+            ),
+            ("BYTEA[]", 1001, "{\"\\\\x00\"}", None),
+            ("BYTEA[]", 1001, "{\"\\\\000\"}", Some(ByteaOutput)),
+            ("TIME[]", 1183, "{24:00:00}", Some(EndOfDay)),
+            ("TIMESTAMP[]", 1115, "{infinity}", Some(BeyondChrono)),
+        ] {
+            assert_eq!(array_unreadable(name, oid, text), expected, "{name} {text}");
+        }
+    }
+
+    fn binary_array(element: u32, items: &[Option<Vec<u8>>]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for word in [1, 0, element as i32, items.len() as i32, 1] {
+            bytes.extend(word.to_be_bytes());
+        }
+        for item in items {
+            match item {
+                None => bytes.extend((-1i32).to_be_bytes()),
+                Some(item) => {
+                    bytes.extend((item.len() as i32).to_be_bytes());
+                    bytes.extend(item);
+                }
+            }
+        }
+        bytes
+    }
+
+    #[test]
+    fn binary_values_beyond_chrono_or_midnight_are_named() {
+        use Unreadable::*;
+        let int = |n: i32| n.to_be_bytes().to_vec();
+        let long = |n: i64| n.to_be_bytes().to_vec();
+        let last_day = (NaiveDate::MAX - NaiveDate::from_ymd_opt(2000, 1, 1).unwrap()).num_days();
+        for (oid, bytes, expected) in [
+            (DATE, int(0), None),
+            (DATE, int(last_day as i32), None),
+            (DATE, int(last_day as i32 + 1), Some(BeyondChrono)),
+            (DATE, int(i32::MAX), Some(BeyondChrono)),
+            (DATE, int(i32::MIN), Some(BeyondChrono)),
+            (TIMESTAMP, long(0), None),
+            (TIMESTAMPTZ, long(-1), None),
+            (TIMESTAMPTZ, long(i64::MAX), Some(BeyondChrono)),
+            (TIMESTAMP, long(i64::MIN), Some(BeyondChrono)),
+            (TIME, long(86_399_999_999), None),
+            (TIME, long(86_400_000_000), Some(EndOfDay)),
+            (25, long(i64::MAX), None),
+            (
+                1185,
+                binary_array(TIMESTAMPTZ, &[None, Some(long(0))]),
+                None,
+            ),
+            (
+                1185,
+                binary_array(TIMESTAMPTZ, &[None, Some(long(0)), Some(long(i64::MAX))]),
+                Some(BeyondChrono),
+            ),
+            (
+                1182,
+                binary_array(DATE, &[Some(int(i32::MAX))]),
+                Some(BeyondChrono),
+            ),
+            (
+                1183,
+                binary_array(TIME, &[Some(long(86_400_000_000))]),
+                Some(EndOfDay),
+            ),
+            (1007, binary_array(23, &[Some(int(i32::MAX))]), None),
+        ] {
+            assert_eq!(binary_unreadable(oid, &bytes), expected, "{oid} {bytes:?}");
+        }
+        // Two dimensions are left to sqlx, which refuses them.
+        let mut two = binary_array(TIMESTAMPTZ, &[Some(long(i64::MAX))]);
+        two[3] = 2;
+        assert_eq!(binary_unreadable(1185, &two), None);
+    }
+
+    #[test]
+    fn a_refusal_names_the_column_and_the_cause_with_its_sqlstate() {
+        use Unreadable::*;
+        for (why, code, words) in [
+            (BeyondChrono, "22008", "infinity"),
+            (YearInText, "22008", "year"),
+            (EndOfDay, "22008", "24:00:00"),
+            (DateStyle, "0A000", "DateStyle"),
+            (TimeZone, "0A000", "TimeZone"),
+            (ByteaOutput, "0A000", "bytea_output"),
+            (NullText, "0A000", "NULL"),
+            (ArrayShape, "0A000", "dimension"),
+        ] {
+            let err = why.error("due_at", "TIMESTAMPTZ");
+            let db = err.as_database_error().unwrap();
+            assert_eq!(db.code().as_deref(), Some(code));
+            let shown = db.message();
+            assert!(
+                shown.starts_with("column \"due_at\" (TIMESTAMPTZ) holds"),
+                "{shown}"
+            );
+            assert!(shown.contains(words), "{shown}");
+        }
+    }
+}
