@@ -39,7 +39,8 @@
 //!   shortest exact form (a negative NaN negated), a NUL in a string decoded at run time, where the
 //!   server refuses it as it refuses one in a bound parameter (not when it parses the query string:
 //!   a parse error would also skip a `BEGIN` sent in the same string); a date, time or timestamp
-//!   the server would refuse is refused here, since the server's message would quote its text.
+//!   the server cannot hold is an expression of its type that fails (22008) when the server runs
+//!   the statement, as the bound one fails, but without its text in the message.
 //!
 //! [`check_values`] refuses, on both paths, what sea-query would panic on when binding (a `u64`
 //! above `i64::MAX`, an array with a NULL element or elements of another type).
@@ -661,6 +662,13 @@ fn settings(sql: &str, tokens: &[Token], values: &[Value]) -> Result<(), InlineE
 // ---------------------------------------------------------------------------------------------
 // Literals.
 
+/// What stands for a date, time or timestamp PostgreSQL cannot hold: an expression of the same
+/// type (the `CAST` around it) that fails with 22008 "timestamp out of range" when the server
+/// folds it, after it has checked the statement, as a bound one fails when the server reads it,
+/// and without its text in the message.
+const BEYOND_POSTGRES: &str = "CAST($v$4714-11-24 00:00:00 BC$v$ AS pg_catalog.timestamp) \
+    OPERATOR(pg_catalog.-) CAST($v$1 microsecond$v$ AS pg_catalog.interval)";
+
 /// Writes `value` as `CAST(text AS type)`, the type sqlx binds it as (see sea-query-sqlx's
 /// encoding); `parameter` is its position, for errors.
 fn cast(out: &mut String, value: &Value, parameter: usize) -> Result<(), InlineError> {
@@ -673,7 +681,14 @@ fn cast(out: &mut String, value: &Value, parameter: usize) -> Result<(), InlineE
             Value::Bool(Some(b)) => out.push_str(if *b { "true" } else { "false" }),
             Value::Array(_, Some(items)) => array(out, items, parameter)?,
             _ => {
-                let text = text_of(value, parameter)?;
+                let text = match text_of(value, parameter) {
+                    Err(InlineError::OutOfRange { ty: range, .. }) if range != "bigint" => {
+                        out.push_str(BEYOND_POSTGRES);
+                        let _ = write!(out, " AS {ty})");
+                        return Ok(());
+                    }
+                    text => text?,
+                };
                 if is_negative_nan(value) {
                     // No text reads as a NaN with its sign bit set; negating one sets it.
                     out.push_str("OPERATOR(pg_catalog.-) CAST(");
@@ -1621,7 +1636,7 @@ mod tests {
     }
 
     #[test]
-    fn dates_times_and_timestamps_the_server_refuses_are_refused_here() {
+    fn dates_times_and_timestamps_the_server_refuses_fail_when_it_runs_the_statement() {
         let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
         let first = day(-4713, 11, 24);
         assert_eq!(date_text(first).as_deref(), Some("4714-11-24 BC"));
@@ -1641,24 +1656,39 @@ mod tests {
             Some("24:00:00.000000")
         );
         assert_eq!(time_text(leap(1_000_001_000)), None);
+        let before = day(-5000, 1, 1).and_hms_opt(0, 0, 0).unwrap();
         for (value, ty) in [
             (Value::ChronoDate(Some(day(-5000, 1, 1))), "date"),
             (Value::ChronoTime(Some(leap(1_500_000_000))), "time"),
+            (Value::ChronoDateTime(Some(before)), "timestamp"),
             (
-                Value::ChronoDateTime(Some(day(-5000, 1, 1).and_hms_opt(0, 0, 0).unwrap())),
-                "timestamp",
-            ),
-            (
-                Value::ChronoDateTimeUtc(Some(
-                    day(-5000, 1, 1).and_hms_opt(0, 0, 0).unwrap().and_utc(),
-                )),
+                Value::ChronoDateTimeUtc(Some(before.and_utc())),
                 "timestamptz",
             ),
         ] {
-            let err = inline("SELECT $1", &[value]).unwrap_err();
-            assert_eq!(err, InlineError::OutOfRange { parameter: 1, ty });
-            assert_eq!(err.sqlstate(), "22008");
+            assert_eq!(
+                inline("SELECT $1", &[value]).unwrap(),
+                format!("SELECT CAST({BEYOND_POSTGRES} AS pg_catalog.{ty})")
+            );
         }
+        let array = Value::Array(
+            ArrayType::ChronoDate,
+            Some(Box::new(vec![Value::ChronoDate(Some(day(-5000, 1, 1)))])),
+        );
+        assert_eq!(
+            inline("SELECT $1", &[array]).unwrap(),
+            format!(
+                "SELECT CAST(ARRAY[CAST({BEYOND_POSTGRES} AS pg_catalog.date)] AS pg_catalog.date[])"
+            )
+        );
+        assert_eq!(
+            InlineError::OutOfRange {
+                parameter: 1,
+                ty: "date"
+            }
+            .sqlstate(),
+            "22008"
+        );
     }
 
     #[test]
