@@ -1061,6 +1061,11 @@ mod tests {
             "SELECT (CAST($v$1$v$ AS pg_catalog.int4)) /* c */ -- d\n .f, \
              CAST($v$1$v$ AS pg_catalog.int4).5"
         );
+        // A statement may start with a parameter (and fail on the server).
+        assert_eq!(
+            inlined("$1", vec![Value::Int(Some(2))]),
+            "CAST($v$2$v$ AS pg_catalog.int4)"
+        );
         // A parameter right after a number stays a token of its own.
         assert_eq!(
             inlined("SELECT 1$1", vec![Value::Int(Some(2))]),
@@ -1295,6 +1300,14 @@ mod tests {
                 InlineError::NoSuchParameter("99999999999".into()),
             ),
             ("SELECT $2", InlineError::MissingValue(2, 1)),
+            (
+                "SELECT $2147483647",
+                InlineError::MissingValue(2_147_483_647, 1),
+            ),
+            (
+                "SELECT $2147483648",
+                InlineError::NoSuchParameter("2147483648".into()),
+            ),
             ("SELECT $1x", InlineError::TrailingJunk("parameter")),
             ("SELECT $1_0", InlineError::TrailingJunk("parameter")),
             (
