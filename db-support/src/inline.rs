@@ -290,7 +290,7 @@ enum Kind {
     Semicolon,
     /// An identifier or key word.
     Word,
-    /// A quoted identifier (`"..."`, `U&"..."`).
+    /// A quoted identifier (`"..."`).
     Quoted,
     /// A string constant of any kind; `body` is its text when it has one part and no escapes.
     Literal {
@@ -370,9 +370,8 @@ fn scan(sql: &str) -> Result<Scan, InlineError> {
             (b'u' | b'U', Some(b'&')) if at(i + 2) == Some(b'\'') => {
                 string(i + 3, Mode::Unicode, &mut hazard)?
             }
-            (b'u' | b'U', Some(b'&')) if at(i + 2) == Some(b'"') => {
-                (quoted_identifier_end(bytes, i + 3)?, Kind::Quoted)
-            }
+            // `U&"..."` needs no arm of its own: read as `U`, `&` and a quoted identifier, it
+            // ends where the server ends it.
             (b'"', _) => (quoted_identifier_end(bytes, i + 1)?, Kind::Quoted),
             (b'$', Some(b'0'..=b'9')) => {
                 let end = i + 1 + digits(bytes, i + 1);
