@@ -676,6 +676,7 @@ mod tests {
                 None,
             ),
             ("TEXT[]", 1009, "{}", None),
+            ("TEXT[]", 1009, "{\"NULL,x\"}", None),
             ("TEXT[]", 1009, "{\"NULL\"}", Some(NullText)),
             ("TEXT[]", 1009, "{a,\"NULL\"}", Some(NullText)),
             ("TEXT[]", 1009, "{{a,b},{c,d}}", Some(ArrayShape)),
