@@ -27,11 +27,11 @@ use tokio::sync::Mutex;
 use crate::{
     config::{DatabaseUrl, PoolSettings},
     connect::{open_pool, pool_options},
-    inline::inline,
+    inline::{InlineError, check_settings, check_values, inline},
     topology::Pooler,
 };
 use error::{local_error, sqlx_conn_acquire_err, sqlx_error_to_exec_err, sqlx_error_to_query_err};
-use session::{Answer, Fetch, Level, Session};
+use session::{Answer, Fetch, Level, Session, readable};
 
 /// A pool of connections to one database; see the module documentation.
 #[derive(Debug, Clone)]
@@ -130,8 +130,33 @@ impl Pool {
 
 /// The statement as one simple-protocol query.
 fn simple(stmt: &Statement) -> Result<String, sqlx::Error> {
-    let values = stmt.values.as_ref().map_or(&[][..], |v| &v.0[..]);
-    inline(&stmt.sql, values).map_err(|err| local_error(err.sqlstate(), err.to_string()))
+    inline(&stmt.sql, values_of(stmt)).map_err(refused)
+}
+
+fn values_of(stmt: &Statement) -> &[sea_orm::Value] {
+    stmt.values.as_ref().map_or(&[][..], |v| &v.0[..])
+}
+
+fn refused(err: InlineError) -> sqlx::Error {
+    local_error(err.sqlstate(), err.to_string())
+}
+
+/// On the direct path: values sea-query would panic binding are refused before SeaORM binds
+/// them, and rows sqlx would panic reading after it fetched them.
+fn bindable(stmt: &Statement, map: fn(sqlx::Error) -> DbErr) -> Result<(), DbErr> {
+    check_values(values_of(stmt)).map_err(|err| map(refused(err)))
+}
+
+fn read<'r>(rows: impl IntoIterator<Item = &'r QueryResult>) -> Result<(), DbErr> {
+    rows.into_iter()
+        .filter_map(QueryResult::try_as_pg_row)
+        .try_for_each(readable)
+        .map_err(sqlx_error_to_query_err)
+}
+
+/// Through the pooler, what the caller's own SQL may not set (see [`check_settings`]).
+fn settable(sql: &str) -> Result<(), DbErr> {
+    check_settings(sql).map_err(|err| sqlx_error_to_exec_err(refused(err)))
 }
 
 /// What each `ConnectionTrait` method asks of a query, and how its answer and errors read.
@@ -179,26 +204,40 @@ impl ConnectionTrait for Pool {
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
         match self.pooler {
-            Pooler::None => self.conn.execute_raw(stmt).await,
+            Pooler::None => {
+                bindable(&stmt, sqlx_error_to_exec_err)?;
+                self.conn.execute_raw(stmt).await
+            }
             Pooler::Transaction => executed(self.pooled(&stmt, Fetch::Execute).await),
         }
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        if self.pooler == Pooler::Transaction {
+            settable(sql)?;
+        }
         // Already one simple-protocol query, with nothing prepared.
         self.conn.execute_unprepared(sql).await
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
         match self.pooler {
-            Pooler::None => self.conn.query_one_raw(stmt).await,
+            Pooler::None => {
+                bindable(&stmt, sqlx_error_to_query_err)?;
+                let row = self.conn.query_one_raw(stmt).await?;
+                read(&row).map(|()| row)
+            }
             Pooler::Transaction => one(self.pooled(&stmt, Fetch::One).await),
         }
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         match self.pooler {
-            Pooler::None => self.conn.query_all_raw(stmt).await,
+            Pooler::None => {
+                bindable(&stmt, sqlx_error_to_query_err)?;
+                let rows = self.conn.query_all_raw(stmt).await?;
+                read(&rows).map(|()| rows)
+            }
             Pooler::Transaction => all(self.pooled(&stmt, Fetch::All).await),
         }
     }
@@ -369,7 +408,10 @@ impl ConnectionTrait for PoolTransaction {
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
         match &self.0 {
-            Open::Direct(txn) => txn.execute_raw(stmt).await,
+            Open::Direct(txn) => {
+                bindable(&stmt, sqlx_error_to_exec_err)?;
+                txn.execute_raw(stmt).await
+            }
             Open::Pooled(txn) => executed(txn.run_statement(&stmt, Fetch::Execute).await),
         }
     }
@@ -377,20 +419,31 @@ impl ConnectionTrait for PoolTransaction {
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
         match &self.0 {
             Open::Direct(txn) => txn.execute_unprepared(sql).await,
-            Open::Pooled(txn) => executed(txn.run(sql, Fetch::Execute).await),
+            Open::Pooled(txn) => {
+                settable(sql)?;
+                executed(txn.run(sql, Fetch::Execute).await)
+            }
         }
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
         match &self.0 {
-            Open::Direct(txn) => txn.query_one_raw(stmt).await,
+            Open::Direct(txn) => {
+                bindable(&stmt, sqlx_error_to_query_err)?;
+                let row = txn.query_one_raw(stmt).await?;
+                read(&row).map(|()| row)
+            }
             Open::Pooled(txn) => one(txn.run_statement(&stmt, Fetch::One).await),
         }
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         match &self.0 {
-            Open::Direct(txn) => txn.query_all_raw(stmt).await,
+            Open::Direct(txn) => {
+                bindable(&stmt, sqlx_error_to_query_err)?;
+                let rows = txn.query_all_raw(stmt).await?;
+                read(&rows).map(|()| rows)
+            }
             Open::Pooled(txn) => all(txn.run_statement(&stmt, Fetch::All).await),
         }
     }

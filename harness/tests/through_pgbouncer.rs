@@ -26,6 +26,12 @@ mod service_organizations;
 #[path = "service_tools.rs"]
 mod service_tools;
 
+#[path = "pooler/properties.rs"]
+mod pooler_properties;
+#[path = "pooler/reads.rs"]
+mod pooler_reads;
+#[path = "pooler/statements.rs"]
+mod pooler_statements;
 #[path = "pooler/traces.rs"]
 mod pooler_traces;
 #[path = "pooler/transactions.rs"]

@@ -46,6 +46,25 @@ const fn runner(file: &'static str, tests: &'static [&'static str]) -> Target {
     }
 }
 
+/// A module of db-connect's pooler-safe path: its unit tests, and the pooler tests that
+/// `through_pgbouncer` holds (see [`FILTERS`]).
+const fn pooler(file: &'static str) -> Target {
+    Target {
+        package: "db-connect",
+        file,
+        test_packages: "db-connect,harness",
+        tests: &[UNIT_TESTS, "through_pgbouncer"],
+    }
+}
+
+/// Test-name filters of a file whose test files also hold tests that never reach it
+/// (`through_pgbouncer` runs every service test again): only tests whose names hold one run.
+const FILTERS: &[(&str, &[&str])] = &[
+    ("db-connect/src/inline.rs", POOLER_TESTS),
+    ("db-connect/src/pool/session.rs", POOLER_TESTS),
+];
+const POOLER_TESTS: &[&str] = &["inline::", "pool::", "pooler"];
+
 /// Every file measured. A new module gets a row here with the test files that call it.
 pub const TARGETS: &[Target] = &[
     Target {
@@ -149,6 +168,8 @@ pub const TARGETS: &[Target] = &[
         ],
     ),
     runner("migration/src/runner/mod.rs", RUNNER_TESTS),
+    pooler("db-connect/src/inline.rs"),
+    pooler("db-connect/src/pool/session.rs"),
 ];
 
 pub struct Options {
@@ -229,6 +250,9 @@ pub fn run(options: &Options) -> Result<()> {
                 UNIT_TESTS => cargo.arg("--lib"),
                 test => cargo.args(["--test", test]),
             };
+        }
+        if let Some((_, filters)) = FILTERS.iter().find(|(file, _)| *file == target.file) {
+            cargo.arg("--").args(*filters);
         }
         // Non-zero when a mutant is missed or timed out: reported in the table, not an error.
         cargo.status().context("running cargo mutants")?;
