@@ -20,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use db_connect::{Pool, PoolSettings, PoolTransaction, Pooler, Topology};
+use db_connect::{ConnectError, Pool, PoolSettings, PoolTransaction, Pooler, Topology};
 use sea_orm::{
     AccessMode, ConnectionTrait, DbBackend, DbErr, ExecResult, IsolationLevel, QueryResult,
     RuntimeErr, Statement, TransactionError, TransactionOptions, TransactionTrait, sqlx,
@@ -71,26 +71,41 @@ const FRESHNESS: &str = "SELECT pg_is_in_recovery() AS in_recovery,
         (EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) * 1000)::float8 AS lag_ms";
 
 impl Db {
-    /// The pools of `topology`: the application's URL, and the replica's when set (opened
-    /// lazily: a replica that is down now is no error).
-    pub async fn connect(topology: &Topology, settings: &PoolSettings) -> Result<Self, DbErr> {
+    /// The pools of `topology`: the application's URL, whose first connection opens now (a
+    /// wrong URL or a down server fails here, naming the cause), and the replica's when set,
+    /// opened lazily: a replica that is down now is no error, reads go to the primary until it
+    /// answers.
+    pub async fn connect(
+        topology: &Topology,
+        settings: &PoolSettings,
+    ) -> Result<Self, ConnectError> {
         let primary = Pool::connect(&topology.application, topology.pooler, settings).await?;
+        Self::with_replica(primary, topology, settings).await
+    }
+
+    /// Like [`Db::connect`], but the primary's pool too opens nothing until its first statement.
+    pub async fn connect_lazy(
+        topology: &Topology,
+        settings: &PoolSettings,
+    ) -> Result<Self, ConnectError> {
+        let primary = Pool::connect_lazy(&topology.application, topology.pooler, settings).await?;
+        Self::with_replica(primary, topology, settings).await
+    }
+
+    async fn with_replica(
+        primary: Pool,
+        topology: &Topology,
+        settings: &PoolSettings,
+    ) -> Result<Self, ConnectError> {
         let replica = match &topology.replica {
             None => None,
-            Some(url) => {
-                let settings = PoolSettings {
-                    connect_timeout: settings.connect_timeout.min(REPLICA_TIMEOUT),
-                    acquire_timeout: settings.acquire_timeout.min(REPLICA_TIMEOUT),
-                    ..settings.clone()
-                };
-                let pool = Pool::connect_lazy(url, topology.replica_pooler(), &settings).await?;
-                Some(Arc::new(Replica {
-                    pool,
-                    max_lag: topology.replica_max_lag,
-                    verdict: Mutex::new(None),
-                    checking: AtomicBool::new(false),
-                }))
-            }
+            // Every use of it is bounded by REPLICA_TIMEOUT, however long its pool would wait.
+            Some(url) => Some(Arc::new(Replica {
+                pool: Pool::connect_lazy(url, topology.replica_pooler(), settings).await?,
+                max_lag: topology.replica_max_lag,
+                verdict: Mutex::new(None),
+                checking: AtomicBool::new(false),
+            })),
         };
         Ok(Self { primary, replica })
     }
