@@ -19,7 +19,7 @@ use sea_orm::{
 };
 
 use super::{
-    MIGRATION_LOCK_KEY, Progress, RunError,
+    MIGRATION_LOCK_KEY, Progress, RunError, RunOptions,
     connection::{self, Role},
 };
 use db_connect::DatabaseUrl;
@@ -53,12 +53,11 @@ impl MigrationLock {
     /// Waits until this run holds the lock.
     pub(crate) async fn acquire(
         url: &DatabaseUrl,
-        longest_poll: Duration,
+        options: &RunOptions,
         progress: &mut impl FnMut(Progress),
     ) -> Result<Self, RunError> {
-        let mut conn = connection::dedicated(url, Role::Lock)
-            .await
-            .map_err(|source| connection::connect_error(url, source))?;
+        let (longest_poll, within) = (options.lock_poll, options.connect_timeout);
+        let mut conn = connection::dedicated(url, Role::Lock, within).await?;
         let started = Instant::now();
         let mut pause = FIRST_POLL;
         let mut reported = false;
@@ -76,9 +75,7 @@ impl MigrationLock {
                 // Between tries the connection sits idle, which a server or pooler may end
                 // (`idle_session_timeout`); nothing is held yet, so a new one does.
                 Err(err) if is_connection_lost(&err) => {
-                    conn = connection::dedicated(url, Role::Lock)
-                        .await
-                        .map_err(|source| connection::connect_error(url, source))?;
+                    conn = connection::dedicated(url, Role::Lock, within).await?;
                     continue;
                 }
                 Err(err) => return Err(RunError::Lock(db(err))),
