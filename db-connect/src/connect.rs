@@ -272,9 +272,10 @@ pub async fn connect(
 
 /// sqlx's pool for `url` with the pool options `pool` (usually [`pool_options`]) and the driver
 /// options `adjust` makes of the workspace's ([`driver_connect_options`]), opened as `opening`
-/// says. The first connection is opened and closed on its own, bounded by the connect timeout:
-/// inside sqlx's pool its failure would be retried until the acquire timeout and reported as a
-/// timeout.
+/// says. Opened now, a first connection is tried on its own, bounded by the connect timeout
+/// (inside sqlx's pool its failure would be retried until the acquire timeout and reported as
+/// a timeout); then the pool opens its own (`min_connections` of them, at least one), as
+/// callers of a connected pool expect to find them.
 pub async fn open_sqlx_pool(
     url: &DatabaseUrl,
     pool: PgPoolOptions,
@@ -282,12 +283,17 @@ pub async fn open_sqlx_pool(
     adjust: impl FnOnce(PgConnectOptions) -> PgConnectOptions,
 ) -> Result<PgPool, ConnectError> {
     let options = adjust(driver_connect_options(url)?);
-    if let Opening::Now(within) = opening {
-        let first = open_connection(url, &options, within).await?;
-        // Closing cleanly spares the server a "could not receive data" line in its log.
-        let _ = first.close().await;
+    let Opening::Now(within) = opening else {
+        return Ok(pool.connect_lazy_with(options));
+    };
+    let first = open_connection(url, &options, within).await?;
+    // Closing cleanly spares the server a "could not receive data" line in its log.
+    let _ = first.close().await;
+    match pool.connect_with(options).await {
+        Ok(pool) => Ok(pool),
+        // The server went away in between.
+        Err(err) => Err(ConnectError::classify(url, err).await),
     }
-    Ok(pool.connect_lazy_with(options))
 }
 
 /// [`open_sqlx_pool`] as a SeaORM connection.
