@@ -387,3 +387,99 @@ impl From<Pool> for Db {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use sea_orm::{ConnAcquireErr, sqlx::error::DatabaseError};
+
+    use super::*;
+
+    /// A server's error with `code`, as the driver reports one.
+    #[derive(Debug, thiserror::Error)]
+    #[error("SQLSTATE {0}")]
+    struct Server(&'static str);
+
+    impl DatabaseError for Server {
+        fn message(&self) -> &str {
+            self.0
+        }
+
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn query(err: sqlx::Error) -> DbErr {
+        DbErr::Query(RuntimeErr::SqlxError(Arc::new(err)))
+    }
+
+    fn exec(err: sqlx::Error) -> DbErr {
+        DbErr::Exec(RuntimeErr::SqlxError(Arc::new(err)))
+    }
+
+    fn server(code: &'static str) -> sqlx::Error {
+        sqlx::Error::Database(Box::new(Server(code)))
+    }
+
+    #[test]
+    fn failures_of_the_replica_itself_send_the_read_to_the_primary() {
+        let io = || sqlx::Error::Io(std::io::Error::other("connection reset"));
+        for err in [
+            DbErr::Conn(RuntimeErr::Internal("gone".into())),
+            DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
+            query(io()),
+            exec(io()),
+            query(sqlx::Error::Tls("handshake".into())),
+            query(sqlx::Error::Protocol("unexpected message".into())),
+            query(sqlx::Error::PoolTimedOut),
+            query(sqlx::Error::PoolClosed),
+            query(sqlx::Error::WorkerCrashed),
+            // Connection exceptions, shutdown, a conflict with replay.
+            query(server("08006")),
+            query(server("57P01")),
+            exec(server("57P03")),
+            query(server("40001")),
+        ] {
+            assert!(
+                replica_unavailable(&err),
+                "{err:?} is the replica's failure"
+            );
+        }
+    }
+
+    #[test]
+    fn a_statements_own_error_is_the_callers() {
+        for err in [
+            query(server("22012")),
+            exec(server("23505")),
+            query(server("42P01")),
+            query(server("40P01")),
+            query(sqlx::Error::RowNotFound),
+            DbErr::Custom("no row".into()),
+            DbErr::RecordNotFound("x".into()),
+        ] {
+            assert!(
+                !replica_unavailable(&err),
+                "{err:?} is the statement's error"
+            );
+        }
+    }
+}

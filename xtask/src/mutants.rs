@@ -23,8 +23,28 @@ pub struct Target {
 const IT: &str = "harness";
 /// In [`Target::tests`]: the unit tests of the mutated package (`cargo test --lib`).
 const UNIT_TESTS: &str = "lib";
-/// The runner's own tests, and the workspace's migration tests.
-const RUNNER_TESTS: &[&str] = &["faults", "cli", "lock", "online", "pooler", "migrations"];
+/// The runner's own tests, and the workspace's migration tests. `connect_failures` is a test of
+/// both packages (the CLI's and the library's connections), `startup` is `apply_pending`'s.
+const RUNNER_TESTS: &[&str] = &[
+    "faults",
+    "cli",
+    "lock",
+    "online",
+    "pooler",
+    "startup",
+    "connect_failures",
+    "migrations",
+];
+/// Every test file that calls a service helper; `service_schema_changes` calls them all.
+const HELPER_TESTS: &[&str] = &[
+    "service_events",
+    "service_organizations",
+    "service_agents",
+    "service_auth",
+    "service_tools",
+    "service_integrations",
+    "service_schema_changes",
+];
 
 /// A module of the service's worker runtime or routing, with its unit tests too.
 const fn worker(file: &'static str, tests: &'static [&'static str]) -> Target {
@@ -93,7 +113,12 @@ pub const TARGETS: &[Target] = &[
         package: "service",
         file: "service/src/secret.rs",
         test_packages: "service,harness",
-        tests: &[UNIT_TESTS, "service_integrations", "reliability_input"],
+        tests: &[
+            UNIT_TESTS,
+            "service_integrations",
+            "reliability_input",
+            "service_schema_changes",
+        ],
     },
     Target {
         package: "service",
@@ -105,14 +130,7 @@ pub const TARGETS: &[Target] = &[
         package: "service",
         file: "service/src/sql.rs",
         test_packages: IT,
-        tests: &[
-            "service_events",
-            "service_organizations",
-            "service_agents",
-            "service_auth",
-            "service_tools",
-            "service_integrations",
-        ],
+        tests: HELPER_TESTS,
     },
     Target {
         package: "service",
@@ -120,18 +138,37 @@ pub const TARGETS: &[Target] = &[
         test_packages: IT,
         tests: &["service_events", "service_agents"],
     },
+    // Not the `examples` test of `service`: it runs the example binaries, which `cargo test
+    // --test` does not rebuild, so every mutant would look caught.
     Target {
         package: "service",
         file: "service/src/lib.rs",
         test_packages: IT,
-        tests: &["service_errors", "reliability_faults"],
+        tests: &[
+            "service_errors",
+            "reliability_faults",
+            "connect_failures",
+            "replica",
+        ],
     },
-    worker("service/src/worker/runtime.rs", &["workers"]),
+    worker(
+        "service/src/worker/runtime.rs",
+        &["workers", "connect_failures"],
+    ),
     worker("service/src/worker/retry.rs", &[UNIT_TESTS, "workers"]),
-    worker("service/src/worker/listener.rs", &["workers"]),
+    worker(
+        "service/src/worker/listener.rs",
+        &["workers", "connect_failures"],
+    ),
     worker("service/src/worker/prune.rs", &["workers"]),
-    worker("service/src/worker/mod.rs", &["workers"]),
-    worker("service/src/routing.rs", &["replica"]),
+    worker(
+        "service/src/worker/mod.rs",
+        &["workers", "connect_failures"],
+    ),
+    worker(
+        "service/src/routing.rs",
+        &[UNIT_TESTS, "replica", "routing", "connect_failures"],
+    ),
     runner("migration/src/runner/lock.rs", RUNNER_TESTS),
     runner("migration/src/runner/apply.rs", RUNNER_TESTS),
     runner("migration/src/runner/blockers.rs", RUNNER_TESTS),
@@ -145,6 +182,8 @@ pub const TARGETS: &[Target] = &[
             "lock",
             "online",
             "pooler",
+            "startup",
+            "connect_failures",
             "migrations",
         ],
     ),
