@@ -153,7 +153,7 @@ pub const TARGETS: &[Target] = &[
     },
     worker(
         "service/src/worker/runtime.rs",
-        &["workers", "connect_failures"],
+        &["workers", "worker_faults", "connect_failures"],
     ),
     worker("service/src/worker/retry.rs", &[UNIT_TESTS, "workers"]),
     worker(
