@@ -23,9 +23,11 @@ pub struct Target {
 const IT: &str = "harness";
 /// In [`Target::tests`]: the unit tests of the mutated package (`cargo test --lib`).
 const UNIT_TESTS: &str = "lib";
-/// The runner's own tests, and the workspace's migration tests. `connect_failures` is a test of
-/// both packages (the CLI's and the library's connections), `startup` is `apply_pending`'s.
+/// The runner's unit tests and its own tests, and the workspace's migration tests.
+/// `connect_failures` is a test of both packages (the CLI's and the library's connections),
+/// `startup` is `apply_pending`'s.
 const RUNNER_TESTS: &[&str] = &[
+    UNIT_TESTS,
     "faults",
     "cli",
     "lock",
@@ -173,20 +175,7 @@ pub const TARGETS: &[Target] = &[
     runner("migration/src/runner/apply.rs", RUNNER_TESTS),
     runner("migration/src/runner/blockers.rs", RUNNER_TESTS),
     runner("migration/src/runner/connection.rs", RUNNER_TESTS),
-    runner(
-        "migration/src/runner/options.rs",
-        &[
-            UNIT_TESTS,
-            "faults",
-            "cli",
-            "lock",
-            "online",
-            "pooler",
-            "startup",
-            "connect_failures",
-            "migrations",
-        ],
-    ),
+    runner("migration/src/runner/options.rs", RUNNER_TESTS),
     runner("migration/src/runner/mod.rs", RUNNER_TESTS),
 ];
 
@@ -289,4 +278,35 @@ pub fn run(options: &Options) -> Result<()> {
     println!("{table}");
     println!("missed mutants: target/mutants/<file>/mutants.out/missed.txt");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A test named in a row that no package of the row has would fail every mutant's run,
+    /// so every mutant would look caught.
+    #[test]
+    fn every_row_names_files_and_tests_that_exist() {
+        for target in TARGETS {
+            assert!(
+                workspace().join(target.file).is_file(),
+                "{} does not exist",
+                target.file
+            );
+            let packages: Vec<&str> = target.test_packages.split(',').collect();
+            for test in target.tests.iter().filter(|t| **t != UNIT_TESTS) {
+                assert!(
+                    packages.iter().any(|package| workspace()
+                        .join(package)
+                        .join("tests")
+                        .join(format!("{test}.rs"))
+                        .is_file()),
+                    "{}: no package of {} has the test {test}",
+                    target.file,
+                    target.test_packages
+                );
+            }
+        }
+    }
 }
