@@ -308,18 +308,14 @@ pub async fn open_pool(
 }
 
 /// `err` as returned by a statement on `pool`; a wait for a connection that timed out says what
-/// it waited for: the pool (its URL, password masked), its size and how long.
+/// it waited for: the pool (its URL, password masked), its size and how long. (SeaORM and the
+/// pooler-safe path both report that wait as `ConnectionAcquire(Timeout)`.)
 pub fn name_acquire_timeout(pool: &PgPool, err: DbErr) -> DbErr {
-    let timed_out = match &err {
-        DbErr::ConnectionAcquire(ConnAcquireErr::Timeout) => true,
-        DbErr::Conn(RuntimeErr::SqlxError(e))
-        | DbErr::Exec(RuntimeErr::SqlxError(e))
-        | DbErr::Query(RuntimeErr::SqlxError(e)) => matches!(**e, sqlx::Error::PoolTimedOut),
-        _ => false,
-    };
-    match timed_out {
-        true => DbErr::Conn(RuntimeErr::Internal(AcquireTimeout::of(pool).to_string())),
-        false => err,
+    match err {
+        DbErr::ConnectionAcquire(ConnAcquireErr::Timeout) => {
+            DbErr::Conn(RuntimeErr::Internal(AcquireTimeout::of(pool).to_string()))
+        }
+        other => other,
     }
 }
 

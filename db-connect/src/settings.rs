@@ -165,6 +165,14 @@ mod tests {
             with(&[("DATABASE_DIRECT_URL", DIRECT)]),
             app(DIRECT_URL_VAR, "db")
         );
+        // A blank variable is an unset one.
+        assert_eq!(
+            with(&[
+                ("MIGRATION_DATABASE_URL", "  "),
+                ("DATABASE_DIRECT_URL", DIRECT)
+            ]),
+            app(DIRECT_URL_VAR, "db")
+        );
         let pooled = from(&[("DATABASE_URL", APP), ("DB_POOLER", "transaction")]).unwrap();
         assert_eq!(pooled.migration_url().unwrap_err().var, MIGRATION_URL_VAR);
     }

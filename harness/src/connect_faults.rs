@@ -211,6 +211,10 @@ pub async fn all() -> Vec<Fault> {
     ]
 }
 
+/// The user the cluster of [`tls_required`] refuses by a `reject` line of `pg_hba.conf`, with
+/// TLS or without.
+pub const REFUSED_LOGIN: &str = "refused_login";
+
 /// A cluster of its own that accepts only TLS (`hostssl` lines, a self-signed certificate made
 /// with `openssl`), and a URL to it with `sslmode=disable`.
 pub async fn tls_required() -> Fault {
@@ -293,7 +297,10 @@ impl TlsFiles {
         assert!(made.status.success(), "openssl failed: {}", lossy(&made));
         std::fs::write(
             &hba,
-            "hostssl all all 127.0.0.1/32 scram-sha-256\nhostssl all all ::1/128 scram-sha-256\n",
+            format!(
+                "hostssl all {REFUSED_LOGIN} 127.0.0.1/32 reject\n\
+                 hostssl all all 127.0.0.1/32 scram-sha-256\nhostssl all all ::1/128 scram-sha-256\n"
+            ),
         )
         .expect("writing pg_hba.conf");
         for file in [&cert, &hba] {

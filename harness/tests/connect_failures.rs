@@ -98,6 +98,62 @@ async fn a_server_that_accepts_only_tls_is_named_to_a_url_without_it() {
         .await
         .unwrap();
     assert_eq!(harness::scalar(&pool, "SELECT 1::int8").await, 1);
+    // A login its pg_hba.conf rejects, with TLS, is refused as such.
+    let refused = db_connect::DatabaseUrl::parse(&format!(
+        "postgresql://{}:pw@{}:{}/postgres?sslmode=require",
+        connect_faults::REFUSED_LOGIN,
+        with_tls.host(),
+        with_tls.port()
+    ))
+    .unwrap();
+    let err = Pool::connect(&refused, Pooler::None, &quick(1))
+        .await
+        .unwrap_err();
+    assert_eq!(err.cause(), Cause::LoginRejected, "{err}");
+    assert!(
+        err.to_string().contains("pg_hba.conf rejects connection"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_shutting_down_is_named_not_retried_until_the_timeout() {
+    let cluster = tokio::task::spawn_blocking(ThrowawayCluster::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let url = cluster.url("postgres").unwrap();
+    // A session left open keeps a smart shutdown waiting, refusing new connections meanwhile.
+    let open = Pool::connect(&url, Pooler::None, &quick(1)).await.unwrap();
+    assert_eq!(harness::scalar(&open, "SELECT 1::int8").await, 1);
+    let pid_file = std::fs::read_to_string(cluster.dir().join("data/postmaster.pid")).unwrap();
+    let postmaster: i32 = pid_file.lines().next().unwrap().trim().parse().unwrap();
+    // SAFETY: SIGTERM to the cluster's own postmaster asks it for a smart shutdown.
+    assert_eq!(unsafe { libc::kill(postmaster, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let err = loop {
+        match Pool::connect(&url, Pooler::None, &quick(1)).await {
+            Err(err) if err.cause() == Cause::NotReady => break err,
+            _ => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the server never refused as shutting down"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    assert!(err.to_string().contains("shutting down"), "{err}");
+    let started = Instant::now();
+    let again = Pool::connect(&url, Pooler::None, &quick(1))
+        .await
+        .unwrap_err();
+    assert_eq!(again.cause(), Cause::NotReady, "{again}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "named at once, not after retries"
+    );
+    open.close().await.ok();
 }
 
 #[tokio::test]

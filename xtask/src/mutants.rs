@@ -70,6 +70,24 @@ const fn runner(file: &'static str, tests: &'static [&'static str]) -> Target {
 
 /// Every file measured. A new module gets a row here with the test files that call it.
 pub const TARGETS: &[Target] = &[
+    // The first connection of every entry point, and the one reader of the environment.
+    Target {
+        package: "db-connect",
+        file: "db-connect/src/connect.rs",
+        test_packages: "db-connect,harness",
+        tests: &[
+            UNIT_TESTS,
+            "connect_failures",
+            "service_errors",
+            "reliability_faults",
+        ],
+    },
+    Target {
+        package: "db-connect",
+        file: "db-connect/src/settings.rs",
+        test_packages: "db-connect,harness",
+        tests: &[UNIT_TESTS, "config"],
+    },
     Target {
         package: "service",
         file: "service/src/events.rs",
