@@ -50,7 +50,7 @@ pub const BINDIR_VAR: &str = "PG_BINDIR";
 /// Every system package the tests need, in the one command README.md gives (Debian/Ubuntu).
 /// Each "not found" error of a component names it.
 pub const INSTALL_PREREQUISITES: &str =
-    "apt-get install postgresql pgbouncer nodejs npm chromium chromium-driver";
+    "apt-get install postgresql pgbouncer nodejs npm chromium chromium-driver openssl";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
