@@ -26,7 +26,7 @@ use tokio::sync::Mutex;
 
 use crate::{
     config::{DatabaseUrl, PoolSettings},
-    connect::{open_pool, pool_options},
+    connect::{ConnectError, Opening, name_acquire_timeout, open_pool, pool_options},
     inline::{InlineError, check_settings, check_values, inline},
     topology::Pooler,
 };
@@ -42,13 +42,20 @@ pub struct Pool {
 
 impl Pool {
     /// A pool for `url` with `settings`, safe for what sits in front of the database. Its first
-    /// connection opens now, so a wrong URL or a down server fails here.
+    /// connection opens now, within the connect timeout, so a wrong URL or a down server fails
+    /// here, naming the cause.
     pub async fn connect(
         url: &DatabaseUrl,
         pooler: Pooler,
         settings: &PoolSettings,
-    ) -> Result<Self, DbErr> {
-        Self::open(url, pooler, settings, false).await
+    ) -> Result<Self, ConnectError> {
+        Self::open(
+            url,
+            pooler,
+            settings,
+            Opening::Now(settings.connect_timeout),
+        )
+        .await
     }
 
     /// Like [`Pool::connect`], but no connection opens until the first statement, so a server
@@ -57,16 +64,16 @@ impl Pool {
         url: &DatabaseUrl,
         pooler: Pooler,
         settings: &PoolSettings,
-    ) -> Result<Self, DbErr> {
-        Self::open(url, pooler, settings, true).await
+    ) -> Result<Self, ConnectError> {
+        Self::open(url, pooler, settings, Opening::Lazily).await
     }
 
     async fn open(
         url: &DatabaseUrl,
         pooler: Pooler,
         settings: &PoolSettings,
-        lazy: bool,
-    ) -> Result<Self, DbErr> {
+        opening: Opening,
+    ) -> Result<Self, ConnectError> {
         let pool = match pooler {
             // sqlx pings an idle connection before handing it out: through a transaction pooler
             // that ping is a round trip to PgBouncer, which assigns it a server connection, for
@@ -76,7 +83,7 @@ impl Pool {
             Pooler::Transaction => pool_options(settings).test_before_acquire(false),
             Pooler::None => pool_options(settings),
         };
-        let conn = open_pool(url, pool, lazy, |options| match pooler {
+        let conn = open_pool(url, pool, opening, |options| match pooler {
             // No statement is ever prepared by name, so there is nothing to cache.
             Pooler::Transaction => options.statement_cache_capacity(0),
             Pooler::None => options,
@@ -107,7 +114,12 @@ impl Pool {
 
     /// Checks that a connection can be used.
     pub async fn ping(&self) -> Result<(), DbErr> {
-        self.conn.ping().await
+        self.conn.ping().await.map_err(|err| self.named(err))
+    }
+
+    /// `err`, where a wait for a connection timed out, saying what it waited for.
+    fn named(&self, err: DbErr) -> DbErr {
+        name_acquire_timeout(self.sqlx(), err)
     }
 
     /// Closes every connection; later calls fail.
@@ -210,6 +222,7 @@ impl ConnectionTrait for Pool {
             }
             Pooler::Transaction => executed(self.pooled(&stmt, Fetch::Execute).await),
         }
+        .map_err(|err| self.named(err))
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
@@ -217,7 +230,10 @@ impl ConnectionTrait for Pool {
             settable(sql)?;
         }
         // Already one simple-protocol query, with nothing prepared.
-        self.conn.execute_unprepared(sql).await
+        self.conn
+            .execute_unprepared(sql)
+            .await
+            .map_err(|err| self.named(err))
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
@@ -229,6 +245,7 @@ impl ConnectionTrait for Pool {
             }
             Pooler::Transaction => one(self.pooled(&stmt, Fetch::One).await),
         }
+        .map_err(|err| self.named(err))
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
@@ -240,6 +257,7 @@ impl ConnectionTrait for Pool {
             }
             Pooler::Transaction => all(self.pooled(&stmt, Fetch::All).await),
         }
+        .map_err(|err| self.named(err))
     }
 }
 
@@ -343,10 +361,15 @@ impl Pool {
             Pooler::None => Open::Direct(
                 self.conn
                     .begin_with_config(isolation_level, access_mode)
-                    .await?,
+                    .await
+                    .map_err(|err| self.named(err))?,
             ),
             Pooler::Transaction => {
-                let conn = self.sqlx().acquire().await.map_err(sqlx_conn_acquire_err)?;
+                let conn = self
+                    .sqlx()
+                    .acquire()
+                    .await
+                    .map_err(|err| self.named(sqlx_conn_acquire_err(err)))?;
                 Open::Pooled(
                     PooledTransaction::begin(
                         Arc::new(Mutex::new(Session::new(conn))),

@@ -6,7 +6,7 @@
 
 use std::{fmt, time::Duration};
 
-use crate::config::{ConfigError, DATABASE_URL_VAR, DatabaseUrl, load_dotenv};
+use crate::config::{ConfigError, DATABASE_URL_VAR, DatabaseUrl};
 
 pub const DB_POOLER_VAR: &str = "DB_POOLER";
 pub const DIRECT_URL_VAR: &str = "DATABASE_DIRECT_URL";
@@ -104,10 +104,10 @@ pub struct NeedsDirectUrl {
 }
 
 impl Topology {
-    /// Reads the variables (after loading `.env`); `Ok(None)` when `DATABASE_URL` is unset.
+    /// The topology as [`Settings::from_env`](crate::Settings::from_env) reads it (with
+    /// `.env`); `Ok(None)` when `DATABASE_URL` is unset.
     pub fn from_env() -> Result<Option<Self>, ConfigError> {
-        load_dotenv()?;
-        Self::from_lookup(|var| std::env::var(var).ok())
+        Ok(crate::Settings::from_env()?.topology)
     }
 
     /// Reads the variables through `lookup`, so callers and tests can supply their own source.

@@ -3,6 +3,7 @@
 //! and a watchdog that stops it and removes the folder once this process is gone.
 
 use std::{
+    ffi::OsString,
     fs,
     net::TcpStream,
     os::unix::process::CommandExt,
@@ -163,22 +164,35 @@ impl Drop for PgBouncer {
 
 /// `PGBOUNCER`, else Debian's `/usr/sbin/pgbouncer`, else `pgbouncer` on `PATH`.
 fn locate() -> Result<PathBuf, ClusterError> {
-    if let Some(given) = std::env::var_os(PGBOUNCER_VAR).filter(|b| !b.is_empty()) {
+    locate_in(
+        std::env::var_os(PGBOUNCER_VAR),
+        std::env::var_os("PATH"),
+        Path::new(DEFAULT_BINARY),
+    )
+}
+
+/// [`locate`] with the variables' values and the default path given.
+fn locate_in(
+    given: Option<OsString>,
+    path: Option<OsString>,
+    default: &Path,
+) -> Result<PathBuf, ClusterError> {
+    if let Some(given) = given.filter(|b| !b.is_empty()) {
         let given = PathBuf::from(given);
         return match given.is_file() {
             true => Ok(given),
             false => Err(ClusterError::PgBouncerNotFound(given)),
         };
     }
-    let on_path = std::env::var_os("PATH")
+    let on_path = path
         .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
         .unwrap_or_default()
         .into_iter()
         .map(|dir| dir.join("pgbouncer"));
-    std::iter::once(PathBuf::from(DEFAULT_BINARY))
+    std::iter::once(default.to_path_buf())
         .chain(on_path)
         .find(|candidate| candidate.is_file())
-        .ok_or_else(|| ClusterError::PgBouncerNotFound(PathBuf::from(DEFAULT_BINARY)))
+        .ok_or_else(|| ClusterError::PgBouncerNotFound(default.to_path_buf()))
 }
 
 /// The SCRAM secret PostgreSQL keeps for the URL's user, so the auth file holds no password.
@@ -327,4 +341,29 @@ fn stop_child(child: &mut Child) {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::INSTALL_PREREQUISITES;
+
+    #[test]
+    fn a_missing_pgbouncer_names_the_install_command() {
+        let empty = tempfile::tempdir().unwrap();
+        let nowhere = empty.path().join("pgbouncer");
+        for err in [
+            locate_in(Some(nowhere.clone().into()), None, &nowhere),
+            locate_in(None, Some(empty.path().into()), &nowhere),
+        ] {
+            let err = err.unwrap_err().to_string();
+            assert!(err.contains(INSTALL_PREREQUISITES), "{err}");
+            assert!(err.contains(&nowhere.display().to_string()), "{err}");
+        }
+        let found = tempfile::NamedTempFile::new_in(empty.path()).unwrap();
+        assert_eq!(
+            locate_in(Some(found.path().into()), None, &nowhere).unwrap(),
+            found.path()
+        );
+    }
 }

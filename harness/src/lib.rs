@@ -25,6 +25,7 @@ use tokio::sync::OnceCell;
 pub use db_connect;
 
 pub mod better_auth;
+pub mod connect_faults;
 pub mod fixtures;
 pub mod topology;
 
@@ -92,7 +93,7 @@ pub async fn connect(url: &DatabaseUrl, max_connections: u32) -> Pool {
     };
     Pool::connect(url, pooler, &settings)
         .await
-        .unwrap_or_else(|err| panic!("could not connect to {url}: {err}"))
+        .unwrap_or_else(|err| panic!("{err}"))
 }
 
 async fn admin_execute(sql: &str) {

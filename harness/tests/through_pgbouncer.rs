@@ -91,7 +91,8 @@ mod pooler {
         };
         let url = bouncer.url(db.name()).unwrap();
         let pool = db_connect::connect::pool_options(&settings);
-        db_connect::connect::open_pool(&url, pool, false, move |o| match statement_cache {
+        let opening = db_connect::Opening::Now(settings.connect_timeout);
+        db_connect::connect::open_pool(&url, pool, opening, move |o| match statement_cache {
             Some(capacity) => o.statement_cache_capacity(capacity),
             None => o,
         })

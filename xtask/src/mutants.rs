@@ -23,8 +23,30 @@ pub struct Target {
 const IT: &str = "harness";
 /// In [`Target::tests`]: the unit tests of the mutated package (`cargo test --lib`).
 const UNIT_TESTS: &str = "lib";
-/// The runner's own tests, and the workspace's migration tests.
-const RUNNER_TESTS: &[&str] = &["faults", "cli", "lock", "online", "pooler", "migrations"];
+/// The runner's unit tests and its own tests, and the workspace's migration tests.
+/// `connect_failures` is a test of both packages (the CLI's and the library's connections),
+/// `startup` is `apply_pending`'s.
+const RUNNER_TESTS: &[&str] = &[
+    UNIT_TESTS,
+    "faults",
+    "cli",
+    "lock",
+    "online",
+    "pooler",
+    "startup",
+    "connect_failures",
+    "migrations",
+];
+/// Every test file that calls a service helper; `service_schema_changes` calls them all.
+const HELPER_TESTS: &[&str] = &[
+    "service_events",
+    "service_organizations",
+    "service_agents",
+    "service_auth",
+    "service_tools",
+    "service_integrations",
+    "service_schema_changes",
+];
 
 /// A module of the service's worker runtime or routing, with its unit tests too.
 const fn worker(file: &'static str, tests: &'static [&'static str]) -> Target {
@@ -67,6 +89,24 @@ const POOLER_TESTS: &[&str] = &["inline::", "pool::", "pooler"];
 
 /// Every file measured. A new module gets a row here with the test files that call it.
 pub const TARGETS: &[Target] = &[
+    // The first connection of every entry point, and the one reader of the environment.
+    Target {
+        package: "db-connect",
+        file: "db-connect/src/connect.rs",
+        test_packages: "db-connect,harness",
+        tests: &[
+            UNIT_TESTS,
+            "connect_failures",
+            "service_errors",
+            "reliability_faults",
+        ],
+    },
+    Target {
+        package: "db-connect",
+        file: "db-connect/src/settings.rs",
+        test_packages: "db-connect,harness",
+        tests: &[UNIT_TESTS, "config"],
+    },
     Target {
         package: "service",
         file: "service/src/events.rs",
@@ -112,7 +152,12 @@ pub const TARGETS: &[Target] = &[
         package: "service",
         file: "service/src/secret.rs",
         test_packages: "service,harness",
-        tests: &[UNIT_TESTS, "service_integrations", "reliability_input"],
+        tests: &[
+            UNIT_TESTS,
+            "service_integrations",
+            "reliability_input",
+            "service_schema_changes",
+        ],
     },
     Target {
         package: "service",
@@ -124,14 +169,7 @@ pub const TARGETS: &[Target] = &[
         package: "service",
         file: "service/src/sql.rs",
         test_packages: IT,
-        tests: &[
-            "service_events",
-            "service_organizations",
-            "service_agents",
-            "service_auth",
-            "service_tools",
-            "service_integrations",
-        ],
+        tests: HELPER_TESTS,
     },
     Target {
         package: "service",
@@ -139,34 +177,42 @@ pub const TARGETS: &[Target] = &[
         test_packages: IT,
         tests: &["service_events", "service_agents"],
     },
+    // Not the `examples` test of `service`: it runs the example binaries, which `cargo test
+    // --test` does not rebuild, so every mutant would look caught.
     Target {
         package: "service",
         file: "service/src/lib.rs",
         test_packages: IT,
-        tests: &["service_errors", "reliability_faults"],
+        tests: &[
+            "service_errors",
+            "reliability_faults",
+            "connect_failures",
+            "replica",
+        ],
     },
-    worker("service/src/worker/runtime.rs", &["workers"]),
+    worker(
+        "service/src/worker/runtime.rs",
+        &["workers", "worker_faults", "connect_failures"],
+    ),
     worker("service/src/worker/retry.rs", &[UNIT_TESTS, "workers"]),
-    worker("service/src/worker/listener.rs", &["workers"]),
+    worker(
+        "service/src/worker/listener.rs",
+        &["workers", "connect_failures"],
+    ),
     worker("service/src/worker/prune.rs", &["workers"]),
-    worker("service/src/worker/mod.rs", &["workers"]),
-    worker("service/src/routing.rs", &["replica"]),
+    worker(
+        "service/src/worker/mod.rs",
+        &["workers", "connect_failures"],
+    ),
+    worker(
+        "service/src/routing.rs",
+        &[UNIT_TESTS, "replica", "routing", "connect_failures"],
+    ),
     runner("migration/src/runner/lock.rs", RUNNER_TESTS),
     runner("migration/src/runner/apply.rs", RUNNER_TESTS),
     runner("migration/src/runner/blockers.rs", RUNNER_TESTS),
     runner("migration/src/runner/connection.rs", RUNNER_TESTS),
-    runner(
-        "migration/src/runner/options.rs",
-        &[
-            UNIT_TESTS,
-            "faults",
-            "cli",
-            "lock",
-            "online",
-            "pooler",
-            "migrations",
-        ],
-    ),
+    runner("migration/src/runner/options.rs", RUNNER_TESTS),
     runner("migration/src/runner/mod.rs", RUNNER_TESTS),
     pooler("db-connect/src/inline.rs"),
     pooler("db-connect/src/pool/session.rs"),
@@ -274,4 +320,35 @@ pub fn run(options: &Options) -> Result<()> {
     println!("{table}");
     println!("missed mutants: target/mutants/<file>/mutants.out/missed.txt");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A test named in a row that no package of the row has would fail every mutant's run,
+    /// so every mutant would look caught.
+    #[test]
+    fn every_row_names_files_and_tests_that_exist() {
+        for target in TARGETS {
+            assert!(
+                workspace().join(target.file).is_file(),
+                "{} does not exist",
+                target.file
+            );
+            let packages: Vec<&str> = target.test_packages.split(',').collect();
+            for test in target.tests.iter().filter(|t| **t != UNIT_TESTS) {
+                assert!(
+                    packages.iter().any(|package| workspace()
+                        .join(package)
+                        .join("tests")
+                        .join(format!("{test}.rs"))
+                        .is_file()),
+                    "{}: no package of {} has the test {test}",
+                    target.file,
+                    target.test_packages
+                );
+            }
+        }
+    }
 }
