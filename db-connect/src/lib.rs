@@ -15,4 +15,4 @@ pub mod topology;
 pub use config::{ConfigError, DatabaseUrl, PoolSettings};
 pub use connect::connect;
 pub use pool::{Pool, PoolTransaction};
-pub use topology::{NeedsDirectUrl, Pooler, Topology};
+pub use topology::{NeedsDirectUrl, PooledStatements, Pooler, Topology};

@@ -72,9 +72,16 @@ const FRESHNESS: &str = "SELECT pg_is_in_recovery() AS in_recovery,
 
 impl Db {
     /// The pools of `topology`: the application's URL, and the replica's when set (opened
-    /// lazily: a replica that is down now is no error).
+    /// lazily: a replica that is down now is no error; behind a pooler its statements are
+    /// inlined, as no check of its pooler runs before its first read).
     pub async fn connect(topology: &Topology, settings: &PoolSettings) -> Result<Self, DbErr> {
-        let primary = Pool::connect(&topology.application, topology.pooler, settings).await?;
+        let primary = Pool::connect_through(
+            &topology.application,
+            topology.pooler,
+            topology.pooled_statements,
+            settings,
+        )
+        .await?;
         let replica = match &topology.replica {
             None => None,
             Some(url) => {
