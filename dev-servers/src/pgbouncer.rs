@@ -1,6 +1,11 @@
 //! A real PgBouncer in transaction mode in front of a cluster, for tests and the bench: its own
 //! configuration in a temporary folder, SCRAM authentication, a free port, a small server pool,
 //! and a watchdog that stops it and removes the folder once this process is gone.
+//!
+//! Two releases are test components ([`PgBouncerRelease`]): Debian 12's 1.18, which passes named
+//! prepared statements through to whichever server session it picks, and 1.25 (built from
+//! `../shared/vendor` by `.ci/build-pgbouncer`), which tracks them (`max_prepared_statements`).
+//! Each is found by its own variable or in its default places, and told apart by `--version`.
 
 use std::{
     fs,
@@ -24,24 +29,91 @@ use db_connect::config::DatabaseUrl;
 
 /// Where Debian (and most distributions) install PgBouncer.
 const DEFAULT_BINARY: &str = "/usr/sbin/pgbouncer";
-/// Overrides which PgBouncer binary runs (e.g. one built from source).
+/// Where `.ci/build-pgbouncer` puts the 1.25.2 it builds from `../shared/vendor`.
+pub const BUILT_BINARY: &str = "/opt/pgbouncer-1.25.2/pgbouncer";
+/// A PgBouncer binary to use for whichever release its `--version` says it is.
 pub const PGBOUNCER_VAR: &str = "PGBOUNCER";
 
-/// How big the pools are.
+/// Which PgBouncer: the two the workspace tests through, each standing for the releases that
+/// behave like it towards prepared statements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PgBouncerRelease {
+    /// Debian 12's 1.18 (or any release before 1.21): a named prepared statement goes to the
+    /// server session the client happens to have, under the client's name.
+    #[default]
+    V1_18,
+    /// 1.25.2 (or any release from 1.21): tracks named prepared statements per client and
+    /// prepares them, renamed, on whichever server session runs them (`max_prepared_statements`,
+    /// 200 by default from 1.24).
+    V1_25,
+}
+
+impl PgBouncerRelease {
+    /// The variable naming this release's binary.
+    pub fn var(self) -> &'static str {
+        match self {
+            Self::V1_18 => "PGBOUNCER_1_18",
+            Self::V1_25 => "PGBOUNCER_1_25",
+        }
+    }
+
+    /// Whether PgBouncer `major.minor` behaves as this release does.
+    fn covers(self, version: (u32, u32)) -> bool {
+        match self {
+            Self::V1_18 => version < (1, 21),
+            Self::V1_25 => version >= (1, 21),
+        }
+    }
+
+    /// Where it is looked for when its variable is unset (then `PGBOUNCER`, then `PATH`).
+    fn default_places(self) -> &'static [&'static str] {
+        match self {
+            Self::V1_18 => &[DEFAULT_BINARY],
+            Self::V1_25 => &[BUILT_BINARY, "/usr/local/bin/pgbouncer", DEFAULT_BINARY],
+        }
+    }
+
+    /// The command that installs it.
+    fn install(self) -> &'static str {
+        match self {
+            Self::V1_18 => "install Debian 12's PgBouncer 1.18 with `apt-get install pgbouncer`",
+            Self::V1_25 => {
+                "build PgBouncer 1.25.2 from ../shared/vendor with `bash .ci/build-pgbouncer` (into /opt/pgbouncer-1.25.2), \
+                 or install PgBouncer 1.21 or later from PgBouncer's own packages (the PostgreSQL project's apt repository)"
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for PgBouncerRelease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::V1_18 => "PgBouncer 1.18 (before 1.21)",
+            Self::V1_25 => "PgBouncer 1.25 (1.21 or later)",
+        })
+    }
+}
+
+/// How big the pools are, and which PgBouncer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PgBouncerSettings {
     /// Server connections per database and user (`default_pool_size`).
     pub server_pool_size: u32,
     /// Client connections PgBouncer accepts in all (`max_client_conn`).
     pub max_client_connections: u32,
+    pub release: PgBouncerRelease,
+    /// `max_prepared_statements` (1.21+ only); `None` leaves the release's default.
+    pub max_prepared_statements: Option<u32>,
 }
 
 impl Default for PgBouncerSettings {
-    /// A pool small enough that many clients share few server connections.
+    /// A pool small enough that many clients share few server connections, on Debian's 1.18.
     fn default() -> Self {
         Self {
             server_pool_size: 5,
             max_client_connections: 1000,
+            release: PgBouncerRelease::V1_18,
+            max_prepared_statements: None,
         }
     }
 }
@@ -55,6 +127,7 @@ pub struct PgBouncer {
     port: u16,
     upstream: DatabaseUrl,
     settings: PgBouncerSettings,
+    version: String,
     process: Child,
     watchdog: Child,
 }
@@ -67,7 +140,13 @@ impl PgBouncer {
         bins: &PgBinaries,
         settings: PgBouncerSettings,
     ) -> Result<Self, ClusterError> {
-        let binary = locate()?;
+        let (binary, version) = locate(settings.release)?;
+        if settings.max_prepared_statements.is_some() && settings.release == PgBouncerRelease::V1_18
+        {
+            return Err(ClusterError::PgBouncerSetting(format!(
+                "max_prepared_statements needs PgBouncer 1.21 or later, not {version}"
+            )));
+        }
         let run_as = RunAs::detect()?;
         let dir = run_as.temp_dir("pgbouncer-")?;
         let auth_file = dir.join("userlist.txt");
@@ -102,6 +181,7 @@ impl PgBouncer {
                         port,
                         upstream: upstream.clone(),
                         settings,
+                        version,
                         process,
                         watchdog,
                     });
@@ -141,6 +221,11 @@ impl PgBouncer {
         self.settings
     }
 
+    /// What the binary's `--version` says, e.g. `PgBouncer 1.25.2`.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
     /// The temporary folder holding the configuration, the auth file and the log.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -161,24 +246,80 @@ impl Drop for PgBouncer {
     }
 }
 
-/// `PGBOUNCER`, else Debian's `/usr/sbin/pgbouncer`, else `pgbouncer` on `PATH`.
-fn locate() -> Result<PathBuf, ClusterError> {
-    if let Some(given) = std::env::var_os(PGBOUNCER_VAR).filter(|b| !b.is_empty()) {
+/// The binary of `release` and its version (`PgBouncer 1.25.2`): the release's own variable
+/// (which must name that release), else the first of `PGBOUNCER`, the release's default places
+/// and `pgbouncer` on `PATH` whose `--version` is that release.
+fn locate(release: PgBouncerRelease) -> Result<(PathBuf, String), ClusterError> {
+    if let Some(given) = std::env::var_os(release.var()).filter(|b| !b.is_empty()) {
         let given = PathBuf::from(given);
-        return match given.is_file() {
-            true => Ok(given),
-            false => Err(ClusterError::PgBouncerNotFound(given)),
+        let named = format!("{}={}", release.var(), given.display());
+        return match version_of(&given) {
+            Some(version) if is_release(&version, release) => Ok((given, version)),
+            Some(version) => Err(not_found(release, format!("{named} is {version}"))),
+            None => Err(not_found(
+                release,
+                format!("{named} does not run as PgBouncer"),
+            )),
         };
     }
+    let from_var = std::env::var_os(PGBOUNCER_VAR)
+        .filter(|b| !b.is_empty())
+        .map(PathBuf::from);
     let on_path = std::env::var_os("PATH")
         .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
         .unwrap_or_default()
         .into_iter()
         .map(|dir| dir.join("pgbouncer"));
-    std::iter::once(PathBuf::from(DEFAULT_BINARY))
+    let candidates: Vec<PathBuf> = from_var
+        .into_iter()
+        .chain(release.default_places().iter().map(PathBuf::from))
         .chain(on_path)
-        .find(|candidate| candidate.is_file())
-        .ok_or_else(|| ClusterError::PgBouncerNotFound(PathBuf::from(DEFAULT_BINARY)))
+        .collect();
+    candidates
+        .iter()
+        .filter_map(|candidate| Some((candidate.clone(), version_of(candidate)?)))
+        .find(|(_, version)| is_release(version, release))
+        .ok_or_else(|| {
+            let looked: Vec<_> = candidates.iter().map(|c| c.display().to_string()).collect();
+            not_found(
+                release,
+                format!("{} unset; looked at {}", release.var(), looked.join(", ")),
+            )
+        })
+}
+
+fn not_found(release: PgBouncerRelease, looked: String) -> ClusterError {
+    ClusterError::PgBouncerNotFound {
+        release: release.to_string(),
+        var: release.var(),
+        looked,
+        install: release.install(),
+    }
+}
+
+fn is_release(version: &str, release: PgBouncerRelease) -> bool {
+    parse_version(version).is_some_and(|v| release.covers(v))
+}
+
+/// The first line of `binary --version` (`PgBouncer 1.18.0`), if it runs and says so.
+fn version_of(binary: &Path) -> Option<String> {
+    let output = Command::new(binary)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let first = text.lines().next()?.trim();
+    (output.status.success() && first.starts_with("PgBouncer ")).then(|| first.to_owned())
+}
+
+/// `(major, minor)` of `PgBouncer 1.25.2`.
+fn parse_version(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.strip_prefix("PgBouncer ")?.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
 }
 
 /// The SCRAM secret PostgreSQL keeps for the URL's user, so the auth file holds no password.
@@ -244,7 +385,8 @@ fn config_text(
          server_round_robin = 0\n\
          logfile = {log}\n\
          log_connections = 0\n\
-         log_disconnections = 0\n",
+         log_disconnections = 0\n\
+         {prepared}",
         host = upstream.host(),
         upstream_port = upstream.port(),
         auth = dir.join("userlist.txt").display(),
@@ -252,6 +394,10 @@ fn config_text(
         pool = settings.server_pool_size,
         clients = settings.max_client_connections,
         log = dir.join("pgbouncer.log").display(),
+        prepared = settings
+            .max_prepared_statements
+            .map(|n| format!("max_prepared_statements = {n}\n"))
+            .unwrap_or_default(),
     )
 }
 
