@@ -174,7 +174,9 @@ impl PgBouncer {
             )?;
             let mut process = spawn(&binary, &config, &run_as, &dir)?;
             let watchdog = spawn_watchdog(process.id(), &dir)?;
-            match wait_until_listening(&mut process, port, &dir) {
+            match wait_until_listening(&mut process, port, &dir)
+                .and_then(|()| first_login(upstream, port, bins))
+            {
                 Ok(()) => {
                     return Ok(Self {
                         dir,
@@ -250,7 +252,15 @@ impl Drop for PgBouncer {
 /// (which must name that release), else the first of `PGBOUNCER`, the release's default places
 /// and `pgbouncer` on `PATH` whose `--version` is that release.
 fn locate(release: PgBouncerRelease) -> Result<(PathBuf, String), ClusterError> {
-    if let Some(given) = std::env::var_os(release.var()).filter(|b| !b.is_empty()) {
+    find(release, |var| std::env::var_os(var))
+}
+
+/// [`locate`] with the environment read through `env`.
+fn find(
+    release: PgBouncerRelease,
+    env: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<(PathBuf, String), ClusterError> {
+    if let Some(given) = env(release.var()).filter(|b| !b.is_empty()) {
         let given = PathBuf::from(given);
         let named = format!("{}={}", release.var(), given.display());
         return match version_of(&given) {
@@ -262,10 +272,10 @@ fn locate(release: PgBouncerRelease) -> Result<(PathBuf, String), ClusterError> 
             )),
         };
     }
-    let from_var = std::env::var_os(PGBOUNCER_VAR)
+    let from_var = env(PGBOUNCER_VAR)
         .filter(|b| !b.is_empty())
         .map(PathBuf::from);
-    let on_path = std::env::var_os("PATH")
+    let on_path = env("PATH")
         .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
         .unwrap_or_default()
         .into_iter()
@@ -320,6 +330,28 @@ fn parse_version(version: &str) -> Option<(u32, u32)> {
     let major = parts.next()?.parse().ok()?;
     let minor = parts.next()?.parse().ok()?;
     Some((major, minor))
+}
+
+/// One client logs in and runs a statement before any other, on the upstream's own database.
+/// PgBouncer keeps the SCRAM keys of a user's client login to log in to the server as that user,
+/// but 1.25.2 saves them only from the first login it verifies against the auth file's secret
+/// (later ones reuse a cached verifier and save nothing): had that first login been to the
+/// admin console, or lost a race with a second one, no server login as the user would ever
+/// succeed ("server login failed: wrong password type").
+fn first_login(upstream: &DatabaseUrl, port: u16, bins: &PgBinaries) -> Result<(), ClusterError> {
+    let mut psql = Command::new(bins.tool("psql"));
+    psql.args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args([
+            "--username",
+            upstream.user(),
+            "--dbname",
+            upstream.database(),
+        ])
+        .args(["--command", "SELECT 1"])
+        .env("PGPASSWORD", upstream.password().expose_secret())
+        .env("PGCONNECT_TIMEOUT", "10");
+    run_ok(psql).map(drop)
 }
 
 /// The SCRAM secret PostgreSQL keeps for the URL's user, so the auth file holds no password.
@@ -473,4 +505,150 @@ fn stop_child(child: &mut Child) {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{ffi::OsString, os::unix::fs::PermissionsExt};
+
+    use super::*;
+
+    /// A stand-in binary in `dir` that prints `version` as PgBouncer's `--version` does.
+    fn fake(dir: &Path, name: &str, version: &str) -> PathBuf {
+        let path = dir.join(name);
+        fs::write(
+            &path,
+            format!("#!/bin/sh\necho '{version}'\necho 'libevent 2.1.12'\n"),
+        )
+        .unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    #[test]
+    fn versions_read_as_their_release() {
+        assert_eq!(parse_version("PgBouncer 1.18.0"), Some((1, 18)));
+        assert_eq!(parse_version("PgBouncer 1.25.2"), Some((1, 25)));
+        assert_eq!(parse_version("PgBouncer 2.0"), Some((2, 0)));
+        assert_eq!(parse_version("pgbouncer 1.18.0"), None);
+        assert_eq!(parse_version("PgBouncer x.1"), None);
+        assert_eq!(parse_version("PgBouncer 1"), None);
+        for (version, old) in [
+            ((1, 18), true),
+            ((1, 20), true),
+            ((1, 21), false),
+            ((1, 25), false),
+        ] {
+            assert_eq!(PgBouncerRelease::V1_18.covers(version), old, "{version:?}");
+            assert_eq!(PgBouncerRelease::V1_25.covers(version), !old, "{version:?}");
+        }
+        assert_eq!(PgBouncerRelease::default(), PgBouncerRelease::V1_18);
+        assert!(
+            PgBouncerRelease::V1_25
+                .to_string()
+                .contains("1.21 or later")
+        );
+        assert!(PgBouncerRelease::V1_18.to_string().contains("before 1.21"));
+    }
+
+    #[test]
+    fn each_release_is_found_by_its_version_wherever_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = fake(dir.path(), "old", "PgBouncer 1.18.0");
+        let new = fake(dir.path(), "new", "PgBouncer 1.25.2");
+        let bin = dir.path().join("bin");
+        fs::create_dir(&bin).unwrap();
+        fake(&bin, "pgbouncer", "PgBouncer 1.23.1");
+        let env = |pairs: Vec<(&'static str, OsString)>| {
+            move |var: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == var)
+                    .map(|(_, v)| v.clone())
+            }
+        };
+        // The release's own variable wins, and must be that release.
+        let found = find(
+            PgBouncerRelease::V1_25,
+            env(vec![("PGBOUNCER_1_25", new.clone().into())]),
+        );
+        assert_eq!(found.unwrap(), (new.clone(), "PgBouncer 1.25.2".to_owned()));
+        let wrong = find(
+            PgBouncerRelease::V1_25,
+            env(vec![("PGBOUNCER_1_25", old.clone().into())]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            wrong.contains("is PgBouncer 1.18.0") && wrong.contains("bash .ci/build-pgbouncer"),
+            "{wrong}"
+        );
+        let missing = dir.path().join("nothing");
+        let broken = find(
+            PgBouncerRelease::V1_18,
+            env(vec![("PGBOUNCER_1_18", missing.into())]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            broken.contains("does not run as PgBouncer")
+                && broken.contains("apt-get install pgbouncer"),
+            "{broken}"
+        );
+        // PGBOUNCER serves the release it is, and PATH the rest.
+        let pgbouncer = env(vec![
+            ("PGBOUNCER", old.clone().into()),
+            ("PATH", bin.clone().into()),
+        ]);
+        assert_eq!(find(PgBouncerRelease::V1_18, &pgbouncer).unwrap().0, old);
+        let on_path = find(
+            PgBouncerRelease::V1_25,
+            env(vec![("PATH", bin.clone().into())]),
+        );
+        if !Path::new(BUILT_BINARY).is_file() && !Path::new("/usr/local/bin/pgbouncer").is_file() {
+            assert_eq!(on_path.unwrap().1, "PgBouncer 1.23.1");
+        }
+    }
+
+    #[test]
+    fn a_missing_release_names_where_it_looked_and_how_to_install_it() {
+        let dir = tempfile::tempdir().unwrap();
+        fake(dir.path(), "pgbouncer", "PgBouncer 1.18.0");
+        let path: OsString = dir.path().into();
+        let err = find(PgBouncerRelease::V1_25, |var| {
+            (var == "PATH").then(|| path.clone())
+        });
+        if let Err(err) = err {
+            let text = err.to_string();
+            for part in [
+                "PgBouncer 1.25",
+                "PGBOUNCER_1_25 unset",
+                "bash .ci/build-pgbouncer",
+                "set PGBOUNCER_1_25",
+            ] {
+                assert!(text.contains(part), "{part}: {text}");
+            }
+        } else {
+            // This machine has a 1.21+ in a default place; it must really be one.
+            assert!(is_release(&err.unwrap().1, PgBouncerRelease::V1_25));
+        }
+    }
+
+    #[test]
+    fn the_configuration_sets_max_prepared_statements_only_when_asked() {
+        let upstream = DatabaseUrl::parse("postgresql://app:pw@127.0.0.1:5432/app").unwrap();
+        let settings = PgBouncerSettings::default();
+        let plain = config_text(&upstream, 6432, Path::new("/tmp/b"), settings);
+        assert!(!plain.contains("max_prepared_statements"), "{plain}");
+        assert!(
+            plain.contains("pool_mode = transaction") && plain.contains("default_pool_size = 5")
+        );
+        let asked = PgBouncerSettings {
+            max_prepared_statements: Some(0),
+            release: PgBouncerRelease::V1_25,
+            ..settings
+        };
+        let text = config_text(&upstream, 6432, Path::new("/tmp/b"), asked);
+        assert!(text.ends_with("max_prepared_statements = 0\n"), "{text}");
+    }
 }
