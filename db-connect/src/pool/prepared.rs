@@ -115,11 +115,13 @@ async fn check(pool: &PgPool, url: &DatabaseUrl) -> Result<(), DbErr> {
 /// Kept when the server session holds the statement, and only under names the driver did not
 /// give it; otherwise what was seen instead.
 fn verdict(names: &[String]) -> Result<(), String> {
-    match names.iter().find(|name| name.starts_with(DRIVER_PREFIX)) {
-        _ if names.is_empty() => Err(
+    if names.is_empty() {
+        return Err(
             "the server session of the transaction that prepared a statement does not hold it"
                 .to_owned(),
-        ),
+        );
+    }
+    match names.iter().find(|name| name.starts_with(DRIVER_PREFIX)) {
         Some(name) => Err(format!(
             "the server session holds the driver's statement under the driver's own name {name}"
         )),
