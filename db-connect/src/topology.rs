@@ -364,6 +364,14 @@ mod tests {
             (flagged.pooler, flagged.pooled_statements),
             (Pooler::Transaction, PooledStatements::Prepared)
         );
+        // Both spellings of the pooler, agreeing, are no contradiction.
+        let both = from_pairs(&[
+            ("DATABASE_URL", "postgresql://u:p@pooler:6432/db?pgbouncer=true"),
+            ("DB_POOLER", "transaction"),
+            (POOLER_PREPARED_STATEMENTS_VAR, "true"),
+        ])
+        .unwrap();
+        assert_eq!(both.pooled_statements, PooledStatements::Prepared);
         assert_eq!(
             Topology::for_url(url(POOLED)).pooled_statements,
             PooledStatements::Inlined
