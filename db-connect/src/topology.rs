@@ -366,7 +366,10 @@ mod tests {
         );
         // Both spellings of the pooler, agreeing, are no contradiction.
         let both = from_pairs(&[
-            ("DATABASE_URL", "postgresql://u:p@pooler:6432/db?pgbouncer=true"),
+            (
+                "DATABASE_URL",
+                "postgresql://u:p@pooler:6432/db?pgbouncer=true",
+            ),
             ("DB_POOLER", "transaction"),
             (POOLER_PREPARED_STATEMENTS_VAR, "true"),
         ])
