@@ -60,6 +60,9 @@ pub enum Cause {
     TooManyConnections,
     /// The server is starting up, shutting down or in recovery without hot standby.
     NotReady,
+    /// `DB_POOLER_PREPARED_STATEMENTS=true`, and the pooler passes prepared statements through
+    /// (PgBouncer before 1.21, `max_prepared_statements = 0`, or no pooler at all).
+    PreparedStatementsNotKept,
     /// Anything else the driver or the server said.
     Other,
 }
@@ -84,7 +87,7 @@ impl ConnectError {
         &self.url
     }
 
-    fn new(cause: Cause, url: &DatabaseUrl, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(cause: Cause, url: &DatabaseUrl, detail: impl Into<String>) -> Self {
         Self {
             cause,
             url: url.to_string(),

@@ -18,4 +18,4 @@ pub use config::{ConfigError, DatabaseUrl, PoolSettings};
 pub use connect::{Cause, ConnectError, Opening, connect};
 pub use pool::{Pool, PoolTransaction};
 pub use settings::Settings;
-pub use topology::{NeedsDirectUrl, Pooler, Topology};
+pub use topology::{NeedsDirectUrl, PooledStatements, Pooler, Topology};

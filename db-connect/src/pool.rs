@@ -10,8 +10,12 @@
 //! trip, nothing named or prepared on the server; transactions are `BEGIN`/`COMMIT` on one
 //! client connection, which the pooler pins to one server session until the transaction ends
 //! (`BEGIN` rides with the transaction's first statement: see `pool/session.rs`).
+//!
+//! Through a pooler that tracks protocol-level prepared statements, the pool may instead keep
+//! SeaORM's own path, as directly ([`PooledStatements::Prepared`]: see `pool/prepared.rs`).
 
 mod error;
+mod prepared;
 mod session;
 
 use std::{future::Future, pin::Pin, sync::Arc};
@@ -28,7 +32,7 @@ use crate::{
     config::{DatabaseUrl, PoolSettings},
     connect::{ConnectError, Opening, name_acquire_timeout, open_pool, pool_options},
     inline::{InlineError, check_settings, check_values, inline},
-    topology::Pooler,
+    topology::{PooledStatements, Pooler},
 };
 use error::{local_error, sqlx_conn_acquire_err, sqlx_error_to_exec_err, sqlx_error_to_query_err};
 use session::{Answer, Fetch, Level, Session, readable};
@@ -38,6 +42,7 @@ use session::{Answer, Fetch, Level, Session, readable};
 pub struct Pool {
     conn: DatabaseConnection,
     pooler: Pooler,
+    statements: PooledStatements,
 }
 
 impl Pool {
@@ -89,7 +94,11 @@ impl Pool {
             Pooler::None => options,
         })
         .await?;
-        Ok(Self { conn, pooler })
+        Ok(Self {
+            conn,
+            pooler,
+            statements: PooledStatements::Inlined,
+        })
     }
 
     /// A pool around a SeaORM connection that reaches its database directly.
@@ -97,12 +106,24 @@ impl Pool {
         Self {
             conn,
             pooler: Pooler::None,
+            statements: PooledStatements::Inlined,
         }
     }
 
     /// What sits between this pool and PostgreSQL.
     pub fn pooler(&self) -> Pooler {
         self.pooler
+    }
+
+    /// How statements cross the transaction-mode pooler, if there is one.
+    pub fn pooled_statements(&self) -> PooledStatements {
+        self.statements
+    }
+
+    /// Whether statements go out inlined (a transaction pooler that keeps no prepared
+    /// statement), rather than on SeaORM's own path.
+    fn inlines(&self) -> bool {
+        self.pooler == Pooler::Transaction && self.statements == PooledStatements::Inlined
     }
 
     /// SeaORM's connection, when nothing sits between it and PostgreSQL (for what needs
@@ -215,12 +236,12 @@ impl ConnectionTrait for Pool {
     }
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        match self.pooler {
-            Pooler::None => {
+        match self.inlines() {
+            false => {
                 bindable(&stmt, sqlx_error_to_exec_err)?;
                 self.conn.execute_raw(stmt).await
             }
-            Pooler::Transaction => executed(self.pooled(&stmt, Fetch::Execute).await),
+            true => executed(self.pooled(&stmt, Fetch::Execute).await),
         }
         .map_err(|err| self.named(err))
     }
@@ -237,32 +258,32 @@ impl ConnectionTrait for Pool {
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        match self.pooler {
-            Pooler::None => {
+        match self.inlines() {
+            false => {
                 bindable(&stmt, sqlx_error_to_query_err)?;
                 let row = self.conn.query_one_raw(stmt).await?;
                 read(&row).map(|()| row)
             }
-            Pooler::Transaction => one(self.pooled(&stmt, Fetch::One).await),
+            true => one(self.pooled(&stmt, Fetch::One).await),
         }
         .map_err(|err| self.named(err))
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        match self.pooler {
-            Pooler::None => {
+        match self.inlines() {
+            false => {
                 bindable(&stmt, sqlx_error_to_query_err)?;
                 let rows = self.conn.query_all_raw(stmt).await?;
                 read(&rows).map(|()| rows)
             }
-            Pooler::Transaction => all(self.pooled(&stmt, Fetch::All).await),
+            true => all(self.pooled(&stmt, Fetch::All).await),
         }
         .map_err(|err| self.named(err))
     }
 }
 
-/// A transaction of a [`Pool`]: SeaORM's own directly, one pinned client connection through a
-/// transaction-mode pooler. `begin` on it opens a savepoint; dropping it unfinished rolls back.
+/// A transaction of a [`Pool`]: SeaORM's own directly (and through a pooler that keeps prepared
+/// statements), one pinned client connection through a transaction-mode pooler. `begin` on it opens a savepoint; dropping it unfinished rolls back.
 #[derive(Debug)]
 pub struct PoolTransaction(Open);
 
@@ -357,14 +378,14 @@ impl Pool {
         isolation_level: Option<IsolationLevel>,
         access_mode: Option<AccessMode>,
     ) -> Result<PoolTransaction, DbErr> {
-        Ok(PoolTransaction(match self.pooler {
-            Pooler::None => Open::Direct(
+        Ok(PoolTransaction(match self.inlines() {
+            false => Open::Direct(
                 self.conn
                     .begin_with_config(isolation_level, access_mode)
                     .await
                     .map_err(|err| self.named(err))?,
             ),
-            Pooler::Transaction => {
+            true => {
                 let conn = self
                     .sqlx()
                     .acquire()

@@ -29,7 +29,7 @@ use secrecy::SecretString;
 
 pub use binaries::PgBinaries;
 pub use local::{LocalCluster, LocalClusterStart};
-pub use pgbouncer::{PGBOUNCER_VAR, PgBouncer, PgBouncerSettings};
+pub use pgbouncer::{BUILT_BINARY, PGBOUNCER_VAR, PgBouncer, PgBouncerRelease, PgBouncerSettings};
 pub use replica::Replica;
 pub use throwaway::ThrowawayCluster;
 
@@ -71,9 +71,16 @@ pub enum ClusterError {
     )]
     Unreachable(PathBuf),
     #[error(
-        "PgBouncer was not found ({0}, nor on PATH); install the prerequisites (`{INSTALL_PREREQUISITES}`) or set PGBOUNCER to its path"
+        "{release} was not found ({looked}); {install}, and set {var} to its binary if it is elsewhere"
     )]
-    PgBouncerNotFound(PathBuf),
+    PgBouncerNotFound {
+        release: String,
+        var: &'static str,
+        looked: String,
+        install: &'static str,
+    },
+    #[error("PgBouncer cannot be configured so: {0}")]
+    PgBouncerSetting(String),
     #[error("{action} failed: {source}")]
     Io {
         action: String,

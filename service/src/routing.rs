@@ -72,18 +72,27 @@ const FRESHNESS: &str = "SELECT pg_is_in_recovery() AS in_recovery,
 
 impl Db {
     /// The pools of `topology`: the application's URL, whose first connection opens now (a
-    /// wrong URL or a down server fails here, naming the cause), and the replica's when set,
-    /// opened lazily: a replica that is down now is no error, reads go to the primary until it
-    /// answers.
+    /// wrong URL or a down server fails here, naming the cause, and a pooler said to keep
+    /// prepared statements is checked), and the replica's when set, opened lazily: a replica
+    /// that is down now is no error, reads go to the primary until it answers (behind a pooler
+    /// its statements are inlined, as no check of its pooler runs before its first read).
     pub async fn connect(
         topology: &Topology,
         settings: &PoolSettings,
     ) -> Result<Self, ConnectError> {
-        let primary = Pool::connect(&topology.application, topology.pooler, settings).await?;
+        let primary = Pool::connect_through(
+            &topology.application,
+            topology.pooler,
+            topology.pooled_statements,
+            settings,
+        )
+        .await?;
         Self::with_replica(primary, topology, settings).await
     }
 
-    /// Like [`Db::connect`], but the primary's pool too opens nothing until its first statement.
+    /// Like [`Db::connect`], but the primary's pool too opens nothing until its first statement;
+    /// behind a pooler its statements are then inlined, since checking that the pooler keeps
+    /// prepared statements takes a connection.
     pub async fn connect_lazy(
         topology: &Topology,
         settings: &PoolSettings,

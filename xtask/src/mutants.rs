@@ -1,4 +1,5 @@
-//! `cargo xtask mutants`: cargo-mutants over the service and the migration runner, one source
+//! `cargo xtask mutants`: cargo-mutants over the service, the migration runner and the pooler's
+//! parts (db-connect's topology and pool, the PgBouncer test component), one source
 //! file at a time with the test files that cover it, then a table of caught / missed /
 //! unviable / timeout per file (docs/reliability.md).
 //!
@@ -216,6 +217,40 @@ pub const TARGETS: &[Target] = &[
     runner("migration/src/runner/mod.rs", RUNNER_TESTS),
     pooler("db-connect/src/inline.rs"),
     pooler("db-connect/src/pool/session.rs"),
+    Target {
+        package: "db-connect",
+        file: "db-connect/src/topology.rs",
+        test_packages: "db-connect,harness",
+        tests: &[UNIT_TESTS, "config"],
+    },
+    Target {
+        package: "db-connect",
+        file: "db-connect/src/pool/prepared.rs",
+        test_packages: "db-connect,harness",
+        tests: &[UNIT_TESTS, "through_pgbouncer_125_prepared"],
+    },
+    Target {
+        package: "db-connect",
+        file: "db-connect/src/pool.rs",
+        test_packages: IT,
+        tests: &["through_pgbouncer", "through_pgbouncer_125_prepared"],
+    },
+    Target {
+        package: "dev-servers",
+        file: "dev-servers/src/pgbouncer.rs",
+        test_packages: "dev-servers,harness",
+        tests: &[UNIT_TESTS, "through_pgbouncer_125_prepared"],
+    },
+    Target {
+        package: "harness",
+        file: "harness/src/topology.rs",
+        test_packages: IT,
+        tests: &[
+            UNIT_TESTS,
+            "through_pgbouncer_125_prepared",
+            "through_pgbouncer_125_inlined",
+        ],
+    },
 ];
 
 pub struct Options {
@@ -230,14 +265,17 @@ fn workspace() -> &'static Path {
 }
 
 /// `target/mutants/events` for `service/src/events.rs`, `target/mutants/worker-mod` for
-/// `service/src/worker/mod.rs` (two modules may share a file name).
+/// `service/src/worker/mod.rs`, `target/mutants/harness-topology` for `harness/src/topology.rs`
+/// (two modules may share a file name).
 fn output_dir(target: &Target) -> std::path::PathBuf {
     let path = Path::new(target.file);
     let name = |p: Option<&std::ffi::OsStr>| p.expect("a file path").to_string_lossy().into_owned();
     let stem = name(path.file_stem());
     let parent = name(path.parent().and_then(Path::file_name));
     let dir = match parent.as_str() {
-        "src" => stem,
+        "src" if target.package == "service" => stem,
+        // db-connect's and the harness's `topology.rs` apart.
+        "src" => format!("{}-{stem}", target.package),
         _ => format!("{parent}-{stem}"),
     };
     workspace().join("target/mutants").join(dir)
