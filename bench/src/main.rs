@@ -14,11 +14,11 @@ mod topology;
 mod versus;
 mod workers;
 
-use std::{fmt::Write as _, path::Path};
+use std::{fmt::Write as _, path::Path, process::ExitCode};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use db_connect::{DatabaseUrl, PoolSettings};
+use db_connect::{DatabaseUrl, PoolSettings, Settings};
 use sea_orm::ConnectionTrait;
 use stats::micros;
 
@@ -160,20 +160,42 @@ async fn server_label(db: &sea_orm::DatabaseConnection) -> Result<String> {
     Ok(format!("PostgreSQL {version} at {address}"))
 }
 
+/// A user's mistake (a wrong URL, a server that is down) is one line naming it, whatever
+/// `RUST_BACKTRACE` says: anyhow would print a backtrace with it. Panics keep theirs.
 #[tokio::main(flavor = "multi_thread")]
-async fn main() -> Result<()> {
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("Error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The server the bench creates its database on: where the environment's topology sends
+/// sessions (it creates and drops a database, and starts a PgBouncer of its own for section 6),
+/// else the local cluster.
+fn server(settings: &Settings) -> Result<DatabaseUrl> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let topology = dev_servers::topology_or_local(&workspace, settings)?;
+    Ok(topology
+        .session_url("the bench (it creates and drops a database of its own)")?
+        .clone())
+}
+
+async fn run() -> Result<()> {
     let args = Args::parse();
     let plan = args.plan();
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let server = dev_servers::database_url_or_local(&workspace)?;
+    let settings = Settings::from_env()?;
+    let server = server(&settings)?;
     let online = online_migrations::Plan::new(args.smoke, args.quick);
     if args.online_migrations {
         println!("{}", online_migrations::section(&server, &online).await?);
         return Ok(());
     }
     let name = format!("bench_{}", std::process::id());
-    let admin =
-        db_connect::connect(&server.with_database("postgres")?, &PoolSettings::default()).await?;
+    let admin = db_connect::connect(&server.with_database("postgres")?, &settings.pool).await?;
     admin
         .execute_unprepared(&format!("CREATE DATABASE {name}"))
         .await

@@ -25,6 +25,7 @@ use tokio::sync::OnceCell;
 pub use db_connect;
 
 pub mod better_auth;
+pub mod connect_faults;
 pub mod fixtures;
 pub mod topology;
 
@@ -80,7 +81,8 @@ pub fn server() -> &'static TestServer {
 }
 
 /// A small pool for `url`, for test code; through a transaction-mode pooler when the URL says
-/// `pgbouncer=true` (as [`TestDb::url`] does in a test binary that runs through PgBouncer).
+/// `pgbouncer=true` (as [`TestDb::url`] does in a test binary that runs through PgBouncer), with
+/// statements crossing it as the binary's name says ([`topology::pooled_statements`]).
 pub async fn connect(url: &DatabaseUrl, max_connections: u32) -> Pool {
     let settings = PoolSettings {
         max_connections,
@@ -90,9 +92,9 @@ pub async fn connect(url: &DatabaseUrl, max_connections: u32) -> Pool {
         Some(true) => Pooler::Transaction,
         _ => Pooler::None,
     };
-    Pool::connect(url, pooler, &settings)
+    Pool::connect_through(url, pooler, topology::pooled_statements(), &settings)
         .await
-        .unwrap_or_else(|err| panic!("could not connect to {url}: {err}"))
+        .unwrap_or_else(|err| panic!("{err}"))
 }
 
 async fn admin_execute(sql: &str) {

@@ -9,20 +9,16 @@
 
 use std::ops::Deref;
 
-use db_connect::ConfigError;
+use db_connect::{ConfigError, ConnectError};
 use sea_orm::{DbErr, RuntimeErr, sqlx};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("database configuration: {0}")]
     Config(#[from] ConfigError),
-    #[error("could not connect to {url}: {source}")]
-    Connect {
-        /// The URL with its password masked.
-        url: String,
-        #[source]
-        source: DbErr,
-    },
+    /// A first connection failed: its cause and the URL, password masked.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     #[error("{entity} `{key}` was not found")]
     NotFound { entity: &'static str, key: String },
     #[error("{table}: a row with the same key already exists ({constraint})")]

@@ -39,9 +39,9 @@ fn program(env: &str, names: &[&str]) -> PathBuf {
         .find(|candidate| candidate.is_file())
         .unwrap_or_else(|| {
             panic!(
-                "{} not found (set {env}); install Debian's `chromium` and `chromium-driver` \
-                 (`apt-get install chromium chromium-driver`), as .ci/run does",
-                names.join(" or ")
+                "{} not found (set {env}); install the prerequisites: `{}`",
+                names.join(" or "),
+                dev_servers::INSTALL_PREREQUISITES
             )
         })
 }
