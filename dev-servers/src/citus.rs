@@ -108,7 +108,7 @@ struct Node {
 
 /// A Citus cluster: a coordinator and its workers, all bootstrapped (`CREATE EXTENSION citus`
 /// in each node's `postgres` database, the coordinator and the workers registered there), so
-/// `CREATE ROLE` and the databases of [`CitusCluster::create_database`] reach every node.
+/// `CREATE ROLE` on the coordinator reaches every node.
 #[derive(Debug)]
 pub struct CitusCluster {
     dir: PathBuf,
@@ -192,7 +192,7 @@ impl CitusCluster {
     }
 
     /// Citus in every node's `postgres` database, then the nodes registered in the
-    /// coordinator's: what makes `CREATE ROLE` and `CREATE DATABASE` there reach the workers.
+    /// coordinator's: what makes `CREATE ROLE` there reach the workers.
     fn bootstrap(&mut self) -> Result<(), ClusterError> {
         let nodes: Vec<DatabaseUrl> = self.node_urls("postgres")?;
         parallel_ok(
@@ -222,19 +222,19 @@ impl CitusCluster {
         sql
     }
 
-    /// A database on every node with Citus in it and the nodes registered in its metadata:
-    /// created on the coordinator with Citus's propagation (so on every worker too), then the
-    /// extension on the workers (first, or the coordinator's registration finds no Citus
-    /// there), then on the coordinator.
+    /// A database on every node with Citus in it and the nodes registered in its metadata: the
+    /// database created on each node (not through Citus's propagation, which records it as a
+    /// distributed object: a copy of it would carry the template's entry, and adding a node to
+    /// the copy would then fail on the template's name), Citus on the workers first (or the
+    /// coordinator's registration finds none there), then on the coordinator.
     pub fn create_database(&self, name: &str) -> Result<(), ClusterError> {
-        let quoted = quote(name);
-        run_ok(self.psql(
-            &self.coordinator_url("postgres")?,
-            &[
-                "SET citus.enable_create_database_propagation = on",
-                &format!("CREATE DATABASE {quoted}"),
-            ],
-        ))?;
+        let create = format!("CREATE DATABASE {}", quote(name));
+        parallel_ok(
+            self.node_urls("postgres")?
+                .iter()
+                .map(|url| self.psql(url, &[&create]))
+                .collect(),
+        )?;
         parallel_ok(
             self.worker_urls(name)?
                 .iter()
@@ -251,24 +251,21 @@ impl CitusCluster {
         .map(drop)
     }
 
-    /// Makes `name` a template every node can copy: closed to connections (on the coordinator,
-    /// which propagates it), then every session on it ended on every node (Citus's maintenance
-    /// daemons and cached connections hold some).
+    /// Makes `name` a template every node can copy: closed to connections on every node, then
+    /// every session on it ended (Citus's maintenance daemons and cached connections hold some),
+    /// on the coordinator first, whose daemon holds connections to the workers' copies.
     pub fn freeze_template(&self, name: &str) -> Result<(), ClusterError> {
-        run_ok(self.psql(
-            &self.coordinator_url("postgres")?,
-            &[&format!(
-                "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false",
-                quote(name)
-            )],
-        ))?;
-        // The coordinator first: its daemon holds connections to the workers' copies.
+        let close = format!(
+            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false",
+            quote(name)
+        );
         let terminate = format!(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
               WHERE datname = '{}' AND pid <> pg_backend_pid()",
             name.replace('\'', "''")
         );
         let nodes = self.node_urls("postgres")?;
+        parallel_ok(nodes.iter().map(|url| self.psql(url, &[&close])).collect())?;
         run_ok(self.psql(&nodes[0], &[&terminate]))?;
         parallel_ok(
             nodes[1..]
@@ -281,6 +278,9 @@ impl CitusCluster {
     /// A copy of the frozen template `template` named `name` on every node, in parallel (Citus's
     /// propagation off): each node's copy holds that node's shards and the same metadata, so
     /// together they are a complete distributed database, sharing nothing with the template.
+    /// The one entry of that metadata naming the template, the database itself as a
+    /// distributed object, is pointed at the copy on each node, as if it had been built there
+    /// (else adding a node to the copy fails: it looks for the template there).
     pub fn clone_database(&self, template: &str, name: &str) -> Result<(), ClusterError> {
         let sql = format!(
             "CREATE DATABASE {} TEMPLATE {}",
@@ -291,6 +291,19 @@ impl CitusCluster {
             self.node_urls("postgres")?
                 .iter()
                 .map(|url| self.psql(url, &[&sql]))
+                .collect(),
+        )?;
+        let repoint = format!(
+            "UPDATE pg_catalog.pg_dist_object
+                SET objid = (SELECT oid FROM pg_database WHERE datname = current_database())
+              WHERE classid = 'pg_database'::regclass
+                AND objid = (SELECT oid FROM pg_database WHERE datname = '{}')",
+            template.replace('\'', "''")
+        );
+        parallel_ok(
+            self.node_urls(name)?
+                .iter()
+                .map(|url| self.psql(url, &[&repoint]))
                 .collect(),
         )
     }
