@@ -13,6 +13,8 @@
 //! `TEST_THROUGH_CITUS=1`) gets every [`TestDb`] on Citus, so the same test files run on one node
 //! and on the cluster.
 
+pub mod load;
+
 use std::sync::OnceLock;
 
 use dev_servers::CitusCluster;
