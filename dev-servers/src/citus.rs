@@ -533,8 +533,7 @@ fn node_conf(sockets: &Path, settings: &CitusSettings) -> String {
          max_connections = {connections}\n\
          max_worker_processes = {workers}\n\
          fsync = off\n\
-         full_page_writes = off\n\
-         synchronous_commit = off\n",
+         full_page_writes = off\n",
         shards = settings.shard_count,
         pool = settings.executor_pool_size,
         connections = settings.max_connections,
