@@ -485,21 +485,26 @@ impl Drop for CitusWorker {
 /// A new temporary folder short enough for the socket paths inside it: in the system's
 /// temporary folder, or `/tmp` when that one's path is too long.
 fn short_temp_dir(prefix: &str) -> Result<PathBuf, ClusterError> {
-    let fits = |base: &Path| {
-        base.as_os_str().len() + 1 + prefix.len() + 6 + "/s".len() + SOCKET_FILE.len()
-            <= SOCKET_PATH_LIMIT
-    };
     let system = std::env::temp_dir();
-    let base = match fits(&system) {
+    let base = match sockets_fit(&system, prefix) {
         true => system,
         false => PathBuf::from("/tmp"),
     };
     Ok(tempfile::Builder::new()
         .prefix(prefix)
-        .rand_bytes(6)
+        .rand_bytes(RANDOM_CHARS)
         .tempdir_in(base)
         .map_err(io_err("creating a temporary directory"))?
         .keep())
+}
+
+/// Characters of a temporary folder's name after its prefix.
+const RANDOM_CHARS: usize = 6;
+
+/// Whether sockets fit in `<base>/<prefix><random>/s/`.
+fn sockets_fit(base: &Path, prefix: &str) -> bool {
+    base.as_os_str().len() + 1 + prefix.len() + RANDOM_CHARS + "/s".len() + SOCKET_FILE.len()
+        <= SOCKET_PATH_LIMIT
 }
 
 /// A node's folder (this process's; the data directory inside becomes the server user's).
@@ -615,5 +620,16 @@ mod tests {
         assert_eq!(postgres_major("PostgreSQL 16.2"), Some("16"));
         assert_eq!(postgres_major("postgres (PostgreSQL) 15.18"), None);
         assert_eq!(postgres_major("PostgreSQL "), None);
+    }
+
+    #[test]
+    fn the_socket_folder_moves_to_tmp_when_the_temporary_folder_is_too_long() {
+        // 1 + "citus-" + 6 random + "/s" + "/.s.PGSQL.65535" = 30 bytes after the base.
+        let base = |len: usize| PathBuf::from(format!("/{}", "t".repeat(len - 1)));
+        assert!(sockets_fit(&base(77), "citus-"));
+        assert!(!sockets_fit(&base(78), "citus-"));
+        assert!(sockets_fit(&base(70), "citus-worker-"));
+        assert!(!sockets_fit(&base(71), "citus-worker-"));
+        assert!(sockets_fit(Path::new("/tmp"), "citus-"));
     }
 }
