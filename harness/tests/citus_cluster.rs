@@ -380,6 +380,84 @@ async fn a_worker_added_later_joins_one_database_and_takes_a_shard_with_its_rows
         scalar(db.conn(), "SELECT count(DISTINCT k) FROM t").await,
         500
     );
+    // Moved back, the worker can go: dropping it stops it and removes its folder.
+    db.conn()
+        .execute_unprepared(&format!(
+            "SELECT citus_move_shard_placement({shard}, '{host}', {to}, '{host}', {from},
+                 shard_transfer_mode => 'block_writes');
+             SELECT citus_remove_node('{host}', {to})",
+            host = cluster.node_host(),
+            to = worker.port()
+        ))
+        .await
+        .unwrap();
+    let (dir, port) = (worker.dir().to_path_buf(), worker.port());
+    drop(worker);
+    assert!(!dir.exists(), "{} was left behind", dir.display());
+    assert!(!port_is_open(port), "the worker still listens on {port}");
+    assert_eq!(scalar(db.conn(), "SELECT count(*) FROM t").await, 500);
+}
+
+#[tokio::test]
+async fn a_cluster_of_its_own_has_its_settings_and_is_gone_once_dropped() {
+    let settings = dev_servers::CitusSettings {
+        shard_count: 2,
+        executor_pool_size: 1,
+        max_connections: 50,
+        max_worker_processes: 20,
+    };
+    let cluster =
+        tokio::task::spawn_blocking(move || CitusCluster::start_with(1, settings).unwrap())
+            .await
+            .unwrap();
+    assert_eq!(cluster.settings(), settings);
+    assert_eq!(cluster.worker_ports().len(), 1);
+    let urls = cluster.node_urls("postgres").unwrap();
+    assert_eq!(urls.len(), 2);
+    for url in &urls {
+        let conn = harness::connect(url, 1).await;
+        let shown = text_rows(
+            &conn,
+            "SELECT concat_ws(' ', current_setting('citus.shard_count'),
+                    current_setting('citus.max_adaptive_executor_pool_size'),
+                    current_setting('max_connections'), current_setting('max_worker_processes'))",
+        )
+        .await;
+        assert_eq!(shown, text("2 1 50 20"));
+        conn.close().await.ok();
+    }
+    let coordinator = harness::connect(&urls[0], 1).await;
+    assert_eq!(
+        scalar(&coordinator, "SELECT count(*) FROM pg_dist_node").await,
+        2
+    );
+    coordinator.close().await.ok();
+    let (dir, ports) = (cluster.dir().to_path_buf(), urls.iter().map(|u| u.port()));
+    let ports: Vec<u16> = ports.collect();
+    drop(cluster);
+    assert!(!dir.exists(), "{} was left behind", dir.display());
+    for port in ports {
+        assert!(!port_is_open(port), "a node still listens on {port}");
+    }
+}
+
+#[test]
+fn a_node_that_cannot_start_fails_the_cluster_with_its_log_and_leaves_nothing_behind() {
+    let settings = dev_servers::CitusSettings {
+        max_connections: 0,
+        ..Default::default()
+    };
+    let err = CitusCluster::start_with(1, settings).unwrap_err();
+    let dev_servers::ClusterError::StartFailed { log, tail } = &err else {
+        panic!("not a start failure: {err}");
+    };
+    assert!(tail.contains("max_connections"), "{tail}");
+    let cluster_dir = log.parent().and_then(|node| node.parent()).unwrap();
+    assert!(
+        !cluster_dir.exists(),
+        "{} was left behind",
+        cluster_dir.display()
+    );
 }
 
 /// Not a test of its own: run in a child process by the tests below. With
@@ -409,6 +487,11 @@ fn child_starts_a_citus_cluster() {
                     .join(",")
             );
             std::process::abort();
+        }
+        Ok("testdb") => {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            let on_citus = runtime.block_on(async { harness::TestDb::migrated().await.on_citus() });
+            println!("ON_CITUS={on_citus}");
         }
         Ok("start") => match CitusCluster::start(1) {
             Ok(_) => println!("STARTED"),
@@ -467,6 +550,18 @@ fn the_cluster_and_an_added_worker_are_removed_when_their_process_aborts() {
             "a node on port {port} was left running"
         );
     }
+}
+
+#[test]
+fn test_databases_are_on_citus_in_a_process_told_so_and_only_there() {
+    assert!(
+        !citus::enabled(),
+        "this binary's name does not ask for Citus"
+    );
+    let told = child("testdb", &[("TEST_THROUGH_CITUS", "1".as_ref())]);
+    assert_eq!(value(&told, "ON_CITUS="), "true");
+    let not_told = child("testdb", &[("TEST_THROUGH_CITUS", "0".as_ref())]);
+    assert_eq!(value(&not_told, "ON_CITUS="), "false");
 }
 
 #[test]

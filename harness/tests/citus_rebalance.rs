@@ -163,3 +163,93 @@ async fn tenants_move_to_a_new_worker_and_back_while_ingest_claims_and_runs_go_o
         );
     }
 }
+
+#[tokio::test]
+async fn the_check_finds_lost_stray_duplicated_unprocessed_and_twice_claimed_events_and_broken_runs()
+ {
+    let db = citus::migrated().await;
+    require_distributed(&db).await;
+    load::organizations(db.conn(), 2).await;
+    // What no working schema allows, so the check is seen to find it: a key stored twice.
+    let unique = text_rows(
+        db.conn(),
+        "SELECT conname::text FROM pg_constraint
+          WHERE conrelid = 'slack_events'::regclass AND contype = 'u'",
+    )
+    .await;
+    for constraint in unique {
+        db.conn()
+            .execute_unprepared(&format!(
+                "ALTER TABLE slack_events DROP CONSTRAINT {}",
+                constraint[0].clone().unwrap()
+            ))
+            .await
+            .unwrap();
+    }
+    db.conn()
+        .execute_unprepared(
+            "INSERT INTO slack_events (organization_id, event_id, event_type, team_id, payload, status)
+             VALUES ('load-org-000', 'kept', 'message', 'T', '{}', 'processed'),
+                    ('load-org-000', 'twice', 'message', 'T', '{}', 'processed'),
+                    ('load-org-000', 'twice', 'message', 'T', '{}', 'processed'),
+                    ('load-org-001', 'pending', 'message', 'T', '{}', 'pending'),
+                    ('load-org-001', 'stray', 'message', 'T', '{}', 'processed')",
+        )
+        .await
+        .unwrap();
+    let mut tally = load::Tally::default();
+    for (organization, event) in [
+        ("load-org-000", "kept"),
+        ("load-org-000", "twice"),
+        ("load-org-001", "pending"),
+        ("load-org-001", "lost"),
+    ] {
+        tally
+            .acknowledged
+            .insert((organization.into(), event.into()));
+    }
+    for (n, claims) in [1, 2, 3].into_iter().enumerate() {
+        tally
+            .claimed
+            .insert(sea_orm::prelude::Uuid::from_u128(n as u128), claims);
+    }
+    // Runs: gapless as reported, a gap, fewer calls than reported, none at all.
+    for (sequences, reported) in [
+        (&[0, 1][..], Some(2)),
+        (&[0, 2], Some(2)),
+        (&[0, 1], Some(3)),
+        (&[], None),
+    ] {
+        let run = text_rows(
+            db.conn(),
+            "INSERT INTO agent_runs (organization_id, trigger_source, model, status)
+             VALUES ('load-org-001', 'api', 'm', 'running') RETURNING id::text",
+        )
+        .await[0][0]
+            .clone()
+            .unwrap();
+        for sequence in sequences {
+            db.conn()
+                .execute_unprepared(&format!(
+                    "INSERT INTO tool_calls (organization_id, agent_run_id, tool_name, sequence)
+                     VALUES ('load-org-001', '{run}', 'search', {sequence})"
+                ))
+                .await
+                .unwrap();
+        }
+        if let Some(reported) = reported {
+            tally.runs.insert(run.parse().unwrap(), reported);
+        }
+    }
+    assert_eq!(
+        load::check(db.conn(), &tally).await,
+        Outcome {
+            lost: 1,
+            unacknowledged: 1,
+            duplicated: 1,
+            unprocessed: 1,
+            claimed_twice: 2,
+            broken_runs: 2,
+        }
+    );
+}

@@ -488,3 +488,82 @@ fn sqlstate(err: &DbErr) -> String {
         .and_then(|e| e.code())
         .map_or_else(|| "-".to_owned(), |code| code.into_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn timed(kind: &'static str, at: u64, took: u64) -> Timed {
+        Timed {
+            kind,
+            at: ms(at),
+            took: ms(took),
+        }
+    }
+
+    #[test]
+    fn the_stall_is_the_longest_statement_overlapping_the_window_against_the_p99_outside() {
+        let mut tally = Tally::default();
+        // Outside: 100 statements of 1..=100 ms, well before the window.
+        for i in 1..=100 {
+            tally.statements.push(timed("claim", 0, i));
+        }
+        tally.statements.extend([
+            timed("ingest", 900, 150),  // ends inside the window
+            timed("settle", 1_000, 40), // starts at its beginning
+            timed("append", 1_900, 90), // starts at its end
+            timed("late", 2_001, 500),  // after it
+        ]);
+        let (longest, p99) = tally.stall(ms(1_000), ms(1_900));
+        let longest = longest.unwrap();
+        assert_eq!((longest.kind, longest.took), ("ingest", ms(150)));
+        // 101 outside (1..=100 and the late one): the 100th of them.
+        assert_eq!(p99, ms(100));
+        let (_, p99) = tally.stall(ms(10_000), ms(11_000));
+        assert_eq!(p99, ms(150), "everything is outside a window after it");
+        assert_eq!(Tally::default().stall(ms(0), ms(1)).0.map(|t| t.kind), None);
+    }
+
+    #[test]
+    fn only_errors_a_caller_would_not_retry_are_unexpected_and_merges_add_up() {
+        let mut tally = Tally::default();
+        let id = Uuid::nil();
+        tally.claimed.insert(id, 1);
+        tally
+            .errors
+            .insert("claim 40P01".into(), (2, "deadlock".into()));
+        let mut other = Tally::default();
+        other.claimed.insert(id, 1);
+        other.acknowledged.insert(("o".into(), "e".into()));
+        other.runs.insert(id, 3);
+        other.statements.push(timed("ingest", 0, 1));
+        other
+            .errors
+            .insert("claim 40P01".into(), (1, "again".into()));
+        other
+            .errors
+            .insert("ingest 40001".into(), (1, "serialization".into()));
+        other
+            .errors
+            .insert("settle XX000".into(), (1, "internal".into()));
+        other
+            .errors
+            .insert("ingest -".into(), (4, "connection".into()));
+        tally.merge(other);
+        assert_eq!(tally.claimed[&id], 2);
+        assert_eq!(tally.acknowledged.len(), 1);
+        assert_eq!(tally.runs[&id], 3);
+        assert_eq!(tally.statements.len(), 1);
+        assert_eq!(tally.errors["claim 40P01"], (3, "deadlock".into()));
+        let unexpected: Vec<&str> = tally
+            .unexpected_errors()
+            .into_iter()
+            .map(|(key, _)| key.as_str())
+            .collect();
+        assert_eq!(unexpected, ["ingest -", "settle XX000"]);
+    }
+}
