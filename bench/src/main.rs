@@ -2,6 +2,7 @@
 //! Drizzle, its ingest throughput, and its latency as the events table grows. Runs on a fresh
 //! database of the configured server (DATABASE_URL, or the local cluster), dropped at the end.
 
+mod citus;
 mod drizzle;
 mod online_migrations;
 mod overhead;
@@ -40,6 +41,9 @@ struct Args {
     /// Run only section 6, PgBouncer and the replica (at the size --smoke/--quick choose).
     #[arg(long)]
     topology: bool,
+    /// Run only section 9, Citus against one node (at the size --smoke/--quick choose).
+    #[arg(long)]
+    citus: bool,
     /// Skip the graphile-worker and pg-boss comparison of the event workers (needs Node.js and npm).
     #[arg(long)]
     no_node_workers: bool,
@@ -192,6 +196,12 @@ async fn run() -> Result<()> {
     let online = online_migrations::Plan::new(args.smoke, args.quick);
     if args.online_migrations {
         println!("{}", online_migrations::section(&server, &online).await?);
+        return Ok(());
+    }
+    if args.citus {
+        let mut report = String::new();
+        citus::section(&mut report, &citus::Plan::new(args.smoke, args.quick)).await?;
+        println!("{report}");
         return Ok(());
     }
     let name = format!("bench_{}", std::process::id());
@@ -404,6 +414,7 @@ async fn bench(args: &Args, plan: &Plan, url: &DatabaseUrl) -> Result<()> {
     eprintln!("8/8 event workers against graphile-worker and pg-boss...");
     let workers_plan = workers::Plan::new(args.smoke, args.quick);
     workers::section(&mut report, &db, url, &workers_plan, !args.no_node_workers).await?;
+    citus::section(&mut report, &citus::Plan::new(args.smoke, args.quick)).await?;
     println!("{report}");
     if largest >= 100_000 {
         scale::require_index_only(&claim_plan, &page_plan)?;

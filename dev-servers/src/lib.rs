@@ -2,13 +2,15 @@
 //! cluster from the installed server binaries for when no `DATABASE_URL` is configured
 //! ([`LocalCluster`] persists in a folder of the workspace, like `prisma dev`;
 //! [`ThrowawayCluster`] lives in a temporary folder for one test process), and the production
-//! topology as test components ([`PgBouncer`] in transaction mode, a streaming [`Replica`]).
+//! topology as test components ([`PgBouncer`] in transaction mode, a streaming [`Replica`], a
+//! [`CitusCluster`] of a coordinator and workers).
 //! Each is removed by a watchdog process when the process that started it dies.
 //!
 //! PostgreSQL refuses to run as root, so when this process is root every server command runs as
 //! the `postgres` OS user through `runuser`, on a data directory that user owns.
 
 mod binaries;
+mod citus;
 mod files;
 mod local;
 mod pgbouncer;
@@ -28,6 +30,7 @@ use rand::{Rng, distr::Alphanumeric};
 use secrecy::SecretString;
 
 pub use binaries::PgBinaries;
+pub use citus::{CITUS_VERSION, CitusCluster, CitusSettings, CitusWorker, check_citus_installed};
 pub use local::{LocalCluster, LocalClusterStart};
 pub use pgbouncer::{BUILT_BINARY, PGBOUNCER_VAR, PgBouncer, PgBouncerRelease, PgBouncerSettings};
 pub use replica::Replica;
@@ -81,6 +84,16 @@ pub enum ClusterError {
     },
     #[error("PgBouncer cannot be configured so: {0}")]
     PgBouncerSetting(String),
+    #[error(
+        "Citus is not installed in this PostgreSQL ({missing} is missing); install Citus {CITUS_VERSION}: \
+         `.ci/install-citus` builds it from ../shared/vendor, or from Citus's own packages \
+         `curl https://install.citusdata.com/community/deb.sh | sudo bash && sudo apt-get install -y postgresql-{postgres_major}-citus-{CITUS_VERSION}` \
+         (README, set-up)"
+    )]
+    CitusNotInstalled {
+        missing: PathBuf,
+        postgres_major: String,
+    },
     #[error("{action} failed: {source}")]
     Io {
         action: String,
