@@ -74,6 +74,8 @@ async fn reads_settle_on_replica(db: &Db, replica: bool, within: Duration) -> bo
     false
 }
 
+/// One delivery of a team no organization connected (stored in `unrouted_events`): a write the
+/// replica must replay, whoever it belongs to.
 async fn ingest(db: &Db, id: &str) {
     let delivery = SlackDelivery {
         event_id: id.to_owned(),
@@ -81,7 +83,6 @@ async fn ingest(db: &Db, id: &str) {
         team_id: "T1".into(),
         channel_id: None,
         slack_user_id: None,
-        slack_connection_id: None,
         payload: serde_json::json!({ "id": id }),
     };
     events::ingest::<SlackEvents>(db, delivery).await.unwrap();

@@ -28,12 +28,20 @@ fn delivery(n: usize) -> SlackDelivery {
         team_id: "T1".into(),
         channel_id: None,
         slack_user_id: None,
-        slack_connection_id: None,
         payload: json!({ "n": n }),
     }
 }
 
+/// Ingests deliveries `range` of team T1, routed to the organization `org_faults` (created on
+/// first use).
 async fn ingest(db: &impl ConnectionTrait, range: std::ops::Range<usize>) {
+    let routed =
+        "SELECT count(*) FROM webhook_routes WHERE provider = 'slack' AND external_id = 'T1'";
+    if scalar(db, routed).await == 0 {
+        harness::fixtures::organization_with_teams(db, "org_faults", "T1")
+            .await
+            .unwrap();
+    }
     let batch: Vec<_> = range.map(delivery).collect();
     events::ingest_batch::<SlackEvents>(db, &batch)
         .await

@@ -301,7 +301,6 @@ fn delivery_of(event_id: String, text: String) -> service::events::SlackDelivery
         team_id: "T1".into(),
         channel_id: None,
         slack_user_id: None,
-        slack_connection_id: None,
         payload: serde_json::json!({ "text": text }),
     }
 }
@@ -313,6 +312,9 @@ async fn a_payload_of_dollar_quote_tags_ingests_about_as_fast_as_a_plain_one() {
     const BYTES: usize = 64 * 1024;
     let db = TestDb::migrated().await;
     assert_eq!(db.conn().pooler(), Pooler::Transaction);
+    harness::fixtures::organization_with_teams(db.conn(), "org_payloads", "T1")
+        .await
+        .unwrap();
     // Every tag the inliner might pick, in order: `$v$`, `$v1$`, `$v2$`, ...
     let mut tags = String::from("$v$");
     for n in 1.. {
