@@ -332,6 +332,13 @@ fn insert_sql<S: EventSource>() -> &'static str {
         .or_insert_with(|| Box::leak(build_insert_sql::<S>().into_boxed_str()))
 }
 
+/// The statement [`ingest`] and [`ingest_batch`] send, for checks of its plan (`EXPLAIN`) by
+/// tests and for the bench, whose hand-written ingest must stay this statement.
+#[doc(hidden)]
+pub fn ingest_statement_sql<S: EventSource>() -> &'static str {
+    insert_sql::<S>()
+}
+
 /// The ingest of a source in one statement, reading the deliveries from `unnest` of one array
 /// per column (in the order given, which is event id order): those a route claims go to the
 /// route's organization and connection, the others to `unrouted_events`, repeats of stored
