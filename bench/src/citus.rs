@@ -19,7 +19,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, Transac
 use service::{
     agents::{self, NewRunInput, NewToolCallInput},
     auth,
-    events::{self, EventFilter, SlackEvents},
+    events::{self, SlackDelivery, SlackEvents},
 };
 use uuid::Uuid;
 
@@ -145,8 +145,21 @@ pub async fn section(report: &mut String, plan: &Plan) -> Result<()> {
     Ok(())
 }
 
-/// Users with a session each, the organizations, a running run in each: the same rows on both
-/// sides.
+/// The Slack team each organization is connected to, whose deliveries are routed to it.
+fn team_of(organization: &str) -> String {
+    format!("T-{organization}")
+}
+
+/// Delivery `n`, of the Slack team of `organization`.
+fn delivery_to(n: usize, organization: &str) -> SlackDelivery {
+    SlackDelivery {
+        team_id: team_of(organization),
+        ..delivery(n)
+    }
+}
+
+/// Users with a session each, the organizations, each connected to its Slack team (so its
+/// deliveries are routed to it), a running run in each: the same rows on both sides.
 async fn fill(url: &DatabaseUrl, organizations: usize) -> Result<Side> {
     let settings = PoolSettings {
         max_connections: 2,
@@ -171,11 +184,19 @@ async fn fill(url: &DatabaseUrl, organizations: usize) -> Result<Side> {
         .collect();
     let mut runs = Vec::new();
     for organization in &organizations {
+        crate::seed::connect_slack(&db, organization, &team_of(organization)).await?;
         runs.push(crate::seed::running_run(&db, organization).await?);
         for _ in 0..20 {
             let run = agents::create_run(&db, run_input(organization)).await?;
-            agents::start_run(&db, run.id).await?;
-            agents::succeed_run(&db, run.id, serde_json::json!({}), Default::default()).await?;
+            agents::start_run(&db, organization, run.id).await?;
+            agents::succeed_run(
+                &db,
+                organization,
+                run.id,
+                serde_json::json!({}),
+                Default::default(),
+            )
+            .await?;
         }
     }
     Ok(Side {
@@ -235,6 +256,10 @@ async fn scalar_i64(db: &DatabaseConnection, sql: &str) -> Result<i64> {
     Ok(row.try_get_by_index(0)?)
 }
 
+/// The case that reads every organization (on Citus, every shard): which organizations have
+/// events due, as a worker asks before it claims for each.
+const FAN_OUT: &str = "due organizations (first 100 due events), every organization";
+
 /// One helper call on a side, as a future.
 type Call<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'a>>;
 /// A hot helper's call number `i` on a side.
@@ -270,14 +295,21 @@ async fn hot_helpers(
         }),
         ("ingest one event", |side, i| {
             Box::pin(async move {
-                events::ingest::<SlackEvents>(&side.db, delivery(50_000_000 + i)).await?;
+                let organization = &side.organizations[i % side.organizations.len()];
+                let delivery = delivery_to(50_000_000 + i, organization);
+                let ingested = events::ingest::<SlackEvents>(&side.db, delivery).await?;
+                anyhow::ensure!(
+                    matches!(ingested, events::Ingested::Inserted { .. }),
+                    "a delivery to {organization} was not routed: {ingested:?}"
+                );
                 Ok(())
             })
         }),
-        ("claim 10 (BEGIN, claim, ROLLBACK)", |side, _| {
+        ("claim 10 (BEGIN, claim, ROLLBACK)", |side, i| {
             Box::pin(async move {
+                let organization = &side.organizations[i % side.organizations.len()];
                 let txn = side.db.begin().await?;
-                events::claim::<SlackEvents>(&txn, 10).await?;
+                events::claim::<SlackEvents>(&txn, organization, 10).await?;
                 txn.rollback().await?;
                 Ok(())
             })
@@ -296,13 +328,16 @@ async fn hot_helpers(
                     tool_id: None,
                     input: serde_json::json!({}),
                 };
-                agents::append_tool_call(&side.db, side.runs[i % side.runs.len()], call).await?;
+                // The organization's own running run.
+                let k = i % side.runs.len();
+                agents::append_tool_call(&side.db, &side.organizations[k], side.runs[k], call)
+                    .await?;
                 Ok(())
             })
         }),
-        ("list events page (50), every organization", |side, _| {
+        (FAN_OUT, |side, _| {
             Box::pin(async move {
-                events::list::<SlackEvents>(&side.db, &EventFilter::default(), None, 50).await?;
+                events::due_organizations::<SlackEvents>(&side.db, 100).await?;
                 Ok(())
             })
         }),
@@ -377,9 +412,17 @@ async fn ingest(plan: &Plan, one: &Side, citus: &Side, report: &mut String) -> R
         for (index, side) in [one, citus].into_iter().enumerate() {
             let started = Instant::now();
             for _ in 0..plan.ingest_rows / 100 {
-                let batch: Vec<_> = (next..next + 100).map(delivery).collect();
+                let batch: Vec<_> = (next..next + 100)
+                    .map(|n| delivery_to(n, &side.organizations[n % side.organizations.len()]))
+                    .collect();
                 next += 100;
-                events::ingest_batch::<SlackEvents>(&side.db, &batch).await?;
+                let ingested = events::ingest_batch::<SlackEvents>(&side.db, &batch).await?;
+                anyhow::ensure!(
+                    ingested.inserted.len() == batch.len(),
+                    "{} of {} deliveries routed",
+                    ingested.inserted.len(),
+                    batch.len()
+                );
             }
             let rate = plan.ingest_rows as f64 / started.elapsed().as_secs_f64();
             if round > 0 {
@@ -391,7 +434,8 @@ async fn ingest(plan: &Plan, one: &Side, citus: &Side, report: &mut String) -> R
     writeln!(
         report,
         "\n### (b) Batch ingest throughput\n\n\
-         Batches of 100 deliveries (`events::ingest_batch`), one client, {} events a side and \
+         Batches of 100 deliveries (`events::ingest_batch`), each batch spread over every \
+         organization's Slack team (so routed to all of them), one client, {} events a side and \
          round, {} rounds after a warm-up, the sides in turn; the median round.\n\n\
          | side | rows/s |\n| --- | --- |\n| one node | {one_rate:.0} |\n| Citus | {citus_rate:.0} |\n\n\
          Citus / one node: {:.2}\n",
@@ -448,6 +492,19 @@ async fn moves(
             .await?;
         windows.push((
             "rebalance onto it (`citus_rebalance_start`, logical moves)".to_owned(),
+            from,
+            workload.elapsed(),
+        ));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    } else {
+        // The rebalancer copies the reference tables to a new worker first; without it, Citus
+        // refuses to move a shard until they are copied.
+        let from = workload.elapsed();
+        setup
+            .execute_unprepared("SELECT replicate_reference_tables()")
+            .await?;
+        windows.push((
+            "reference tables copied to it (`replicate_reference_tables`)".to_owned(),
             from,
             workload.elapsed(),
         ));
@@ -590,7 +647,7 @@ fn what_nodes_buy(figures: &[CaseFigures], shards: u32, report: &mut String) -> 
     .filter_map(|c| extra(c))
     .collect();
     let router = router.iter().sum::<f64>() / router.len().max(1) as f64;
-    let fan_out = extra("list events page (50), every organization").unwrap_or(0.0);
+    let fan_out = extra(FAN_OUT).unwrap_or(0.0);
     writeln!(
         report,
         "\n### (d) What a node count would buy (an estimate from (a), not a measurement of \

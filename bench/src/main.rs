@@ -226,7 +226,7 @@ async fn bench(args: &Args, plan: &Plan, url: &DatabaseUrl) -> Result<()> {
     let db = db_connect::connect(url, &settings).await?;
     let pool = seed::pool(url, 4).await?;
     migration::apply_pending(url).await?;
-    let data = seed::base(&pool, plan.pending).await?;
+    let data = seed::base(&db, &pool, plan.pending).await?;
     let mut report = String::new();
     if args.topology {
         topology::run(&plan.topology, url, &data, &mut report).await?;
@@ -323,15 +323,12 @@ async fn bench(args: &Args, plan: &Plan, url: &DatabaseUrl) -> Result<()> {
         );
         // A claim of 10 needs 10 due events, and the filled table has one in 200 rows.
         let claim_table_rows = plan.sizes[0].max(2_000);
-        let latencies = versus::run(
-            &db,
-            drizzle,
-            &data.session_tokens,
+        let fixture = versus::Fixture {
+            tokens: &data.session_tokens,
+            organization_id: &data.organization_id,
             claim_table_rows,
-            plan.iterations,
-            plan.rounds,
-        )
-        .await?;
+        };
+        let latencies = versus::run(&db, drizzle, &fixture, plan.iterations, plan.rounds).await?;
         versus::report(&mut report, drizzle, &t, &latencies, plan.rounds)?;
     }
     drop(drizzle);
@@ -339,13 +336,15 @@ async fn bench(args: &Args, plan: &Plan, url: &DatabaseUrl) -> Result<()> {
     eprintln!("4/8 scale: {:?} events...", plan.sizes);
     let mut points = Vec::new();
     for &rows in &plan.sizes {
-        points.push(scale::measure(&db, rows, plan.iterations.min(500)).await?);
+        points.push(
+            scale::measure(&db, &data.organization_id, rows, plan.iterations.min(500)).await?,
+        );
     }
     let largest = *plan.sizes.last().expect("sizes");
-    let (claim_plan, page_plan) = scale::explain(&db, largest).await?;
+    let (claim_plan, page_plan) = scale::explain(&db, &data.organization_id, largest).await?;
     writeln!(
         report,
-        "\n## 4. Scale (1% of events pending; goal: p50 at the largest size <= 1.5x p50 at the smallest)\n"
+        "\n## 4. Scale (one organization's events, 1% pending; goal: p50 at the largest size <= 1.5x p50 at the smallest)\n"
     )?;
     writeln!(
         report,
@@ -413,7 +412,15 @@ async fn bench(args: &Args, plan: &Plan, url: &DatabaseUrl) -> Result<()> {
     );
     eprintln!("8/8 event workers against graphile-worker and pg-boss...");
     let workers_plan = workers::Plan::new(args.smoke, args.quick);
-    workers::section(&mut report, &db, url, &workers_plan, !args.no_node_workers).await?;
+    workers::section(
+        &mut report,
+        &db,
+        url,
+        &data.organization_id,
+        &workers_plan,
+        !args.no_node_workers,
+    )
+    .await?;
     citus::section(&mut report, &citus::Plan::new(args.smoke, args.quick)).await?;
     println!("{report}");
     if largest >= 100_000 {

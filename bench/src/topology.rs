@@ -180,14 +180,18 @@ async fn hot_helpers(
         }),
         ("ingest one event", |db, _, i, _| {
             Box::pin(async move {
-                events::ingest::<SlackEvents>(db, delivery(40_000_000 + i)).await?;
+                let ingested = events::ingest::<SlackEvents>(db, delivery(40_000_000 + i)).await?;
+                anyhow::ensure!(
+                    matches!(ingested, events::Ingested::Inserted { .. }),
+                    "a delivery of the bench's team was not routed: {ingested:?}"
+                );
                 Ok(())
             })
         }),
-        ("claim 10 (BEGIN, claim, ROLLBACK)", |db, _, _, _| {
+        ("claim 10 (BEGIN, claim, ROLLBACK)", |db, data, _, _| {
             Box::pin(async move {
                 let txn = db.begin().await?;
-                events::claim::<SlackEvents>(&txn, 10).await?;
+                events::claim::<SlackEvents>(&txn, &data.organization_id, 10).await?;
                 txn.rollback().await?;
                 Ok(())
             })
@@ -320,15 +324,31 @@ async fn many_clients(
         size.clients
     );
     let tokens = Arc::new(data.session_tokens.clone());
-    let direct = crowd(size, direct_url, Statements::Direct, &tokens).await;
-    let inlined = crowd(size, &pooled.old, Statements::Inlined, &tokens).await;
-    let prepared = crowd(size, &pooled.new, Statements::Prepared, &tokens).await;
+    let organization = data.organization_id.as_str();
+    let direct = crowd(size, direct_url, Statements::Direct, &tokens, organization).await;
+    let inlined = crowd(
+        size,
+        &pooled.old,
+        Statements::Inlined,
+        &tokens,
+        organization,
+    )
+    .await;
+    let prepared = crowd(
+        size,
+        &pooled.new,
+        Statements::Prepared,
+        &tokens,
+        organization,
+    )
+    .await;
     writeln!(
         report,
         "### (b) {} clients, one connection each, {} session lookups + claims each\n\n\
          Direct: every client connects to PostgreSQL (its `max_connections` refuses the rest). \
          Through PgBouncer: every client connects to PgBouncer, which shares {SERVER_CONNECTIONS} \
-         server connections among them. A claim is `BEGIN`, claim 1, `ROLLBACK`.\n",
+         server connections among them. A claim is `BEGIN`, claim 1 of the organization's events, \
+         `ROLLBACK`.\n",
         size.clients, size.ops_per_client
     )?;
     writeln!(
@@ -368,6 +388,7 @@ async fn crowd(
     url: &DatabaseUrl,
     statements: Statements,
     tokens: &Arc<Vec<String>>,
+    organization_id: &str,
 ) -> Crowd {
     let connected = Arc::new(Barrier::new(size.clients + 1));
     let settings = PoolSettings {
@@ -380,6 +401,7 @@ async fn crowd(
         .map(|client| {
             let (url, settings, connected) = (url.clone(), settings.clone(), connected.clone());
             let tokens = tokens.clone();
+            let organization_id = organization_id.to_owned();
             let ops = size.ops_per_client;
             tokio::spawn(async move {
                 let pool = match statements {
@@ -401,7 +423,7 @@ async fn crowd(
                         0 => auth::valid_session(&pool, &tokens[(client + op) % tokens.len()])
                             .await
                             .map(drop),
-                        _ => claim_and_roll_back(&pool).await,
+                        _ => claim_and_roll_back(&pool, &organization_id).await,
                     };
                     latencies.record(started.elapsed());
                     errors += usize::from(result.is_err());
@@ -434,9 +456,9 @@ async fn crowd(
     out
 }
 
-async fn claim_and_roll_back(pool: &Pool) -> Result<(), service::Error> {
+async fn claim_and_roll_back(pool: &Pool, organization_id: &str) -> Result<(), service::Error> {
     let txn = pool.begin().await?;
-    events::claim::<SlackEvents>(&txn, 1).await?;
+    events::claim::<SlackEvents>(&txn, organization_id, 1).await?;
     txn.rollback().await?;
     Ok(())
 }
@@ -451,7 +473,9 @@ async fn replica_reads(size: &Size, cluster: &ThrowawayCluster, report: &mut Str
     let url = cluster.url("postgres")?;
     migration::apply_pending(&url).await?;
     let copying = crate::seed::pool(&url, 1).await?;
-    let data = crate::seed::base(&copying, 0).await?;
+    let setup = db_connect::connect(&url, &PoolSettings::default()).await?;
+    let data = crate::seed::base(&setup, &copying, 0).await?;
+    setup.close().await?;
     copying.close().await;
     let replica = Replica::start(cluster)?;
     replica.wait_until_caught_up().await?;
