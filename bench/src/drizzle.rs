@@ -139,9 +139,9 @@ impl Drizzle {
         Ok(delivered / seconds)
     }
 
-    fn samples(&mut self, case: &str, variant: Variant, iterations: usize) -> Result<Samples> {
-        let answer = self
-            .call(json!({ "case": case, "variant": variant.as_str(), "iterations": iterations }))?;
+    /// Runs a latency case's `command`: its samples.
+    fn samples(&mut self, command: Value) -> Result<Samples> {
+        let answer = self.call(command)?;
         let mut samples = Samples::default();
         for micros in answer["micros"].as_array().context("no micros")? {
             samples.record(Duration::from_secs_f64(
@@ -153,12 +153,24 @@ impl Drizzle {
 
     /// `iterations` session lookups by token, with the user.
     pub fn lookup(&mut self, variant: Variant, iterations: usize) -> Result<Samples> {
-        self.samples("lookup", variant, iterations)
+        self.samples(
+            json!({ "case": "lookup", "variant": variant.as_str(), "iterations": iterations }),
+        )
     }
 
-    /// `iterations` claims of 10 (BEGIN + claim timed, rolled back).
-    pub fn claim(&mut self, variant: Variant, iterations: usize) -> Result<Samples> {
-        self.samples("claim", variant, iterations)
+    /// `iterations` claims of 10 of the organization's events (BEGIN + claim timed, rolled back).
+    pub fn claim(
+        &mut self,
+        variant: Variant,
+        organization_id: &str,
+        iterations: usize,
+    ) -> Result<Samples> {
+        self.samples(json!({
+            "case": "claim",
+            "variant": variant.as_str(),
+            "iterations": iterations,
+            "organization": organization_id,
+        }))
     }
 }
 

@@ -2,6 +2,7 @@
 //! Drizzle, its ingest throughput, and its latency as the events table grows. Runs on a fresh
 //! database of the configured server (DATABASE_URL, or the local cluster), dropped at the end.
 
+mod citus;
 mod drizzle;
 mod online_migrations;
 mod overhead;
@@ -14,11 +15,11 @@ mod topology;
 mod versus;
 mod workers;
 
-use std::{fmt::Write as _, path::Path};
+use std::{fmt::Write as _, path::Path, process::ExitCode};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use db_connect::{DatabaseUrl, PoolSettings};
+use db_connect::{DatabaseUrl, PoolSettings, Settings};
 use sea_orm::ConnectionTrait;
 use stats::micros;
 
@@ -40,6 +41,9 @@ struct Args {
     /// Run only section 6, PgBouncer and the replica (at the size --smoke/--quick choose).
     #[arg(long)]
     topology: bool,
+    /// Run only section 9, Citus against one node (at the size --smoke/--quick choose).
+    #[arg(long)]
+    citus: bool,
     /// Skip the graphile-worker and pg-boss comparison of the event workers (needs Node.js and npm).
     #[arg(long)]
     no_node_workers: bool,
@@ -160,20 +164,48 @@ async fn server_label(db: &sea_orm::DatabaseConnection) -> Result<String> {
     Ok(format!("PostgreSQL {version} at {address}"))
 }
 
+/// A user's mistake (a wrong URL, a server that is down) is one line naming it, whatever
+/// `RUST_BACKTRACE` says: anyhow would print a backtrace with it. Panics keep theirs.
 #[tokio::main(flavor = "multi_thread")]
-async fn main() -> Result<()> {
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("Error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The server the bench creates its database on: where the environment's topology sends
+/// sessions (it creates and drops a database, and starts a PgBouncer of its own for section 6),
+/// else the local cluster.
+fn server(settings: &Settings) -> Result<DatabaseUrl> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let topology = dev_servers::topology_or_local(&workspace, settings)?;
+    Ok(topology
+        .session_url("the bench (it creates and drops a database of its own)")?
+        .clone())
+}
+
+async fn run() -> Result<()> {
     let args = Args::parse();
     let plan = args.plan();
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let server = dev_servers::database_url_or_local(&workspace)?;
+    let settings = Settings::from_env()?;
+    let server = server(&settings)?;
     let online = online_migrations::Plan::new(args.smoke, args.quick);
     if args.online_migrations {
         println!("{}", online_migrations::section(&server, &online).await?);
         return Ok(());
     }
+    if args.citus {
+        let mut report = String::new();
+        citus::section(&mut report, &citus::Plan::new(args.smoke, args.quick)).await?;
+        println!("{report}");
+        return Ok(());
+    }
     let name = format!("bench_{}", std::process::id());
-    let admin =
-        db_connect::connect(&server.with_database("postgres")?, &PoolSettings::default()).await?;
+    let admin = db_connect::connect(&server.with_database("postgres")?, &settings.pool).await?;
     admin
         .execute_unprepared(&format!("CREATE DATABASE {name}"))
         .await
@@ -194,7 +226,7 @@ async fn bench(args: &Args, plan: &Plan, url: &DatabaseUrl) -> Result<()> {
     let db = db_connect::connect(url, &settings).await?;
     let pool = seed::pool(url, 4).await?;
     migration::apply_pending(url).await?;
-    let data = seed::base(&pool, plan.pending).await?;
+    let data = seed::base(&db, &pool, plan.pending).await?;
     let mut report = String::new();
     if args.topology {
         topology::run(&plan.topology, url, &data, &mut report).await?;
@@ -291,15 +323,12 @@ async fn bench(args: &Args, plan: &Plan, url: &DatabaseUrl) -> Result<()> {
         );
         // A claim of 10 needs 10 due events, and the filled table has one in 200 rows.
         let claim_table_rows = plan.sizes[0].max(2_000);
-        let latencies = versus::run(
-            &db,
-            drizzle,
-            &data.session_tokens,
+        let fixture = versus::Fixture {
+            tokens: &data.session_tokens,
+            organization_id: &data.organization_id,
             claim_table_rows,
-            plan.iterations,
-            plan.rounds,
-        )
-        .await?;
+        };
+        let latencies = versus::run(&db, drizzle, &fixture, plan.iterations, plan.rounds).await?;
         versus::report(&mut report, drizzle, &t, &latencies, plan.rounds)?;
     }
     drop(drizzle);
@@ -307,13 +336,15 @@ async fn bench(args: &Args, plan: &Plan, url: &DatabaseUrl) -> Result<()> {
     eprintln!("4/8 scale: {:?} events...", plan.sizes);
     let mut points = Vec::new();
     for &rows in &plan.sizes {
-        points.push(scale::measure(&db, rows, plan.iterations.min(500)).await?);
+        points.push(
+            scale::measure(&db, &data.organization_id, rows, plan.iterations.min(500)).await?,
+        );
     }
     let largest = *plan.sizes.last().expect("sizes");
-    let (claim_plan, page_plan) = scale::explain(&db, largest).await?;
+    let (claim_plan, page_plan) = scale::explain(&db, &data.organization_id, largest).await?;
     writeln!(
         report,
-        "\n## 4. Scale (1% of events pending; goal: p50 at the largest size <= 1.5x p50 at the smallest)\n"
+        "\n## 4. Scale (one organization's events, 1% pending; goal: p50 at the largest size <= 1.5x p50 at the smallest)\n"
     )?;
     writeln!(
         report,
@@ -381,7 +412,16 @@ async fn bench(args: &Args, plan: &Plan, url: &DatabaseUrl) -> Result<()> {
     );
     eprintln!("8/8 event workers against graphile-worker and pg-boss...");
     let workers_plan = workers::Plan::new(args.smoke, args.quick);
-    workers::section(&mut report, &db, url, &workers_plan, !args.no_node_workers).await?;
+    workers::section(
+        &mut report,
+        &db,
+        url,
+        &data.organization_id,
+        &workers_plan,
+        !args.no_node_workers,
+    )
+    .await?;
+    citus::section(&mut report, &citus::Plan::new(args.smoke, args.quick)).await?;
     println!("{report}");
     if largest >= 100_000 {
         scale::require_index_only(&claim_plan, &page_plan)?;

@@ -1,5 +1,7 @@
-//! Section 6: migrations applied while webhooks keep arriving. `slack_events` holds N rows;
-//! 8 tasks ingest one event per call and 4 claim 10 at a time, without pause. Each window
+//! Section 7: migrations applied while webhooks keep arriving. `slack_events` holds N rows of
+//! 50 Slack teams connected to 5 organizations; 8 tasks ingest one event per call (routed to
+//! its team's organization) and 4 claim 10 at a time, each going round the organizations as a
+//! worker does, without pause. Each window
 //! records the longest any call took: a baseline without a migration, then (a) an index built
 //! concurrently, (b) a nullable column and its batched backfill, (c) the same index built the
 //! plain way, and (d) a migration that meets an idle-in-transaction session holding a lock on
@@ -29,6 +31,10 @@ use crate::overhead::delivery;
 
 const INGESTERS: usize = 8;
 const CLAIMERS: usize = 4;
+/// Organizations the filled events belong to, each connected to every `ORGANIZATIONS`th of
+/// the `TEAMS` Slack teams.
+const ORGANIZATIONS: usize = 5;
+const TEAMS: usize = 50;
 /// The goal for (a) and (b): no call waits longer than this over the baseline's longest.
 const GOAL: Duration = Duration::from_millis(200);
 
@@ -250,8 +256,13 @@ struct Load {
 }
 
 impl Load {
-    /// Starts the tasks once each has its connection.
-    async fn start(url: &DatabaseUrl, next_event: &Arc<AtomicUsize>) -> Result<Self> {
+    /// Starts the tasks once each has its connection; the claimers claim for each of
+    /// `organizations` in turn.
+    async fn start(
+        url: &DatabaseUrl,
+        next_event: &Arc<AtomicUsize>,
+        organizations: &Arc<Vec<String>>,
+    ) -> Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut ingest = Vec::new();
         for _ in 0..INGESTERS {
@@ -263,6 +274,12 @@ impl Load {
                     let event = delivery(next.fetch_add(1, Ordering::Relaxed));
                     let started = Instant::now();
                     match events::ingest::<SlackEvents>(&db, event).await {
+                        Ok(events::Ingested::Unrouted(_)) => {
+                            anyhow::bail!(
+                                "a delivery of Slack team {} was not routed",
+                                crate::seed::TEAM
+                            )
+                        }
                         Ok(_) => calls.took.push(started.elapsed()),
                         Err(err) if is_replan(&err) => {
                             calls.replanned += 1;
@@ -275,14 +292,17 @@ impl Load {
             }));
         }
         let mut claim = Vec::new();
-        for _ in 0..CLAIMERS {
-            let (stop, url) = (stop.clone(), url.clone());
+        for claimer in 0..CLAIMERS {
+            let (stop, url, organizations) = (stop.clone(), url.clone(), organizations.clone());
             let mut db = task_connection(&url).await?;
             claim.push(tokio::spawn(async move {
                 let mut calls = Calls::default();
+                let mut turn = claimer;
                 while !stop.load(Ordering::Relaxed) {
+                    let organization = &organizations[turn % organizations.len()];
+                    turn += 1;
                     let started = Instant::now();
-                    match events::claim::<SlackEvents>(&db, 10).await {
+                    match events::claim::<SlackEvents>(&db, organization, 10).await {
                         Ok(_) => calls.took.push(started.elapsed()),
                         Err(err) if is_replan(&err) => {
                             calls.replanned += 1;
@@ -328,22 +348,50 @@ impl Load {
     }
 }
 
-/// `rows` events, 1% pending, the rest processed, spread over the last hours.
+/// The organizations, each connected (through the service, which routes the team's deliveries
+/// to it) to every `ORGANIZATIONS`th Slack team `T0` ... `T49`, so the load's team
+/// [`crate::seed::TEAM`] is routed too.
+async fn organizations(db: &DatabaseConnection) -> Result<Vec<String>> {
+    let organizations: Vec<String> = (0..ORGANIZATIONS)
+        .map(|k| format!("online-org-{k}"))
+        .collect();
+    for organization in &organizations {
+        db.execute_unprepared(&format!(
+            "INSERT INTO organizations (id, name, slug) VALUES ('{organization}', '{organization}', '{organization}')"
+        ))
+        .await?;
+    }
+    for team in 0..TEAMS {
+        let organization = &organizations[team % ORGANIZATIONS];
+        crate::seed::connect_slack(db, organization, &format!("T{team}")).await?;
+    }
+    Ok(organizations)
+}
+
+/// `rows` events of the teams' organizations, as their routes stored them, 1% pending, the
+/// rest processed, spread over the last hours.
 async fn fill(db: &DatabaseConnection, rows: usize) -> Result<()> {
-    db.execute_unprepared(&format!(
-        "INSERT INTO slack_events (event_id, event_type, team_id, channel_id, payload, status, attempts, processed_at, created_at)
-         SELECT 'EvSeed' || g,
+    let filled = db
+        .execute_unprepared(&format!(
+        "INSERT INTO slack_events (organization_id, slack_connection_id, event_id, event_type, team_id, channel_id, payload, status, attempts, processed_at, created_at)
+         SELECT r.organization_id, r.connection_id, 'EvSeed' || g,
                 CASE WHEN g % 10 = 0 THEN 'app_mention' ELSE 'message' END,
-                'T' || (g % 50), 'C' || (g % 500),
+                r.external_id, 'C' || (g % 500),
                 jsonb_build_object('type', 'event_callback', 'event', jsonb_build_object('text', 'hello ' || g)),
                 CASE WHEN g % 100 = 0 THEN 'pending' ELSE 'processed' END,
                 CASE WHEN g % 100 = 0 THEN 0 ELSE 1 END,
                 CASE WHEN g % 100 = 0 THEN NULL ELSE now() END,
                 now() - ({rows} - g) * interval '10 ms'
-         FROM generate_series(1, {rows}) g"
+         FROM generate_series(1, {rows}) g
+         JOIN webhook_routes r ON r.provider = 'slack' AND r.external_id = 'T' || (g % {TEAMS})"
     ))
     .await
     .context("filling slack_events")?;
+    anyhow::ensure!(
+        filled.rows_affected() == rows as u64,
+        "filled {} of {rows} events: a team has no route",
+        filled.rows_affected()
+    );
     db.execute_unprepared("VACUUM ANALYZE slack_events").await?;
     Ok(())
 }
@@ -377,26 +425,27 @@ async fn scenario(url: &DatabaseUrl, plan: &Plan) -> Result<String> {
         "7/8 online migrations: filling slack_events with {} rows...",
         plan.rows
     );
+    let organizations = Arc::new(organizations(&db).await?);
     fill(&db, plan.rows).await?;
     let next_event = Arc::new(AtomicUsize::new(1_000_000_000));
     let options = RunOptions::default();
 
-    let load = Load::start(url, &next_event).await?;
+    let load = Load::start(url, &next_event, &organizations).await?;
     tokio::time::sleep(plan.baseline).await;
     let mut windows = vec![load.finish("baseline, no migration").await?];
 
-    let load = Load::start(url, &next_event).await?;
+    let load = Load::start(url, &next_event, &organizations).await?;
     runner::run_with::<StepA>(url, Action::Up(None), &options, quiet).await?;
     windows.push(load.finish("(a) index built concurrently (helper)").await?);
 
-    let load = Load::start(url, &next_event).await?;
+    let load = Load::start(url, &next_event, &organizations).await?;
     runner::run_with::<StepB>(url, Action::Up(None), &options, quiet).await?;
     windows.push(
         load.finish("(b) nullable column + batched backfill")
             .await?,
     );
 
-    let load = Load::start(url, &next_event).await?;
+    let load = Load::start(url, &next_event, &organizations).await?;
     runner::run_with::<StepC>(url, Action::Up(None), &options, quiet).await?;
     windows.push(load.finish("(c) the same index, built plainly").await?);
 
@@ -414,7 +463,7 @@ async fn scenario(url: &DatabaseUrl, plan: &Plan) -> Result<String> {
          SELECT count(*) FROM (SELECT 1 FROM slack_events LIMIT 1) one",
     )
     .await?;
-    let load = Load::start(url, &next_event).await?;
+    let load = Load::start(url, &next_event, &organizations).await?;
     let outcome = runner::run_with::<StepD>(url, Action::Up(None), &plan.stuck, quiet).await;
     let stuck = load
         .finish("(d) ALTER TABLE behind an idle transaction")

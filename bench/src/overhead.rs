@@ -9,7 +9,7 @@ use service::{
     Cursor,
     agents::{self, NewToolCallInput},
     auth,
-    events::{self, SlackDelivery, SlackEvents},
+    events::{self, Ingested, SlackDelivery, SlackEvents},
 };
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -67,6 +67,7 @@ struct RawSessionWithUser {
 #[allow(dead_code)]
 struct RawEvent {
     id: Uuid,
+    organization_id: String,
     slack_connection_id: Option<Uuid>,
     event_id: String,
     event_type: String,
@@ -80,12 +81,14 @@ struct RawEvent {
     processed_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    due_at: DateTime<Utc>,
 }
 
 #[derive(sqlx::FromRow)]
 #[allow(dead_code)]
 struct RawToolCall {
     id: Uuid,
+    organization_id: String,
     agent_run_id: Uuid,
     tool_id: Option<Uuid>,
     tool_name: String,
@@ -128,27 +131,86 @@ pub fn delivery(n: usize) -> SlackDelivery {
     SlackDelivery {
         event_id: format!("Ev{n:09}"),
         event_type: "message".into(),
-        team_id: "T1".into(),
+        team_id: crate::seed::TEAM.into(),
         channel_id: Some("C1".into()),
         slack_user_id: Some("U1".into()),
-        slack_connection_id: None,
         payload: json!({ "type": "event_callback", "event": { "type": "message", "text": "hello there", "ts": n.to_string() } }),
     }
 }
 
-const RAW_SINGLE_INSERT: &str = "INSERT INTO slack_events (event_id, event_type, team_id, channel_id, slack_user_id, slack_connection_id, payload)
-     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING RETURNING id";
+/// The ingest as a sqlx user writes it by hand, one array per column: the deliveries a route
+/// claims go to its organization and connection, the others to `unrouted_events`, and each
+/// organization that got new rows is notified. It must stay the statement `events::ingest` and
+/// `events::ingest_batch` send (checked in [`run`]), so it names its columns as the helper's
+/// builder does.
+pub const RAW_INGEST: &str = "WITH d AS (
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[])
+             WITH ORDINALITY AS d(c1, c2, c3, c4, c5, c6, n)),
+     ins AS (
+         INSERT INTO slack_events (organization_id, slack_connection_id, event_id, event_type,
+             team_id, channel_id, slack_user_id, payload)
+         SELECT r.organization_id, r.connection_id, d.c1, d.c2, d.c3, NULLIF(d.c4, ''),
+             NULLIF(d.c5, ''), d.c6
+         FROM d JOIN webhook_routes r ON r.provider = 'slack' AND r.external_id = d.c3
+         ORDER BY d.n
+         ON CONFLICT DO NOTHING
+         RETURNING organization_id, event_id, id),
+     unrouted AS (
+         INSERT INTO unrouted_events (provider, event_id, external_id, event_type, payload)
+         SELECT 'slack', d.c1, d.c3, d.c2, d.c6::jsonb FROM d
+         WHERE NOT EXISTS (SELECT 1 FROM webhook_routes r
+                           WHERE r.provider = 'slack' AND r.external_id = d.c3)
+         ORDER BY d.n
+         ON CONFLICT DO NOTHING
+         RETURNING event_id, id),
+     woken AS (
+         SELECT pg_notify('slack_events', o)::text AS sent
+         FROM (SELECT DISTINCT organization_id AS o FROM ins) AS organizations)
+     SELECT organization_id, event_id, id, (SELECT count(*) FROM woken) AS notified FROM ins
+     UNION ALL
+     SELECT NULL, event_id, id, NULL FROM unrouted";
 
-pub const RAW_BATCH_INSERT: &str = "INSERT INTO slack_events (event_id, event_type, team_id, channel_id, slack_user_id, slack_connection_id, payload)
-     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::uuid[], $7::jsonb[])
-     ON CONFLICT (event_id) DO NOTHING RETURNING event_id, id";
+/// The claim as a sqlx user writes it by hand; it must stay the statement `events::claim`
+/// sends (checked in [`run`]).
+const CLAIM_SQL: &str = "WITH next AS (
+         SELECT id FROM slack_events WHERE organization_id = $1
+             AND status IN ('pending', 'processing') AND due_at <= now()
+         ORDER BY due_at, id LIMIT $2 FOR UPDATE SKIP LOCKED),
+     moved AS (
+         UPDATE slack_events e SET
+             status = CASE WHEN e.attempts >= $4 THEN 'failed' ELSE 'processing' END,
+             attempts = CASE WHEN e.attempts >= $4 THEN e.attempts ELSE e.attempts + 1 END,
+             due_at = now() + make_interval(secs => $3),
+             updated_at = now(),
+             last_error = CASE
+                 WHEN e.attempts < $4 THEN e.last_error
+                 WHEN e.status = 'processing' THEN 'its worker stopped during the last attempt (lease expired)'
+                 ELSE COALESCE(e.last_error, 'no attempts left') END
+         FROM next WHERE e.organization_id = $1 AND e.id = next.id
+         RETURNING e.id, e.slack_connection_id, e.event_id, e.event_type, e.team_id,
+             e.channel_id, e.slack_user_id, e.payload, e.status, e.attempts, e.last_error,
+             e.processed_at, e.created_at, e.updated_at, e.due_at, e.organization_id)
+     SELECT id, slack_connection_id, event_id, event_type, team_id, channel_id, slack_user_id,
+         payload, status, attempts, last_error, processed_at, created_at, updated_at, due_at,
+         organization_id
+     FROM moved WHERE status = 'processing'";
 
-/// Binds a batch the way a hand-written sqlx caller would: one array per column.
+/// What [`RAW_INGEST`] returns per new delivery: its organization (`None`: unrouted).
+#[derive(sqlx::FromRow)]
+#[allow(dead_code)]
+pub struct RawIngested {
+    pub organization_id: Option<String>,
+    event_id: String,
+    id: Uuid,
+    notified: Option<i64>,
+}
+
+/// Binds a batch to [`RAW_INGEST`] the way a hand-written sqlx caller would: one array per
+/// column, NULLs as NULLs, payloads as `jsonb`.
 pub fn raw_batch(
     batch: &[SlackDelivery],
-    sql: &'static str,
-) -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    sqlx::query(sql)
+) -> sqlx::query::QueryAs<'static, sqlx::Postgres, RawIngested, sqlx::postgres::PgArguments> {
+    sqlx::query_as(RAW_INGEST)
         .bind(batch.iter().map(|d| d.event_id.clone()).collect::<Vec<_>>())
         .bind(
             batch
@@ -169,13 +231,28 @@ pub fn raw_batch(
                 .map(|d| d.slack_user_id.clone())
                 .collect::<Vec<_>>(),
         )
-        .bind(
-            batch
-                .iter()
-                .map(|d| d.slack_connection_id)
-                .collect::<Vec<_>>(),
-        )
         .bind(batch.iter().map(|d| d.payload.clone()).collect::<Vec<_>>())
+}
+
+/// Whitespace aside, the same text: the hand-written statements are laid out for reading.
+fn squash(sql: &str) -> String {
+    sql.split_whitespace().collect()
+}
+
+/// Fails unless every row is a new event stored for `organization_id` (none unrouted).
+fn all_routed<'a>(
+    rows: impl IntoIterator<Item = Option<&'a str>>,
+    organization_id: &str,
+    expected: usize,
+    side: &str,
+) -> Result<()> {
+    let rows: Vec<_> = rows.into_iter().collect();
+    anyhow::ensure!(
+        rows.len() == expected && rows.iter().all(|o| *o == Some(organization_id)),
+        "{side} stored {} of {expected} deliveries, not all routed to {organization_id}: {rows:?}",
+        rows.len()
+    );
+    Ok(())
 }
 
 /// Runs every comparison, `iterations` calls per side.
@@ -213,27 +290,37 @@ pub async fn run(
     c.skip_warm_up(warm);
     out.push(c);
 
-    // Single ingest: new deliveries, alternating sides.
+    // Single ingest: new deliveries, alternating sides, each routed to the bench's organization.
+    anyhow::ensure!(
+        squash(RAW_INGEST) == squash(events::ingest_statement_sql::<SlackEvents>()),
+        "the hand-written ingest differs from the one `events::ingest` sends"
+    );
+    let organization = data.organization_id.as_str();
     let mut c = Comparison::new("ingest one event");
     for i in 0..iterations + warm {
         let (a, b) = (
             delivery(10_000_000 + 2 * i),
             delivery(10_000_000 + 2 * i + 1),
         );
-        timed(&mut c.helper, events::ingest::<SlackEvents>(db, a)).await?;
-        timed(
+        let ingested = timed(&mut c.helper, events::ingest::<SlackEvents>(db, a)).await?;
+        let rows = timed(
             &mut c.raw,
-            sqlx::query_scalar::<_, Uuid>(RAW_SINGLE_INSERT)
-                .bind(b.event_id)
-                .bind(b.event_type)
-                .bind(b.team_id)
-                .bind(b.channel_id)
-                .bind(b.slack_user_id)
-                .bind(b.slack_connection_id)
-                .bind(b.payload)
-                .fetch_optional(pool),
+            raw_batch(std::slice::from_ref(&b)).fetch_all(pool),
         )
         .await?;
+        let helper_org = match &ingested {
+            Ingested::Inserted {
+                organization_id, ..
+            } => Some(organization_id.as_str()),
+            _ => None,
+        };
+        all_routed([helper_org], organization, 1, "the helper")?;
+        all_routed(
+            rows.iter().map(|r| r.organization_id.as_deref()),
+            organization,
+            1,
+            "the hand-written ingest",
+        )?;
     }
     c.skip_warm_up(warm);
     out.push(c);
@@ -244,49 +331,59 @@ pub async fn run(
         let base = 20_000_000 + i * 200;
         let a: Vec<_> = (base..base + 100).map(delivery).collect();
         let b: Vec<_> = (base + 100..base + 200).map(delivery).collect();
-        timed(&mut c.helper, events::ingest_batch::<SlackEvents>(db, &a)).await?;
-        timed(&mut c.raw, raw_batch(&b, RAW_BATCH_INSERT).fetch_all(pool)).await?;
+        let ingested = timed(&mut c.helper, events::ingest_batch::<SlackEvents>(db, &a)).await?;
+        let rows = timed(&mut c.raw, raw_batch(&b).fetch_all(pool)).await?;
+        anyhow::ensure!(
+            ingested.unrouted.is_empty(),
+            "the helper left deliveries unrouted"
+        );
+        all_routed(
+            ingested
+                .inserted
+                .iter()
+                .map(|e| Some(e.organization_id.as_str())),
+            organization,
+            100,
+            "the helper",
+        )?;
+        all_routed(
+            rows.iter().map(|r| r.organization_id.as_deref()),
+            organization,
+            100,
+            "the hand-written ingest",
+        )?;
     }
     c.skip_warm_up(warm);
     out.push(c);
 
     // Claim 10 (in a transaction rolled back, so the pending set stays the same size).
     let mut c = Comparison::new("claim 10 pending");
-    let claim_sql = "WITH next AS (
-             SELECT id FROM slack_events WHERE status IN ('pending', 'processing') AND due_at <= now()
-             ORDER BY due_at, id LIMIT $1 FOR UPDATE SKIP LOCKED),
-         moved AS (
-             UPDATE slack_events e SET
-                 status = CASE WHEN e.attempts >= $3 THEN 'failed' ELSE 'processing' END,
-                 attempts = CASE WHEN e.attempts >= $3 THEN e.attempts ELSE e.attempts + 1 END,
-                 due_at = now() + make_interval(secs => $2),
-                 last_error = CASE
-                     WHEN e.attempts < $3 THEN e.last_error
-                     WHEN e.status = 'processing' THEN 'its worker stopped during the last attempt (lease expired)'
-                     ELSE COALESCE(e.last_error, 'no attempts left') END
-             FROM next WHERE e.id = next.id
-             RETURNING e.id, e.slack_connection_id, e.event_id, e.event_type, e.team_id,
-                 e.channel_id, e.slack_user_id, e.payload, e.status, e.attempts, e.last_error,
-                 e.processed_at, e.created_at, e.updated_at, e.due_at)
-         SELECT id, slack_connection_id, event_id, event_type, team_id, channel_id, slack_user_id,
-             payload, status, attempts, last_error, processed_at, created_at, updated_at, due_at
-         FROM moved WHERE status = 'processing'";
     let lease = events::ClaimOptions::new(10).lease.as_secs_f64();
     // Written by hand as a sqlx user would, but it must stay the statement the helper sends.
-    let squash = |sql: &str| sql.split_whitespace().collect::<String>();
     anyhow::ensure!(
-        squash(claim_sql)
-            == squash(&events::claim_statement::<SlackEvents>(events::ClaimOptions::new(10)).sql),
+        squash(CLAIM_SQL)
+            == squash(
+                &events::claim_statement::<SlackEvents>(
+                    organization,
+                    events::ClaimOptions::new(10)
+                )
+                .sql
+            ),
         "the hand-written claim differs from the one `events::claim` sends"
     );
     for _ in 0..iterations + warm {
         let txn = db.begin().await?;
-        let claimed = timed(&mut c.helper, events::claim::<SlackEvents>(&txn, 10)).await?;
+        let claimed = timed(
+            &mut c.helper,
+            events::claim::<SlackEvents>(&txn, organization, 10),
+        )
+        .await?;
         txn.rollback().await?;
         let mut tx = pool.begin().await?;
         let rows: Vec<RawEvent> = timed(
             &mut c.raw,
-            sqlx::query_as(claim_sql)
+            sqlx::query_as(CLAIM_SQL)
+                .bind(organization)
                 .bind(10i64)
                 .bind(lease)
                 .bind(i64::MAX)
@@ -308,22 +405,26 @@ pub async fn run(
     let mut claimed = Vec::new();
     while claimed.len() < 2 * (iterations + warm) {
         let want = (2 * (iterations + warm) - claimed.len()).min(1000) as u64;
-        let more = events::claim::<SlackEvents>(db, want).await?;
+        let more = events::claim::<SlackEvents>(db, organization, want).await?;
         anyhow::ensure!(!more.is_empty(), "not enough pending events seeded");
         claimed.extend(more);
     }
-    let mark_sql =
-        "UPDATE slack_events SET status = 'processed', processed_at = now(), last_error = NULL
-         WHERE id = $1 AND status IN ('processing') RETURNING *";
+    let mark_sql = "UPDATE slack_events
+         SET status = 'processed', processed_at = now(), last_error = NULL, updated_at = now()
+         WHERE organization_id = $1 AND id = $2 AND status IN ('processing')
+         RETURNING id, slack_connection_id, event_id, event_type, team_id, channel_id,
+             slack_user_id, payload, status, attempts, last_error, processed_at, created_at,
+             updated_at, due_at, organization_id";
     for pair in claimed.chunks(2) {
         timed(
             &mut c.helper,
-            events::mark_processed::<SlackEvents>(db, pair[0].id),
+            events::mark_processed::<SlackEvents>(db, organization, pair[0].id),
         )
         .await?;
         let row: Option<RawEvent> = timed(
             &mut c.raw,
             sqlx::query_as(mark_sql)
+                .bind(organization)
                 .bind(pair[1].id)
                 .fetch_optional(pool),
         )
@@ -339,20 +440,30 @@ pub async fn run(
         running_run(db, &data.organization_id).await?,
         running_run(db, &data.organization_id).await?,
     );
-    let append_sql = "WITH seq AS (UPDATE agent_runs SET next_tool_call_sequence = next_tool_call_sequence + 1
-                     WHERE id = $1 AND status = 'running' RETURNING next_tool_call_sequence - 1 AS sequence)
-         INSERT INTO tool_calls (agent_run_id, tool_id, tool_name, sequence, input)
-         SELECT $1, $2, $3, seq.sequence, $4 FROM seq RETURNING *";
+    let append_sql = "WITH seq AS (
+             UPDATE agent_runs SET next_tool_call_sequence = next_tool_call_sequence + 1,
+                                   updated_at = now()
+             WHERE organization_id = $1 AND id = $2 AND status = 'running'
+             RETURNING next_tool_call_sequence - 1 AS sequence)
+         INSERT INTO tool_calls (organization_id, agent_run_id, tool_id, tool_name, sequence, input)
+         SELECT $1, $2, $3, $4, seq.sequence, $5 FROM seq
+         RETURNING id, agent_run_id, tool_id, tool_name, sequence, input, output, status, error,
+             duration_ms, started_at, completed_at, created_at, updated_at, organization_id";
     for _ in 0..iterations + warm {
         let call = NewToolCallInput {
             tool_name: "web_fetch".into(),
             tool_id: None,
             input: json!({ "url": "https://example.com" }),
         };
-        timed(&mut c.helper, agents::append_tool_call(db, run_a, call)).await?;
+        timed(
+            &mut c.helper,
+            agents::append_tool_call(db, organization, run_a, call),
+        )
+        .await?;
         let row: Option<RawToolCall> = timed(
             &mut c.raw,
             sqlx::query_as(append_sql)
+                .bind(organization)
                 .bind(run_b)
                 .bind(None::<Uuid>)
                 .bind("web_fetch")
@@ -378,8 +489,11 @@ pub async fn run(
         created_at: middle.0.fixed_offset(),
         id: middle.1,
     };
-    let page_sql =
-        "SELECT * FROM agent_runs WHERE organization_id = $1 AND (created_at, id) < ($2, $3)
+    let page_sql = "SELECT id, organization_id, user_id, trigger_source, slack_event_id,
+             linear_event_id, status, model, input, output, error, prompt_tokens,
+             completion_tokens, started_at, completed_at, created_at, updated_at,
+             next_tool_call_sequence
+         FROM agent_runs WHERE organization_id = $1 AND (created_at, id) < ($2, $3)
          ORDER BY created_at DESC, id DESC LIMIT $4";
     for _ in 0..iterations + warm {
         let page = timed(
@@ -405,4 +519,28 @@ pub async fn run(
     c.skip_warm_up(warm);
     out.push(c);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use service::events::{self, SlackEvents};
+
+    use super::{CLAIM_SQL, RAW_INGEST, squash};
+
+    #[test]
+    fn the_hand_written_ingest_is_the_statement_the_helper_sends() {
+        assert_eq!(
+            squash(RAW_INGEST),
+            squash(events::ingest_statement_sql::<SlackEvents>())
+        );
+    }
+
+    #[test]
+    fn the_hand_written_claim_is_the_statement_the_helper_sends() {
+        let options = events::ClaimOptions::new(10);
+        assert_eq!(
+            squash(CLAIM_SQL),
+            squash(&events::claim_statement::<SlackEvents>("org", options).sql)
+        );
+    }
 }

@@ -22,10 +22,12 @@ pub struct StudioPages {
     pub offset: Samples,
 }
 
-/// The columns and order of the studio's page, with OFFSET instead of a cursor.
+/// The columns and order of the studio's page (the sort column, then the primary key
+/// `(organization_id, id)`), with OFFSET instead of a cursor.
 fn offset_sql(rows: usize) -> String {
     format!(
-        "SELECT * FROM slack_events ORDER BY created_at DESC NULLS FIRST, id DESC OFFSET {} LIMIT 51",
+        "SELECT * FROM slack_events
+         ORDER BY created_at DESC NULLS FIRST, organization_id DESC, id DESC OFFSET {} LIMIT 51",
         rows / 2
     )
 }
@@ -48,16 +50,18 @@ pub async fn measure(
         .query_one_raw(Statement::from_string(
             DbBackend::Postgres,
             format!(
-                "SELECT created_at::text, id::text FROM slack_events
-                 ORDER BY created_at DESC, id DESC OFFSET {} LIMIT 1",
+                "SELECT created_at::text, organization_id, id::text FROM slack_events
+                 ORDER BY created_at DESC, organization_id DESC, id DESC OFFSET {} LIMIT 1",
                 rows / 2
             ),
         ))
         .await?
         .expect("the scale step filled the table");
+    // The studio's cursor: the sort value, then the primary key's values.
     let cursor = serde_json::to_string(&[
         middle.try_get_by_index::<String>(0)?,
         middle.try_get_by_index::<String>(1)?,
+        middle.try_get_by_index::<String>(2)?,
     ])?;
     let deep_uri = format!(
         "/tables/slack_events?sort=created_at&dir=desc&{}",

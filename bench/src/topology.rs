@@ -1,5 +1,6 @@
-//! The production topology measured: the hot helpers through a transaction-mode PgBouncer
-//! against the same helpers direct; many clients, each with its own connection, through
+//! The production topology measured: the hot helpers through a transaction-mode PgBouncer (1.18
+//! with values inlined, 1.25 inlined and with prepared statements) against the same helpers
+//! direct; many clients, each with its own connection, through
 //! PgBouncer's few server connections against the same clients straight at PostgreSQL; and
 //! list reads on a primary alone against a primary with a streaming replica. The bench starts
 //! its own PgBouncer in front of the bench server, and its own throwaway primary and replica.
@@ -12,7 +13,9 @@ use std::{
 
 use anyhow::{Context, Result};
 use db_connect::{DatabaseUrl, Pool, PoolSettings, Pooler};
-use dev_servers::{PgBinaries, PgBouncer, PgBouncerSettings, Replica, ThrowawayCluster};
+use dev_servers::{
+    PgBinaries, PgBouncer, PgBouncerRelease, PgBouncerSettings, Replica, ThrowawayCluster,
+};
 use sea_orm::TransactionTrait;
 use secrecy::ExposeSecret;
 use service::{
@@ -48,6 +51,7 @@ const SERVER_CONNECTIONS: u32 = 20;
 
 /// Measures all three and writes a section of `report`; `url` is the bench database (seeded
 /// with sessions, runs and pending events), reached as a user that may read `pg_authid`.
+/// PgBouncer 1.18 and 1.25 both run, side by side, in front of the same database.
 pub async fn run(
     size: &Size,
     url: &DatabaseUrl,
@@ -55,29 +59,47 @@ pub async fn run(
     report: &mut String,
 ) -> Result<()> {
     let bins = PgBinaries::locate()?;
-    let started = PgBouncer::start(
-        url,
-        &bins,
-        PgBouncerSettings {
-            server_pool_size: SERVER_CONNECTIONS,
-            max_client_connections: size.clients as u32 + 100,
-        },
+    let start = |release| {
+        PgBouncer::start(
+            url,
+            &bins,
+            PgBouncerSettings {
+                server_pool_size: SERVER_CONNECTIONS,
+                max_client_connections: size.clients as u32 + 100,
+                release,
+                max_prepared_statements: match release {
+                    PgBouncerRelease::V1_18 => None,
+                    PgBouncerRelease::V1_25 => Some(200),
+                },
+            },
+        )
+    };
+    let started = (
+        start(PgBouncerRelease::V1_18),
+        start(PgBouncerRelease::V1_25),
     );
-    let version = match &started {
-        Ok(bouncer) => pgbouncer_version(bouncer).await?,
-        Err(_) => "PgBouncer".to_owned(),
+    let versions = match &started {
+        (Ok(old), Ok(new)) => format!(
+            "{} and {}",
+            pgbouncer_version(old).await?,
+            pgbouncer_version(new).await?
+        ),
+        _ => "PgBouncer".to_owned(),
     };
     writeln!(
         report,
-        "\n## 6. Topology: {version} (transaction mode) and a streaming replica\n"
+        "\n## 6. Topology: {versions} (transaction mode) and a streaming replica\n"
     )?;
     match started {
-        Ok(bouncer) => {
-            let pooled = bouncer.url(url.database())?;
+        (Ok(old), Ok(new)) => {
+            let pooled = Pooled {
+                old: old.url(url.database())?,
+                new: new.url(url.database())?,
+            };
             hot_helpers(size, url, &pooled, data, report).await?;
             many_clients(size, url, &pooled, data, report).await?;
         }
-        Err(err) => writeln!(
+        (Err(err), _) | (_, Err(err)) => writeln!(
             report,
             "(a) and (b) skipped: PgBouncer did not start: {err}\n"
         )?,
@@ -87,6 +109,14 @@ pub async fn run(
         Err(err) => writeln!(report, "(c) skipped: no throwaway cluster: {err}")?,
     }
     Ok(())
+}
+
+/// The bench database through each PgBouncer.
+struct Pooled {
+    /// Debian's 1.18.
+    old: DatabaseUrl,
+    /// 1.25 with `max_prepared_statements = 200`.
+    new: DatabaseUrl,
 }
 
 /// `PgBouncer 1.18.0`, as the running PgBouncer's admin console says.
@@ -107,13 +137,12 @@ type Call<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> +
 type HotHelper = for<'a> fn(&'a Pool, &'a BenchData, usize, Option<Cursor>) -> Call<'a>;
 
 /// (a) Each hot helper on four pools, call by call in turn: SeaORM's prepared statements
-/// direct, the pooler-safe protocol direct (its own cost), the pooler-safe protocol through
-/// PgBouncer (what a service behind the pooler pays), and SeaORM's prepared statements through
-/// PgBouncer (broken on 1.18; measured on 1.21+).
+/// direct (the baseline), values inlined through PgBouncer 1.18 and through 1.25, and the
+/// driver's prepared statements through 1.25 (`DB_POOLER_PREPARED_STATEMENTS=true`).
 async fn hot_helpers(
     size: &Size,
     direct_url: &DatabaseUrl,
-    pooled_url: &DatabaseUrl,
+    pooled: &Pooled,
     data: &BenchData,
     report: &mut String,
 ) -> Result<()> {
@@ -127,13 +156,10 @@ async fn hot_helpers(
     };
     let sides = [
         Pool::connect(direct_url, Pooler::None, &settings).await?,
-        Pool::connect(direct_url, Pooler::Transaction, &settings).await?,
-        Pool::connect(pooled_url, Pooler::Transaction, &settings).await?,
-        // SeaORM's own prepared statements through PgBouncer: they break on 1.18 and work on
-        // 1.21+ with `max_prepared_statements` (run with PGBOUNCER=/path/to/a/newer/pgbouncer).
-        Pool::connect(pooled_url, Pooler::None, &settings).await?,
+        Pool::connect(&pooled.old, Pooler::Transaction, &settings).await?,
+        Pool::connect(&pooled.new, Pooler::Transaction, &settings).await?,
+        Pool::connect_prepared(&pooled.new, &settings).await?,
     ];
-    const PREPARED_THROUGH_PGBOUNCER: usize = 3;
     let middle = agents::list_runs(&sides[0], &data.organization_id, None, 500)
         .await?
         .items
@@ -154,14 +180,18 @@ async fn hot_helpers(
         }),
         ("ingest one event", |db, _, i, _| {
             Box::pin(async move {
-                events::ingest::<SlackEvents>(db, delivery(40_000_000 + i)).await?;
+                let ingested = events::ingest::<SlackEvents>(db, delivery(40_000_000 + i)).await?;
+                anyhow::ensure!(
+                    matches!(ingested, events::Ingested::Inserted { .. }),
+                    "a delivery of the bench's team was not routed: {ingested:?}"
+                );
                 Ok(())
             })
         }),
-        ("claim 10 (BEGIN, claim, ROLLBACK)", |db, _, _, _| {
+        ("claim 10 (BEGIN, claim, ROLLBACK)", |db, data, _, _| {
             Box::pin(async move {
                 let txn = db.begin().await?;
-                events::claim::<SlackEvents>(&txn, 10).await?;
+                events::claim::<SlackEvents>(&txn, &data.organization_id, 10).await?;
                 txn.rollback().await?;
                 Ok(())
             })
@@ -175,53 +205,45 @@ async fn hot_helpers(
     ];
     writeln!(
         report,
-        "### (a) Hot helpers through PgBouncer against direct (goal: ratio <= 1.5)\n\n\
-         Same database, calls interleaved; `pooler-safe direct` is the simple-protocol path \
-         without PgBouncer, so the two ratios split the cost between the protocol and the hop.\n"
+        "### (a) Hot helpers through PgBouncer against direct (goal: prepared through 1.25 <= 1.2x direct)\n\n\
+         Same database, calls interleaved (one call on each side in turn); ratios are p50 against \
+         direct. Inlined: every statement one simple-protocol query with its values written in \
+         (`DB_POOLER=transaction`); prepared: the driver's cached prepared statements, which 1.25 \
+         tracks (`DB_POOLER_PREPARED_STATEMENTS=true`).\n"
     )?;
     writeln!(
         report,
-        "| case | direct p50 | pooler-safe direct p50 | through PgBouncer p50 | PgBouncer p99 | ratio PgBouncer / direct (p50) | SeaORM's prepared statements through PgBouncer p50 |\n| --- | --- | --- | --- | --- | --- | --- |"
+        "| case | direct p50 | inlined through 1.18 p50 | inlined through 1.25 p50 | prepared through 1.25 p50 | prepared 1.25 p99 | ratio inlined 1.18 | ratio inlined 1.25 | ratio prepared 1.25 |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     )?;
     let warm = size.iterations / 10 + 1;
     for (case, call) in cases {
         let mut samples: [Samples; 4] = Default::default();
-        let mut prepared_failed = None;
         for i in 0..size.iterations + warm {
             for (side, db) in sides.iter().enumerate() {
                 // Each side its own keys: the sides never insert the same event.
                 let call = call(db, data, sides.len() * i + side, middle);
-                match side {
-                    PREPARED_THROUGH_PGBOUNCER if prepared_failed.is_some() => {}
-                    PREPARED_THROUGH_PGBOUNCER => {
-                        if let Err(err) = timed(&mut samples[side], call).await {
-                            prepared_failed = Some(err.to_string());
-                        }
-                    }
-                    _ => timed(&mut samples[side], call).await?,
-                }
+                timed(&mut samples[side], call).await?;
             }
         }
         samples.iter_mut().for_each(|s| s.skip_first(warm));
-        let prepared = match prepared_failed {
-            None => micros(samples[PREPARED_THROUGH_PGBOUNCER].p50()),
-            Some(err) => format!("fails: {}", err.chars().take(90).collect::<String>()),
-        };
         writeln!(
             report,
-            "| {case} | {} | {} | {} | {} | {:.2} | {prepared} |",
+            "| {case} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} |",
             micros(samples[0].p50()),
             micros(samples[1].p50()),
             micros(samples[2].p50()),
-            micros(samples[2].p99()),
-            ratio(samples[2].p50(), samples[0].p50())
+            micros(samples[3].p50()),
+            micros(samples[3].p99()),
+            ratio(samples[1].p50(), samples[0].p50()),
+            ratio(samples[2].p50(), samples[0].p50()),
+            ratio(samples[3].p50(), samples[0].p50())
         )?;
     }
     let (simple, wrapped) =
-        protocols_compared(pooled_url, &data.session_tokens, size.iterations).await?;
+        protocols_compared(&pooled.old, &data.session_tokens, size.iterations).await?;
     writeln!(
         report,
-        "\nThe two safe protocols through PgBouncer, raw sqlx, the session lookup's statement: \
+        "\nThe two safe protocols through PgBouncer 1.18, raw sqlx, the session lookup's statement: \
          the simple protocol with inlined literals (what the pool does: 1 round trip) p50 {} \
          p99 {}; an unnamed statement in a transaction of its own (`BEGIN`, Parse/Describe/Sync, \
          Bind/Execute/Sync, `COMMIT`: 4 round trips) p50 {} p99 {}; ratio {:.2}.\n",
@@ -288,12 +310,12 @@ struct Crowd {
 }
 
 /// (b) `clients` clients at once, each with a connection of its own, each doing session
-/// lookups and claims: straight at PostgreSQL, whose `max_connections` refuses some, and
-/// through PgBouncer's 20 server connections.
+/// lookups and claims: straight at PostgreSQL, whose `max_connections` refuses some, and through
+/// each PgBouncer's 20 server connections (1.18 inlined, 1.25 with prepared statements).
 async fn many_clients(
     size: &Size,
     direct_url: &DatabaseUrl,
-    pooled_url: &DatabaseUrl,
+    pooled: &Pooled,
     data: &BenchData,
     report: &mut String,
 ) -> Result<()> {
@@ -302,21 +324,42 @@ async fn many_clients(
         size.clients
     );
     let tokens = Arc::new(data.session_tokens.clone());
-    let direct = crowd(size, direct_url, Pooler::None, &tokens).await;
-    let pooled = crowd(size, pooled_url, Pooler::Transaction, &tokens).await;
+    let organization = data.organization_id.as_str();
+    let direct = crowd(size, direct_url, Statements::Direct, &tokens, organization).await;
+    let inlined = crowd(
+        size,
+        &pooled.old,
+        Statements::Inlined,
+        &tokens,
+        organization,
+    )
+    .await;
+    let prepared = crowd(
+        size,
+        &pooled.new,
+        Statements::Prepared,
+        &tokens,
+        organization,
+    )
+    .await;
     writeln!(
         report,
         "### (b) {} clients, one connection each, {} session lookups + claims each\n\n\
          Direct: every client connects to PostgreSQL (its `max_connections` refuses the rest). \
          Through PgBouncer: every client connects to PgBouncer, which shares {SERVER_CONNECTIONS} \
-         server connections among them. A claim is `BEGIN`, claim 1, `ROLLBACK`.\n",
+         server connections among them. A claim is `BEGIN`, claim 1 of the organization's events, \
+         `ROLLBACK`.\n",
         size.clients, size.ops_per_client
     )?;
     writeln!(
         report,
         "| path | clients refused | operations | errors | throughput (ops/s) | p50 | p99 |\n| --- | --- | --- | --- | --- | --- | --- |"
     )?;
-    for (path, crowd) in [("direct", direct), ("through PgBouncer", pooled)] {
+    for (path, crowd) in [
+        ("direct", direct),
+        ("inlined through PgBouncer 1.18", inlined),
+        ("prepared through PgBouncer 1.25", prepared),
+    ] {
         writeln!(
             report,
             "| {path} | {} | {} | {} | {:.0} | {} | {} |",
@@ -332,7 +375,21 @@ async fn many_clients(
     Ok(())
 }
 
-async fn crowd(size: &Size, url: &DatabaseUrl, pooler: Pooler, tokens: &Arc<Vec<String>>) -> Crowd {
+/// How a crowd's clients reach the database.
+#[derive(Clone, Copy)]
+enum Statements {
+    Direct,
+    Inlined,
+    Prepared,
+}
+
+async fn crowd(
+    size: &Size,
+    url: &DatabaseUrl,
+    statements: Statements,
+    tokens: &Arc<Vec<String>>,
+    organization_id: &str,
+) -> Crowd {
     let connected = Arc::new(Barrier::new(size.clients + 1));
     let settings = PoolSettings {
         max_connections: 1,
@@ -344,9 +401,16 @@ async fn crowd(size: &Size, url: &DatabaseUrl, pooler: Pooler, tokens: &Arc<Vec<
         .map(|client| {
             let (url, settings, connected) = (url.clone(), settings.clone(), connected.clone());
             let tokens = tokens.clone();
+            let organization_id = organization_id.to_owned();
             let ops = size.ops_per_client;
             tokio::spawn(async move {
-                let pool = Pool::connect(&url, pooler, &settings).await;
+                let pool = match statements {
+                    Statements::Direct => Pool::connect(&url, Pooler::None, &settings).await,
+                    Statements::Inlined => {
+                        Pool::connect(&url, Pooler::Transaction, &settings).await
+                    }
+                    Statements::Prepared => Pool::connect_prepared(&url, &settings).await,
+                };
                 connected.wait().await;
                 let Ok(pool) = pool else {
                     return None;
@@ -359,7 +423,7 @@ async fn crowd(size: &Size, url: &DatabaseUrl, pooler: Pooler, tokens: &Arc<Vec<
                         0 => auth::valid_session(&pool, &tokens[(client + op) % tokens.len()])
                             .await
                             .map(drop),
-                        _ => claim_and_roll_back(&pool).await,
+                        _ => claim_and_roll_back(&pool, &organization_id).await,
                     };
                     latencies.record(started.elapsed());
                     errors += usize::from(result.is_err());
@@ -392,9 +456,9 @@ async fn crowd(size: &Size, url: &DatabaseUrl, pooler: Pooler, tokens: &Arc<Vec<
     out
 }
 
-async fn claim_and_roll_back(pool: &Pool) -> Result<(), service::Error> {
+async fn claim_and_roll_back(pool: &Pool, organization_id: &str) -> Result<(), service::Error> {
     let txn = pool.begin().await?;
-    events::claim::<SlackEvents>(&txn, 1).await?;
+    events::claim::<SlackEvents>(&txn, organization_id, 1).await?;
     txn.rollback().await?;
     Ok(())
 }
@@ -409,7 +473,9 @@ async fn replica_reads(size: &Size, cluster: &ThrowawayCluster, report: &mut Str
     let url = cluster.url("postgres")?;
     migration::apply_pending(&url).await?;
     let copying = crate::seed::pool(&url, 1).await?;
-    let data = crate::seed::base(&copying, 0).await?;
+    let setup = db_connect::connect(&url, &PoolSettings::default()).await?;
+    let data = crate::seed::base(&setup, &copying, 0).await?;
+    setup.close().await?;
     copying.close().await;
     let replica = Replica::start(cluster)?;
     replica.wait_until_caught_up().await?;

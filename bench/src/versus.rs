@@ -53,12 +53,16 @@ async fn our_lookups(
 }
 
 /// Our claim timed as Drizzle's is: BEGIN and the claim, then a rollback outside the timing.
-async fn our_claims(db: &DatabaseConnection, iterations: usize) -> Result<Samples> {
+async fn our_claims(
+    db: &DatabaseConnection,
+    organization_id: &str,
+    iterations: usize,
+) -> Result<Samples> {
     let mut samples = Samples::default();
     for _ in 0..iterations {
         let started = std::time::Instant::now();
         let txn = db.begin().await?;
-        let claimed = events::claim::<SlackEvents>(&txn, 10).await?;
+        let claimed = events::claim::<SlackEvents>(&txn, organization_id, 10).await?;
         samples.record(started.elapsed());
         txn.rollback().await?;
         anyhow::ensure!(
@@ -70,25 +74,34 @@ async fn our_claims(db: &DatabaseConnection, iterations: usize) -> Result<Sample
     Ok(samples)
 }
 
-/// One side's lookups, or its claims on a table refilled for it (the same rows, vacuumed and
-/// analysed), so the dead rows of the previous side's rolled-back claims never reach it.
+/// What a round reads: the seeded sessions' tokens, and the organization whose events are
+/// claimed, in a table of `claim_table_rows` events.
+pub struct Fixture<'a> {
+    pub tokens: &'a [String],
+    pub organization_id: &'a str,
+    pub claim_table_rows: usize,
+}
+
+/// One side's lookups, or its claims of the organization's events on a table refilled for it
+/// (the same rows, vacuumed and analysed), so the dead rows of the previous side's rolled-back
+/// claims never reach it.
 async fn round(
     who: Who,
     claims: bool,
     db: &DatabaseConnection,
     drizzle: &mut Drizzle,
-    tokens: &[String],
-    claim_table_rows: usize,
+    fixture: &Fixture<'_>,
     iterations: usize,
 ) -> Result<Samples> {
+    let organization = fixture.organization_id;
     if claims {
-        scale::fill(db, claim_table_rows).await?;
+        scale::fill(db, organization, fixture.claim_table_rows).await?;
     }
     match (who, claims) {
-        (Who::Ours, false) => our_lookups(db, tokens, iterations).await,
-        (Who::Ours, true) => our_claims(db, iterations).await,
+        (Who::Ours, false) => our_lookups(db, fixture.tokens, iterations).await,
+        (Who::Ours, true) => our_claims(db, organization, iterations).await,
         (Who::Drizzle(variant), false) => drizzle.lookup(variant, iterations),
-        (Who::Drizzle(variant), true) => drizzle.claim(variant, iterations),
+        (Who::Drizzle(variant), true) => drizzle.claim(variant, organization, iterations),
     }
 }
 
@@ -96,8 +109,7 @@ async fn round(
 pub async fn run(
     db: &DatabaseConnection,
     drizzle: &mut Drizzle,
-    tokens: &[String],
-    claim_table_rows: usize,
+    fixture: &Fixture<'_>,
     iterations: usize,
     rounds: usize,
 ) -> Result<Latencies> {
@@ -107,30 +119,12 @@ pub async fn run(
     };
     for claims in [false, true] {
         for who in WHO {
-            round(
-                who,
-                claims,
-                db,
-                drizzle,
-                tokens,
-                claim_table_rows,
-                iterations / 10 + 1,
-            )
-            .await?;
+            round(who, claims, db, drizzle, fixture, iterations / 10 + 1).await?;
         }
         for r in 0..rounds {
             for i in 0..WHO.len() {
                 let k = (i + r) % WHO.len();
-                let samples = round(
-                    WHO[k],
-                    claims,
-                    db,
-                    drizzle,
-                    tokens,
-                    claim_table_rows,
-                    iterations,
-                )
-                .await?;
+                let samples = round(WHO[k], claims, db, drizzle, fixture, iterations).await?;
                 let figures = match claims {
                     false => &mut latencies.lookup[k],
                     true => &mut latencies.claim[k],
@@ -147,9 +141,9 @@ pub async fn run(
 const STATEMENTS: &str = "\
 | case | this workspace | Drizzle | Drizzle, prepared |
 | --- | --- | --- | --- |
-| batch ingest (1 000 rows) | one `INSERT ... SELECT ... FROM unnest($1::text[], ..., $7::text[]) ON CONFLICT DO NOTHING RETURNING event_id, id`: 7 array parameters, payloads as JSON text cast to `jsonb`; prepared once per connection (sqlx's statement cache) | one `INSERT ... VALUES (...), ... (1 000 rows) ON CONFLICT DO NOTHING RETURNING id, event_id`: 7 000 parameters (`default` for the other columns), parsed on every call (an unnamed statement) | the same `VALUES` statement with 7 000 placeholders, `.prepare()`d: parsed once per connection |
+| batch ingest (1 000 rows) | one statement: `WITH d AS (SELECT * FROM unnest($1::text[], ..., $6::jsonb[]) ...)`, then `INSERT INTO slack_events ... SELECT ... FROM d JOIN webhook_routes ... ON CONFLICT DO NOTHING`, `INSERT INTO unrouted_events` of the deliveries no route claims, and `pg_notify` per organization that got rows: 6 array parameters, payloads as JSON text; prepared once per connection (sqlx's statement cache) | three statements: `SELECT ... FROM webhook_routes WHERE provider = 'slack' AND external_id IN (...)` (the batch's teams), `INSERT ... VALUES (...), ... (the routed rows, each with its organization and connection) ON CONFLICT DO NOTHING RETURNING organization_id, id, event_id`: 8 000 parameters (`default` for the other columns), then `select pg_notify(...)` per organization that got rows (an `INSERT INTO unrouted_events` too, had any delivery no route); each parsed on every call (unnamed statements) | the same, the route lookup (`= any($2)`) and the `VALUES` statement with 8 000 placeholders `.prepare()`d: parsed once per connection |
 | session by token + user | one `SELECT` of the session's columns but its token, and the user's, `JOIN users`, `expires_at > now()`; prepared once per connection | `select().from(sessions).innerJoin(users)...limit(1)`: every column of both, `expires_at > $2` (the client's clock); parsed on every call | the same, `.prepare()`d |
-| claim 10 (BEGIN + claim; rolled back) | one statement: `WITH next AS (SELECT id ... ORDER BY due_at, id LIMIT $1 FOR UPDATE SKIP LOCKED) UPDATE ... FROM next ... RETURNING e.id, ...` (every column named) | two statements: `SELECT id ... FOR UPDATE SKIP LOCKED`, then `UPDATE ... WHERE id IN ($1, ..., $10) RETURNING *` | one statement, as ours: `db.$with(...)` then `UPDATE ... WHERE id IN (SELECT id FROM next) RETURNING *`, `.prepare()`d |
+| claim 10 of one organization (BEGIN + claim; rolled back) | one statement: `WITH next AS (SELECT id ... WHERE organization_id = $1 ... ORDER BY due_at, id LIMIT $2 FOR UPDATE SKIP LOCKED) UPDATE ... FROM next WHERE e.organization_id = $1 ... RETURNING e.id, ...` (every column named) | two statements: `SELECT id ... WHERE organization_id = $1 ... FOR UPDATE SKIP LOCKED`, then `UPDATE ... WHERE organization_id = $1 AND id IN ($2, ..., $11) RETURNING *` | one statement, as ours: `db.$with(...)` then `UPDATE ... WHERE id IN (SELECT id FROM next) RETURNING *`, `.prepare()`d |
 ";
 
 /// `a / b` as `1.23x`.

@@ -86,14 +86,14 @@ fn median(mut values: Vec<f64>) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
+/// A delivery of the bench's Slack team, routed to the bench's organization.
 fn delivery(n: usize) -> SlackDelivery {
     SlackDelivery {
         event_id: format!("W{n:09}"),
         event_type: "app_mention".into(),
-        team_id: "T1".into(),
+        team_id: crate::seed::TEAM.into(),
         channel_id: Some("C1".into()),
         slack_user_id: Some("U1".into()),
-        slack_connection_id: None,
         payload: json!({ "n": n, "text": "hello there" }),
     }
 }
@@ -136,7 +136,11 @@ async fn ours_latency(
     let mut latencies = Samples::default();
     for n in 0..samples {
         let sent = Instant::now();
-        events::ingest::<SlackEvents>(db, delivery(n)).await?;
+        let ingested = events::ingest::<SlackEvents>(db, delivery(n)).await?;
+        anyhow::ensure!(
+            matches!(ingested, events::Ingested::Inserted { .. }),
+            "delivery {n} was not routed to an organization: {ingested:?}"
+        );
         loop {
             let (m, at) = tokio::time::timeout(Duration::from_secs(30), started.recv())
                 .await
@@ -158,10 +162,18 @@ async fn ours_latency(
     })
 }
 
-async fn ingest_all(db: &DatabaseConnection, events: usize) -> Result<()> {
-    for from in (0..events).step_by(1000) {
-        let batch: Vec<_> = (from..(from + 1000).min(events)).map(delivery).collect();
-        events::ingest_batch::<SlackEvents>(db, &batch).await?;
+/// Ingests deliveries `from..to` in batches of 1000, every one stored for an organization.
+async fn ingest_all(db: &DatabaseConnection, from: usize, to: usize) -> Result<()> {
+    for start in (from..to).step_by(1000) {
+        let batch: Vec<_> = (start..(start + 1000).min(to)).map(delivery).collect();
+        let ingested = events::ingest_batch::<SlackEvents>(db, &batch).await?;
+        anyhow::ensure!(
+            ingested.inserted.len() == batch.len(),
+            "{} of {} deliveries stored for an organization ({} unrouted)",
+            ingested.inserted.len(),
+            batch.len(),
+            ingested.unrouted.len()
+        );
     }
     Ok(())
 }
@@ -204,7 +216,7 @@ async fn ours_throughput(
 ) -> Result<Figures> {
     db.execute_unprepared("TRUNCATE slack_events CASCADE")
         .await?;
-    ingest_all(db, events).await?;
+    ingest_all(db, 0, events).await?;
     db.execute_unprepared("VACUUM ANALYZE slack_events").await?;
     let took = drain(db, url, events, PREFETCH).await?;
     Ok(Figures {
@@ -288,19 +300,31 @@ async fn relation_size(db: &DatabaseConnection, relation: &str) -> Result<i64> {
     Ok(row.try_get_by_index(0)?)
 }
 
-/// The claim index's size after each ingest / process / prune cycle.
-async fn cycles(db: &DatabaseConnection, url: &DatabaseUrl, plan: &Plan) -> Result<Vec<i64>> {
+/// The claim index's size after each ingest / process / prune cycle of the organization's events.
+async fn cycles(
+    db: &DatabaseConnection,
+    url: &DatabaseUrl,
+    organization_id: &str,
+    plan: &Plan,
+) -> Result<Vec<i64>> {
     db.execute_unprepared("TRUNCATE slack_events CASCADE")
         .await?;
     let mut sizes = vec![relation_size(db, "idx_slack_events_due").await?];
     for cycle in 0..plan.cycles {
-        let batch: Vec<_> = (cycle * plan.cycle_events..(cycle + 1) * plan.cycle_events).collect();
-        for chunk in batch.chunks(1000) {
-            let deliveries: Vec<_> = chunk.iter().map(|&n| delivery(n)).collect();
-            events::ingest_batch::<SlackEvents>(db, &deliveries).await?;
-        }
+        ingest_all(
+            db,
+            cycle * plan.cycle_events,
+            (cycle + 1) * plan.cycle_events,
+        )
+        .await?;
         drain(db, url, plan.cycle_events, PREFETCH).await?;
-        worker::prune::<SlackEvents>(db, Duration::ZERO, worker::DEFAULT_PRUNE_BATCH).await?;
+        worker::prune::<SlackEvents>(
+            db,
+            organization_id,
+            Duration::ZERO,
+            worker::DEFAULT_PRUNE_BATCH,
+        )
+        .await?;
         // What autovacuum does in production, between cycles far shorter than its nap.
         db.execute_unprepared("VACUUM slack_events").await?;
         sizes.push(relation_size(db, "idx_slack_events_due").await?);
@@ -308,11 +332,13 @@ async fn cycles(db: &DatabaseConnection, url: &DatabaseUrl, plan: &Plan) -> Resu
     Ok(sizes)
 }
 
-/// Runs the section and appends it to `report`.
+/// Runs the section and appends it to `report`; our events are deliveries of
+/// [`crate::seed::TEAM`], which `organization_id` receives.
 pub async fn section(
     report: &mut String,
     db: &DatabaseConnection,
     url: &DatabaseUrl,
+    organization_id: &str,
     plan: &Plan,
     with_node: bool,
 ) -> Result<()> {
@@ -344,7 +370,7 @@ pub async fn section(
             throughput[2].push(self::node(url, "pgboss", "throughput", plan)?);
         }
     }
-    let sizes = cycles(db, url, plan).await?;
+    let sizes = cycles(db, url, organization_id, plan).await?;
 
     writeln!(
         report,

@@ -23,7 +23,7 @@ async fn every_table_key_and_foreign_key_is_read() {
     assert!(catalog.tables.iter().all(|t| !t.primary_key.is_empty()));
 
     let members = catalog.table("members").unwrap();
-    assert_eq!(members.primary_key, ["id"]);
+    assert_eq!(members.primary_key, ["organization_id", "id"]);
     let fk = members.foreign_key_of("organization_id").unwrap();
     assert_eq!(fk.references, "organizations");
     assert_eq!(fk.referenced_columns, ["id"]);

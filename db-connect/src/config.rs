@@ -212,18 +212,18 @@ impl DatabaseUrl {
         Ok(parsed)
     }
 
-    /// Reads `DATABASE_URL` (after loading `.env`); `Ok(None)` when it is unset or blank, so
-    /// callers can fall back to the local cluster.
+    /// `DATABASE_URL` as [`Settings::from_env`](crate::Settings::from_env) reads it (with
+    /// `.env`, and refusing what the rest of the environment gets wrong); `Ok(None)` when it is
+    /// unset or blank, so callers can fall back to the local cluster.
     pub fn from_env() -> Result<Option<Self>, ConfigError> {
-        load_dotenv()?;
-        match std::env::var(DATABASE_URL_VAR) {
-            Ok(raw) if raw.trim().is_empty() => Ok(None),
-            Ok(raw) => Self::parse(&raw).map(Some),
-            Err(std::env::VarError::NotPresent) => Ok(None),
-            Err(std::env::VarError::NotUnicode(_)) => Err(ConfigError::InvalidEncoding {
+        if let Err(std::env::VarError::NotUnicode(_)) = std::env::var(DATABASE_URL_VAR) {
+            return Err(ConfigError::InvalidEncoding {
                 part: "environment variable",
-            }),
+            });
         }
+        Ok(crate::Settings::from_env()?
+            .topology
+            .map(|topology| topology.application))
     }
 
     /// Like [`DatabaseUrl::from_env`], but an unset `DATABASE_URL` is an error.
@@ -483,10 +483,9 @@ impl Default for PoolSettings {
 }
 
 impl PoolSettings {
-    /// Reads the `DB_*` variables (after loading `.env`).
+    /// The `DB_*` variables as [`Settings::from_env`](crate::Settings::from_env) reads them.
     pub fn from_env() -> Result<Self, ConfigError> {
-        load_dotenv()?;
-        Self::from_lookup(|var| std::env::var(var).ok())
+        Ok(crate::Settings::from_env()?.pool)
     }
 
     /// Reads the settings through `lookup`, so callers and tests can supply their own source.

@@ -10,8 +10,12 @@
 //! trip, nothing named or prepared on the server; transactions are `BEGIN`/`COMMIT` on one
 //! client connection, which the pooler pins to one server session until the transaction ends
 //! (`BEGIN` rides with the transaction's first statement: see `pool/session.rs`).
+//!
+//! Through a pooler that tracks protocol-level prepared statements, the pool may instead keep
+//! SeaORM's own path, as directly ([`PooledStatements::Prepared`]: see `pool/prepared.rs`).
 
 mod error;
+mod prepared;
 mod session;
 
 use std::{future::Future, pin::Pin, sync::Arc};
@@ -26,29 +30,37 @@ use tokio::sync::Mutex;
 
 use crate::{
     config::{DatabaseUrl, PoolSettings},
-    connect::{open_pool, pool_options},
-    inline::inline,
-    topology::Pooler,
+    connect::{ConnectError, Opening, name_acquire_timeout, open_pool, pool_options},
+    inline::{InlineError, check_settings, check_values, inline},
+    topology::{PooledStatements, Pooler},
 };
 use error::{local_error, sqlx_conn_acquire_err, sqlx_error_to_exec_err, sqlx_error_to_query_err};
-use session::{Answer, Fetch, Level, Session};
+use session::{Answer, Fetch, Level, Session, readable};
 
 /// A pool of connections to one database; see the module documentation.
 #[derive(Debug, Clone)]
 pub struct Pool {
     conn: DatabaseConnection,
     pooler: Pooler,
+    statements: PooledStatements,
 }
 
 impl Pool {
     /// A pool for `url` with `settings`, safe for what sits in front of the database. Its first
-    /// connection opens now, so a wrong URL or a down server fails here.
+    /// connection opens now, within the connect timeout, so a wrong URL or a down server fails
+    /// here, naming the cause.
     pub async fn connect(
         url: &DatabaseUrl,
         pooler: Pooler,
         settings: &PoolSettings,
-    ) -> Result<Self, DbErr> {
-        Self::open(url, pooler, settings, false).await
+    ) -> Result<Self, ConnectError> {
+        Self::open(
+            url,
+            pooler,
+            settings,
+            Opening::Now(settings.connect_timeout),
+        )
+        .await
     }
 
     /// Like [`Pool::connect`], but no connection opens until the first statement, so a server
@@ -57,16 +69,16 @@ impl Pool {
         url: &DatabaseUrl,
         pooler: Pooler,
         settings: &PoolSettings,
-    ) -> Result<Self, DbErr> {
-        Self::open(url, pooler, settings, true).await
+    ) -> Result<Self, ConnectError> {
+        Self::open(url, pooler, settings, Opening::Lazily).await
     }
 
     async fn open(
         url: &DatabaseUrl,
         pooler: Pooler,
         settings: &PoolSettings,
-        lazy: bool,
-    ) -> Result<Self, DbErr> {
+        opening: Opening,
+    ) -> Result<Self, ConnectError> {
         let pool = match pooler {
             // sqlx pings an idle connection before handing it out: through a transaction pooler
             // that ping is a round trip to PgBouncer, which assigns it a server connection, for
@@ -76,13 +88,17 @@ impl Pool {
             Pooler::Transaction => pool_options(settings).test_before_acquire(false),
             Pooler::None => pool_options(settings),
         };
-        let conn = open_pool(url, pool, lazy, |options| match pooler {
+        let conn = open_pool(url, pool, opening, |options| match pooler {
             // No statement is ever prepared by name, so there is nothing to cache.
             Pooler::Transaction => options.statement_cache_capacity(0),
             Pooler::None => options,
         })
         .await?;
-        Ok(Self { conn, pooler })
+        Ok(Self {
+            conn,
+            pooler,
+            statements: PooledStatements::Inlined,
+        })
     }
 
     /// A pool around a SeaORM connection that reaches its database directly.
@@ -90,12 +106,24 @@ impl Pool {
         Self {
             conn,
             pooler: Pooler::None,
+            statements: PooledStatements::Inlined,
         }
     }
 
     /// What sits between this pool and PostgreSQL.
     pub fn pooler(&self) -> Pooler {
         self.pooler
+    }
+
+    /// How statements cross the transaction-mode pooler, if there is one.
+    pub fn pooled_statements(&self) -> PooledStatements {
+        self.statements
+    }
+
+    /// Whether statements go out inlined (a transaction pooler that keeps no prepared
+    /// statement), rather than on SeaORM's own path.
+    fn inlines(&self) -> bool {
+        self.pooler == Pooler::Transaction && self.statements == PooledStatements::Inlined
     }
 
     /// SeaORM's connection, when nothing sits between it and PostgreSQL (for what needs
@@ -107,7 +135,12 @@ impl Pool {
 
     /// Checks that a connection can be used.
     pub async fn ping(&self) -> Result<(), DbErr> {
-        self.conn.ping().await
+        self.conn.ping().await.map_err(|err| self.named(err))
+    }
+
+    /// `err`, where a wait for a connection timed out, saying what it waited for.
+    fn named(&self, err: DbErr) -> DbErr {
+        name_acquire_timeout(self.sqlx(), err)
     }
 
     /// Closes every connection; later calls fail.
@@ -130,8 +163,33 @@ impl Pool {
 
 /// The statement as one simple-protocol query.
 fn simple(stmt: &Statement) -> Result<String, sqlx::Error> {
-    let values = stmt.values.as_ref().map_or(&[][..], |v| &v.0[..]);
-    inline(&stmt.sql, values).map_err(|err| local_error(err.sqlstate(), err.to_string()))
+    inline(&stmt.sql, values_of(stmt)).map_err(refused)
+}
+
+fn values_of(stmt: &Statement) -> &[sea_orm::Value] {
+    stmt.values.as_ref().map_or(&[][..], |v| &v.0[..])
+}
+
+fn refused(err: InlineError) -> sqlx::Error {
+    local_error(err.sqlstate(), err.to_string())
+}
+
+/// On the direct path: values sea-query would panic binding are refused before SeaORM binds
+/// them, and rows sqlx would panic reading after it fetched them.
+fn bindable(stmt: &Statement, map: fn(sqlx::Error) -> DbErr) -> Result<(), DbErr> {
+    check_values(values_of(stmt)).map_err(|err| map(refused(err)))
+}
+
+fn read<'r>(rows: impl IntoIterator<Item = &'r QueryResult>) -> Result<(), DbErr> {
+    rows.into_iter()
+        .filter_map(QueryResult::try_as_pg_row)
+        .try_for_each(readable)
+        .map_err(sqlx_error_to_query_err)
+}
+
+/// Through the pooler, what the caller's own SQL may not set (see [`check_settings`]).
+fn settable(sql: &str) -> Result<(), DbErr> {
+    check_settings(sql).map_err(|err| sqlx_error_to_exec_err(refused(err)))
 }
 
 /// What each `ConnectionTrait` method asks of a query, and how its answer and errors read.
@@ -178,34 +236,54 @@ impl ConnectionTrait for Pool {
     }
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        match self.pooler {
-            Pooler::None => self.conn.execute_raw(stmt).await,
-            Pooler::Transaction => executed(self.pooled(&stmt, Fetch::Execute).await),
+        match self.inlines() {
+            false => {
+                bindable(&stmt, sqlx_error_to_exec_err)?;
+                self.conn.execute_raw(stmt).await
+            }
+            true => executed(self.pooled(&stmt, Fetch::Execute).await),
         }
+        .map_err(|err| self.named(err))
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        if self.pooler == Pooler::Transaction {
+            settable(sql)?;
+        }
         // Already one simple-protocol query, with nothing prepared.
-        self.conn.execute_unprepared(sql).await
+        self.conn
+            .execute_unprepared(sql)
+            .await
+            .map_err(|err| self.named(err))
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        match self.pooler {
-            Pooler::None => self.conn.query_one_raw(stmt).await,
-            Pooler::Transaction => one(self.pooled(&stmt, Fetch::One).await),
+        match self.inlines() {
+            false => {
+                bindable(&stmt, sqlx_error_to_query_err)?;
+                let row = self.conn.query_one_raw(stmt).await?;
+                read(&row).map(|()| row)
+            }
+            true => one(self.pooled(&stmt, Fetch::One).await),
         }
+        .map_err(|err| self.named(err))
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        match self.pooler {
-            Pooler::None => self.conn.query_all_raw(stmt).await,
-            Pooler::Transaction => all(self.pooled(&stmt, Fetch::All).await),
+        match self.inlines() {
+            false => {
+                bindable(&stmt, sqlx_error_to_query_err)?;
+                let rows = self.conn.query_all_raw(stmt).await?;
+                read(&rows).map(|()| rows)
+            }
+            true => all(self.pooled(&stmt, Fetch::All).await),
         }
+        .map_err(|err| self.named(err))
     }
 }
 
-/// A transaction of a [`Pool`]: SeaORM's own directly, one pinned client connection through a
-/// transaction-mode pooler. `begin` on it opens a savepoint; dropping it unfinished rolls back.
+/// A transaction of a [`Pool`]: SeaORM's own directly (and through a pooler that keeps prepared
+/// statements), one pinned client connection through a transaction-mode pooler. `begin` on it opens a savepoint; dropping it unfinished rolls back.
 #[derive(Debug)]
 pub struct PoolTransaction(Open);
 
@@ -300,14 +378,19 @@ impl Pool {
         isolation_level: Option<IsolationLevel>,
         access_mode: Option<AccessMode>,
     ) -> Result<PoolTransaction, DbErr> {
-        Ok(PoolTransaction(match self.pooler {
-            Pooler::None => Open::Direct(
+        Ok(PoolTransaction(match self.inlines() {
+            false => Open::Direct(
                 self.conn
                     .begin_with_config(isolation_level, access_mode)
-                    .await?,
+                    .await
+                    .map_err(|err| self.named(err))?,
             ),
-            Pooler::Transaction => {
-                let conn = self.sqlx().acquire().await.map_err(sqlx_conn_acquire_err)?;
+            true => {
+                let conn = self
+                    .sqlx()
+                    .acquire()
+                    .await
+                    .map_err(|err| self.named(sqlx_conn_acquire_err(err)))?;
                 Open::Pooled(
                     PooledTransaction::begin(
                         Arc::new(Mutex::new(Session::new(conn))),
@@ -369,7 +452,10 @@ impl ConnectionTrait for PoolTransaction {
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
         match &self.0 {
-            Open::Direct(txn) => txn.execute_raw(stmt).await,
+            Open::Direct(txn) => {
+                bindable(&stmt, sqlx_error_to_exec_err)?;
+                txn.execute_raw(stmt).await
+            }
             Open::Pooled(txn) => executed(txn.run_statement(&stmt, Fetch::Execute).await),
         }
     }
@@ -377,20 +463,31 @@ impl ConnectionTrait for PoolTransaction {
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
         match &self.0 {
             Open::Direct(txn) => txn.execute_unprepared(sql).await,
-            Open::Pooled(txn) => executed(txn.run(sql, Fetch::Execute).await),
+            Open::Pooled(txn) => {
+                settable(sql)?;
+                executed(txn.run(sql, Fetch::Execute).await)
+            }
         }
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
         match &self.0 {
-            Open::Direct(txn) => txn.query_one_raw(stmt).await,
+            Open::Direct(txn) => {
+                bindable(&stmt, sqlx_error_to_query_err)?;
+                let row = txn.query_one_raw(stmt).await?;
+                read(&row).map(|()| row)
+            }
             Open::Pooled(txn) => one(txn.run_statement(&stmt, Fetch::One).await),
         }
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         match &self.0 {
-            Open::Direct(txn) => txn.query_all_raw(stmt).await,
+            Open::Direct(txn) => {
+                bindable(&stmt, sqlx_error_to_query_err)?;
+                let rows = txn.query_all_raw(stmt).await?;
+                read(&rows).map(|()| rows)
+            }
             Open::Pooled(txn) => all(txn.run_statement(&stmt, Fetch::All).await),
         }
     }

@@ -6,9 +6,10 @@
 
 use std::{fmt, time::Duration};
 
-use crate::config::{ConfigError, DATABASE_URL_VAR, DatabaseUrl, load_dotenv};
+use crate::config::{ConfigError, DATABASE_URL_VAR, DatabaseUrl};
 
 pub const DB_POOLER_VAR: &str = "DB_POOLER";
+pub const POOLER_PREPARED_STATEMENTS_VAR: &str = "DB_POOLER_PREPARED_STATEMENTS";
 pub const DIRECT_URL_VAR: &str = "DATABASE_DIRECT_URL";
 pub const MIGRATION_URL_VAR: &str = "MIGRATION_DATABASE_URL";
 pub const REPLICA_URL_VAR: &str = "DATABASE_REPLICA_URL";
@@ -76,6 +77,55 @@ impl fmt::Display for Pooler {
     }
 }
 
+/// How statements cross a transaction-mode pooler (`DB_POOLER_PREPARED_STATEMENTS`). Either way
+/// the pooler is a transaction pooler: session state, session locks and `LISTEN` still do not
+/// stay with the client, so [`Topology::session_url`] and [`Topology::migration_url`] answer the
+/// same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PooledStatements {
+    /// Every statement one simple-protocol query with its values written in: safe through any
+    /// transaction pooler, since nothing is prepared on the server.
+    #[default]
+    Inlined,
+    /// The driver's own named prepared statements, cached per connection, and bound
+    /// parameters: for a pooler that tracks protocol-level prepared statements (PgBouncer 1.21+
+    /// with `max_prepared_statements` > 0, and the managed poolers that do the same), which
+    /// prepares each on whatever server session runs it. Checked when the pool opens.
+    Prepared,
+}
+
+impl PooledStatements {
+    /// `DB_POOLER_PREPARED_STATEMENTS` (`true` or `false`), which needs a transaction pooler.
+    fn resolve(setting: Option<&str>, pooler: Pooler) -> Result<Self, ConfigError> {
+        let invalid = |value: &str, reason: &str| ConfigError::InvalidSetting {
+            var: POOLER_PREPARED_STATEMENTS_VAR,
+            value: value.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let statements = match setting.map(str::trim).filter(|v| !v.is_empty()) {
+            None | Some("false") => Self::Inlined,
+            Some("true") => Self::Prepared,
+            Some(other) => return Err(invalid(other, "expected true or false")),
+        };
+        match (statements, pooler) {
+            (Self::Prepared, Pooler::None) => Err(invalid(
+                "true",
+                "it applies to a transaction-mode pooler; set DB_POOLER=transaction (or pgbouncer=true) as well",
+            )),
+            _ => Ok(statements),
+        }
+    }
+}
+
+impl fmt::Display for PooledStatements {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Inlined => "inlined",
+            Self::Prepared => "prepared",
+        })
+    }
+}
+
 /// Every URL of a deployment, validated together.
 #[derive(Debug, Clone)]
 pub struct Topology {
@@ -83,6 +133,9 @@ pub struct Topology {
     pub application: DatabaseUrl,
     /// What `application` goes through.
     pub pooler: Pooler,
+    /// `DB_POOLER_PREPARED_STATEMENTS`: how statements cross a transaction-mode `pooler` (the
+    /// replica's pool always inlines).
+    pub pooled_statements: PooledStatements,
     /// `DATABASE_DIRECT_URL`: the same database without the pooler.
     pub direct: Option<DatabaseUrl>,
     /// `MIGRATION_DATABASE_URL`.
@@ -104,10 +157,10 @@ pub struct NeedsDirectUrl {
 }
 
 impl Topology {
-    /// Reads the variables (after loading `.env`); `Ok(None)` when `DATABASE_URL` is unset.
+    /// The topology as [`Settings::from_env`](crate::Settings::from_env) reads it (with
+    /// `.env`); `Ok(None)` when `DATABASE_URL` is unset.
     pub fn from_env() -> Result<Option<Self>, ConfigError> {
-        load_dotenv()?;
-        Self::from_lookup(|var| std::env::var(var).ok())
+        Ok(crate::Settings::from_env()?.topology)
     }
 
     /// Reads the variables through `lookup`, so callers and tests can supply their own source.
@@ -129,6 +182,8 @@ impl Topology {
             return Ok(None);
         };
         let pooler = Pooler::resolve(read(DB_POOLER_VAR).as_deref(), &application)?;
+        let pooled_statements =
+            PooledStatements::resolve(read(POOLER_PREPARED_STATEMENTS_VAR).as_deref(), pooler)?;
         let direct = url(DIRECT_URL_VAR)?;
         let migration = url(MIGRATION_URL_VAR)?;
         let replica = url(REPLICA_URL_VAR)?;
@@ -156,6 +211,7 @@ impl Topology {
         Ok(Some(Self {
             application,
             pooler,
+            pooled_statements,
             direct,
             migration,
             replica,
@@ -176,6 +232,7 @@ impl Topology {
     pub fn for_url(url: DatabaseUrl) -> Self {
         Self {
             pooler: Pooler::of_url(&url),
+            pooled_statements: PooledStatements::Inlined,
             application: url,
             direct: None,
             migration: None,
@@ -264,5 +321,106 @@ mod tests {
             topology(direct, pooled).replica_pooler(),
             Pooler::Transaction
         );
+    }
+
+    fn from_pairs(pairs: &[(&str, &str)]) -> Result<Topology, ConfigError> {
+        Topology::from_lookup(|var| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == var)
+                .map(|(_, v)| (*v).to_owned())
+        })
+        .map(|t| t.expect("DATABASE_URL is set"))
+    }
+
+    const POOLED: &str = "postgresql://u:p@pooler:6432/db";
+
+    #[test]
+    fn prepared_statements_through_the_pooler_are_asked_for_explicitly() {
+        let pooled = |setting: Option<&str>| {
+            let mut pairs = vec![("DATABASE_URL", POOLED), ("DB_POOLER", "transaction")];
+            pairs.extend(setting.map(|v| (POOLER_PREPARED_STATEMENTS_VAR, v)));
+            from_pairs(&pairs).map(|t| t.pooled_statements)
+        };
+        assert_eq!(pooled(None).unwrap(), PooledStatements::Inlined);
+        assert_eq!(pooled(Some("")).unwrap(), PooledStatements::Inlined);
+        assert_eq!(pooled(Some("false")).unwrap(), PooledStatements::Inlined);
+        assert_eq!(pooled(Some("true")).unwrap(), PooledStatements::Prepared);
+        assert_eq!(pooled(Some(" true ")).unwrap(), PooledStatements::Prepared);
+        let err = pooled(Some("yes")).unwrap_err().to_string();
+        assert!(
+            err.contains("DB_POOLER_PREPARED_STATEMENTS") && err.contains("expected true or false"),
+            "{err}"
+        );
+        let flagged = from_pairs(&[
+            (
+                "DATABASE_URL",
+                "postgresql://u:p@pooler:6432/db?pgbouncer=true",
+            ),
+            (POOLER_PREPARED_STATEMENTS_VAR, "true"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (flagged.pooler, flagged.pooled_statements),
+            (Pooler::Transaction, PooledStatements::Prepared)
+        );
+        // Both spellings of the pooler, agreeing, are no contradiction.
+        let both = from_pairs(&[
+            (
+                "DATABASE_URL",
+                "postgresql://u:p@pooler:6432/db?pgbouncer=true",
+            ),
+            ("DB_POOLER", "transaction"),
+            (POOLER_PREPARED_STATEMENTS_VAR, "true"),
+        ])
+        .unwrap();
+        assert_eq!(both.pooled_statements, PooledStatements::Prepared);
+        assert_eq!(
+            Topology::for_url(url(POOLED)).pooled_statements,
+            PooledStatements::Inlined
+        );
+    }
+
+    #[test]
+    fn prepared_statements_without_a_transaction_pooler_are_refused_naming_both_settings() {
+        for pooler in [None, Some("none"), Some("session")] {
+            let mut pairs = vec![
+                ("DATABASE_URL", POOLED),
+                (POOLER_PREPARED_STATEMENTS_VAR, "true"),
+            ];
+            pairs.extend(pooler.map(|v| (DB_POOLER_VAR, v)));
+            let err = from_pairs(&pairs).unwrap_err().to_string();
+            assert!(
+                err.contains("DB_POOLER_PREPARED_STATEMENTS")
+                    && err.contains("set DB_POOLER=transaction"),
+                "{pooler:?}: {err}"
+            );
+        }
+        let off = from_pairs(&[
+            ("DATABASE_URL", POOLED),
+            (POOLER_PREPARED_STATEMENTS_VAR, "false"),
+        ]);
+        assert_eq!(off.unwrap().pooled_statements, PooledStatements::Inlined);
+    }
+
+    #[test]
+    fn with_prepared_statements_sessions_and_migrations_still_need_a_direct_url() {
+        let t = from_pairs(&[
+            ("DATABASE_URL", POOLED),
+            ("DB_POOLER", "transaction"),
+            (POOLER_PREPARED_STATEMENTS_VAR, "true"),
+        ])
+        .unwrap();
+        assert_eq!(t.session_url("LISTEN").unwrap_err().var, DIRECT_URL_VAR);
+        assert_eq!(t.migration_url().unwrap_err().var, MIGRATION_URL_VAR);
+        assert_eq!(t.replica_pooler(), Pooler::Transaction);
+    }
+
+    #[test]
+    fn the_modes_read_as_their_settings() {
+        assert_eq!(PooledStatements::Inlined.to_string(), "inlined");
+        assert_eq!(PooledStatements::Prepared.to_string(), "prepared");
+        assert_eq!(Pooler::None.to_string(), "none");
+        assert_eq!(Pooler::Transaction.to_string(), "transaction");
     }
 }

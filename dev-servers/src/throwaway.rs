@@ -68,28 +68,7 @@ impl ThrowawayCluster {
     }
 
     pub(super) fn spawn_watchdog(server: &Server, dir: &Path) -> Result<Child, ClusterError> {
-        let stop = match server.run_as {
-            RunAs::Me => String::new(),
-            RunAs::ServerUser { .. } => format!("runuser -u {SERVER_OS_USER} -- "),
-        };
-        let script = format!(
-            "while kill -0 \"$1\" 2>/dev/null; do sleep 0.2; done; \
-             {stop}\"$2\" stop --pgdata \"$3\" --mode immediate --silent >/dev/null 2>&1; rm -rf \"$4\""
-        );
-        Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .arg("pg-throwaway-watchdog")
-            .arg(std::process::id().to_string())
-            .arg(server.bins.tool("pg_ctl"))
-            .arg(&server.data)
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .map_err(io_err("starting the cluster watchdog"))
+        spawn_watchdog_for(&[server], dir)
     }
 
     /// The URL of `database` on this cluster, as its superuser.
@@ -130,4 +109,37 @@ impl Drop for ThrowawayCluster {
         let _ = self.watchdog.kill();
         let _ = self.watchdog.wait();
     }
+}
+
+/// A watchdog for `servers` (sharing one binary installation and OS user): once this process is
+/// gone, however it ended, it stops them all (immediate mode) and removes `dir`.
+pub(crate) fn spawn_watchdog_for(servers: &[&Server], dir: &Path) -> Result<Child, ClusterError> {
+    let first = servers
+        .first()
+        .expect("a watchdog watches at least one server");
+    let stop = match first.run_as {
+        RunAs::Me => String::new(),
+        RunAs::ServerUser { .. } => format!("runuser -u {SERVER_OS_USER} -- "),
+    };
+    let script = format!(
+        "pid=$1 ctl=$2 dir=$3; shift 3; \
+         while kill -0 \"$pid\" 2>/dev/null; do sleep 0.2; done; \
+         for data in \"$@\"; do \
+             {stop}\"$ctl\" stop --pgdata \"$data\" --mode immediate --silent >/dev/null 2>&1 & \
+         done; wait; rm -rf \"$dir\""
+    );
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg("pg-throwaway-watchdog")
+        .arg(std::process::id().to_string())
+        .arg(first.bins.tool("pg_ctl"))
+        .arg(dir)
+        .args(servers.iter().map(|server| &server.data))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map_err(io_err("starting the cluster watchdog"))
 }

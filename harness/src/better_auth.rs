@@ -38,7 +38,12 @@ pub fn install_packages() {
                 .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
                 .current_dir(&dir)
                 .status()
-                .expect("npm is needed for the Better Auth checks: apt-get install nodejs npm");
+                .unwrap_or_else(|err| {
+                    panic!(
+                        "npm is needed for the Better Auth checks ({err}); install the prerequisites: `{}`",
+                        dev_servers::INSTALL_PREREQUISITES
+                    )
+                });
             assert!(status.success(), "npm ci failed in {}", dir.display());
         }
     });
@@ -61,7 +66,12 @@ pub fn run_script(
         .env("BETTER_AUTH_PACKAGE", package)
         .envs(env.iter().copied())
         .output()
-        .expect("Node.js is needed for the Better Auth checks: apt-get install nodejs");
+        .unwrap_or_else(|err| {
+            panic!(
+                "Node.js is needed for the Better Auth checks ({err}); install the prerequisites: `{}`",
+                dev_servers::INSTALL_PREREQUISITES
+            )
+        });
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     println!("{stdout}{stderr}");

@@ -6,6 +6,9 @@
 //! otherwise a [`ThrowawayCluster`] started once per test process and removed when the process
 //! ends, however it ends.
 //!
+//! In a test binary named `through_citus*` every test database is on a Citus cluster instead
+//! ([`citus`]).
+//!
 //! Set `TEST_KEEP_DATABASES=1` to keep each test's database for inspection.
 
 use std::{
@@ -25,6 +28,8 @@ use tokio::sync::OnceCell;
 pub use db_connect;
 
 pub mod better_auth;
+pub mod citus;
+pub mod connect_faults;
 pub mod fixtures;
 pub mod topology;
 
@@ -80,7 +85,8 @@ pub fn server() -> &'static TestServer {
 }
 
 /// A small pool for `url`, for test code; through a transaction-mode pooler when the URL says
-/// `pgbouncer=true` (as [`TestDb::url`] does in a test binary that runs through PgBouncer).
+/// `pgbouncer=true` (as [`TestDb::url`] does in a test binary that runs through PgBouncer), with
+/// statements crossing it as the binary's name says ([`topology::pooled_statements`]).
 pub async fn connect(url: &DatabaseUrl, max_connections: u32) -> Pool {
     let settings = PoolSettings {
         max_connections,
@@ -90,9 +96,9 @@ pub async fn connect(url: &DatabaseUrl, max_connections: u32) -> Pool {
         Some(true) => Pooler::Transaction,
         _ => Pooler::None,
     };
-    Pool::connect(url, pooler, &settings)
+    Pool::connect_through(url, pooler, topology::pooled_statements(), &settings)
         .await
-        .unwrap_or_else(|err| panic!("could not connect to {url}: {err}"))
+        .unwrap_or_else(|err| panic!("{err}"))
 }
 
 async fn admin_execute(sql: &str) {
@@ -190,17 +196,25 @@ pub struct TestDb {
     url: DatabaseUrl,
     direct_url: DatabaseUrl,
     conn: Pool,
+    /// On every node of the [`citus::cluster`], not on [`server`].
+    on_citus: bool,
 }
 
 impl TestDb {
     /// A fresh database with every migration applied.
     pub async fn migrated() -> Self {
+        if citus::enabled() {
+            return citus::migrated().await;
+        }
         let template = template().await;
         Self::create(&format!("TEMPLATE {}", quote(template))).await
     }
 
     /// A fresh database with nothing in it, for tests of the migrations themselves.
     pub async fn empty() -> Self {
+        if citus::enabled() {
+            return citus::empty().await;
+        }
         Self::create("TEMPLATE template0").await
     }
 
@@ -218,6 +232,7 @@ impl TestDb {
             url,
             direct_url,
             conn,
+            on_citus: false,
         }
     }
 
@@ -240,6 +255,11 @@ impl TestDb {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether this database is on the Citus cluster ([`citus`]), on every node.
+    pub fn on_citus(&self) -> bool {
+        self.on_citus
     }
 
     /// A new pool of its own, for tests that need truly separate sessions.
@@ -306,12 +326,14 @@ impl Drop for TestDb {
         }
         // Drop cannot await, so the DROP gets a thread and a runtime of its own.
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote(&self.name));
-        let dropping = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
+        let (name, on_citus) = (self.name.clone(), self.on_citus);
+        let dropping = std::thread::spawn(move || match on_citus {
+            true => citus::drop_database(&name),
+            false => tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("a runtime for the DROP")
-                .block_on(admin_execute(&sql));
+                .block_on(admin_execute(&sql)),
         });
         // Inside a test's runtime, waiting here would stop that runtime's thread, and with it
         // this database's pool, which may be half-way through opening a connection: the
@@ -414,13 +436,15 @@ where
     let monitor = connect(db.direct_url(), 1).await;
     let started = std::time::Instant::now();
     loop {
-        let waiting = scalar(
-            &monitor,
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND backend_type = 'client backend'
-               AND wait_event_type = 'Lock'",
-        )
-        .await as usize;
+        let waiting = match db.on_citus {
+            true => citus::LOCK_WAITERS,
+            false => {
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND backend_type = 'client backend'
+                   AND wait_event_type = 'Lock'"
+            }
+        };
+        let waiting = scalar(&monitor, waiting).await as usize;
         let finished = racers.iter().filter(|r| r.is_finished()).count();
         if waiting + finished >= at_once {
             break;

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use harness::{TestDb, fixtures, scalar, text_rows};
-use sea_orm::ConnectionTrait;
+use sea_orm::{ConnectionTrait, TransactionTrait};
 
 /// Rows whose foreign key points at nothing, for every foreign key of the schema (all of its
 /// columns: a key between tenant tables holds the organization too).
@@ -60,13 +60,18 @@ async fn the_orphan_check_finds_an_orphan_when_foreign_keys_are_bypassed() {
     fixtures::seed_everything(db.conn()).await.unwrap();
     assert!(orphans(&db).await.is_empty());
     let bypass = db.new_pool(1).await;
-    bypass
-        .execute_unprepared(
-            "SET session_replication_role = replica;
-             INSERT INTO members (id, organization_id, user_id) VALUES ('ghost', 'org_gone', 'user_owner');",
-        )
-        .await
-        .unwrap();
+    let txn = bypass.begin().await.unwrap();
+    // On Citus the foreign key is checked on the worker holding the shard: `SET LOCAL`, each its
+    // own statement, is what Citus forwards there (plain PostgreSQL keeps the `citus.` setting
+    // as a placeholder).
+    for sql in [
+        "SET LOCAL citus.propagate_set_commands = 'local'",
+        "SET LOCAL session_replication_role = replica",
+        "INSERT INTO members (id, organization_id, user_id) VALUES ('ghost', 'org_gone', 'user_owner')",
+    ] {
+        txn.execute_unprepared(sql).await.unwrap();
+    }
+    txn.commit().await.unwrap();
     assert_eq!(orphans(&db).await, ["members.organization_id: 1"]);
 }
 

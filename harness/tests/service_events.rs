@@ -837,9 +837,12 @@ async fn the_organizations_with_due_events_come_longest_due_first() {
         .unwrap();
     db.conn()
         .execute_unprepared(
-            "UPDATE slack_events SET due_at = now() - CASE event_id
-                 WHEN 'Ev1' THEN interval '1 minute' WHEN 'Ev2' THEN interval '3 minutes'
-                 WHEN 'Ev3' THEN interval '2 minutes' ELSE interval '-1 hour' END",
+            // A searched CASE: Citus 13.2 deparses `CASE event_id WHEN ...` of a multi-shard
+            // UPDATE into `text = boolean` (42883).
+            "UPDATE slack_events SET due_at = now() - CASE
+                 WHEN event_id = 'Ev1' THEN interval '1 minute'
+                 WHEN event_id = 'Ev2' THEN interval '3 minutes'
+                 WHEN event_id = 'Ev3' THEN interval '2 minutes' ELSE interval '-1 hour' END",
         )
         .await
         .unwrap();

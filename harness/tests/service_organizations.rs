@@ -169,7 +169,10 @@ where
 /// Every member row of `ORG_ID`, owners included.
 const ORG_MEMBERS: &str = "SELECT id FROM members WHERE organization_id = 'org_acme' FOR UPDATE";
 /// The fixture's invitation.
-const INVITATION: &str = "SELECT id FROM invitations WHERE id = 'inv_1' FOR UPDATE";
+// With its organization, so that on Citus the lock is one shard's (a multi-shard FOR UPDATE is
+// refused).
+const INVITATION: &str =
+    "SELECT id FROM invitations WHERE organization_id = 'org_acme' AND id = 'inv_1' FOR UPDATE";
 
 /// `RACERS` owners of `ORG_ID`: the fixture's owner and `RACERS - 1` more.
 async fn many_owners(db: &TestDb) -> Vec<String> {

@@ -731,7 +731,7 @@ async fn eight_workers_handle_ten_thousand_events_of_fifty_organizations_exactly
         total.processed += s.processed;
         total.lost_leases += s.lost_leases;
     }
-    let handled = handled.lock().unwrap();
+    let handled = std::mem::take(&mut *handled.lock().unwrap());
     println!(
         "figure: {EVENTS} events of {ORGANIZATIONS} organizations ingested and handled by 8 workers \
          in {took:?} ({:.0} events/s)",

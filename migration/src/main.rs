@@ -4,16 +4,13 @@
 
 use std::{
     path::{Path, PathBuf},
+    process::ExitCode,
     time::Duration,
 };
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use db_connect::{
-    DatabaseUrl, Topology,
-    config::DATABASE_URL_VAR,
-    topology::{DIRECT_URL_VAR, MIGRATION_URL_VAR},
-};
+use db_connect::{DatabaseUrl, Settings};
 use dev_servers::LocalCluster;
 use migration::{
     Migrator,
@@ -97,31 +94,15 @@ fn local_cluster() -> Result<LocalCluster> {
 /// `--database-url`, else `MIGRATION_DATABASE_URL`, else `DATABASE_DIRECT_URL`, else
 /// `DATABASE_URL` unless it goes through a transaction-mode pooler (refused at once, naming the
 /// variable to set), else the local cluster. Prints which one, masked.
-fn resolve_url(flag: Option<&str>) -> Result<DatabaseUrl> {
+fn resolve_url(flag: Option<&str>, settings: &Settings) -> Result<DatabaseUrl> {
     if let Some(raw) = flag {
         let url = DatabaseUrl::parse(raw).context("--database-url is invalid")?;
         println!("Using --database-url {url}");
         return Ok(url);
     }
-    if let Some(topology) = Topology::from_env()? {
-        let url = topology.migration_url()?.clone();
-        let var = if topology.migration.is_some() {
-            MIGRATION_URL_VAR
-        } else if topology.direct.is_some() {
-            DIRECT_URL_VAR
-        } else {
-            DATABASE_URL_VAR
-        };
+    if let Some((var, url)) = settings.migration_url()? {
         println!("Using {var} {url}");
-        return Ok(url);
-    }
-    // Without DATABASE_URL, a migration-only URL still counts.
-    for var in [MIGRATION_URL_VAR, DIRECT_URL_VAR] {
-        if let Some(raw) = std::env::var(var).ok().filter(|v| !v.trim().is_empty()) {
-            let url = DatabaseUrl::parse(&raw).with_context(|| format!("{var} is invalid"))?;
-            println!("Using {var} {url}");
-            return Ok(url);
-        }
+        return Ok(url.clone());
     }
     let cluster = local_cluster()?;
     let start = cluster
@@ -143,6 +124,17 @@ fn resolve_url(flag: Option<&str>) -> Result<DatabaseUrl> {
     );
     println!("  Stop it:  {}", cluster.stop_hint());
     Ok(start.url)
+}
+
+/// Where a run goes and its settings: `MIGRATION_*`, and `DB_CONNECT_TIMEOUT_SECS` for each of
+/// its connections.
+fn connection(flag: Option<&str>) -> Result<(DatabaseUrl, RunOptions)> {
+    let settings = Settings::from_env()?;
+    let options = RunOptions {
+        connect_timeout: settings.pool.connect_timeout,
+        ..RunOptions::from_env()?
+    };
+    Ok((resolve_url(flag, &settings)?, options))
 }
 
 fn millis(took: Duration) -> String {
@@ -183,7 +175,7 @@ async fn local(action: LocalAction) -> Result<()> {
     let cluster = local_cluster()?;
     match action {
         LocalAction::Start => {
-            resolve_url(None)?;
+            resolve_url(None, &Settings::from_env()?)?;
         }
         LocalAction::Stop => match cluster.stop()? {
             true => println!("Stopped the local cluster in {}", cluster.dir().display()),
@@ -263,8 +255,20 @@ async fn lint() -> Result<()> {
     Ok(())
 }
 
+/// A user's mistake (a wrong URL, a server that is down) is one line naming it, whatever
+/// `RUST_BACKTRACE` says: anyhow would print a backtrace with it. Panics keep theirs.
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("Error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
@@ -286,16 +290,17 @@ async fn main() -> Result<()> {
             }
             return Ok(());
         }
+        Command::Lint => return lint().await,
         Command::Local { action } => return local(action).await,
         Command::Seed(args) => {
-            let url = resolve_url(cli.database_url.as_deref())?;
-            seed::cli::run(&url, &args).await?;
+            let settings = Settings::from_env()?;
+            let url = resolve_url(cli.database_url.as_deref(), &settings)?;
+            seed::cli::run(&url, &args, settings.pool.connect_timeout).await?;
             return Ok(());
         }
-        Command::Lint => return lint().await,
         Command::Status => {
-            let url = resolve_url(cli.database_url.as_deref())?;
-            let states = runner::status::<Migrator>(&url).await?;
+            let (url, options) = connection(cli.database_url.as_deref())?;
+            let states = runner::status_with::<Migrator>(&url, &options).await?;
             for state in &states {
                 let mark = if state.applied { "applied" } else { "pending" };
                 println!("{mark:<8} {}", state.name);
@@ -310,8 +315,7 @@ async fn main() -> Result<()> {
         Command::Refresh => Action::Refresh,
         Command::Reset => Action::Reset,
     };
-    let url = resolve_url(cli.database_url.as_deref())?;
-    let options = RunOptions::from_env()?;
-    runner::run_with::<Migrator>(&url, action, &options, print_progress).await?;
+    let (url, run_options) = connection(cli.database_url.as_deref())?;
+    runner::run_with::<Migrator>(&url, action, &run_options, print_progress).await?;
     Ok(())
 }

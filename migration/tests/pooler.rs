@@ -3,6 +3,8 @@
 //! operator who forgot the flag), it applies transactional migrations exactly once and leaves
 //! no lock, and refuses, before applying anything, a run that includes a migration needing a
 //! session of its own (`CREATE INDEX CONCURRENTLY` with its timeouts), naming the variable.
+//! `pooler_pgbouncer_125.rs` runs the same through PgBouncer 1.25 (the harness picks the release
+//! by the binary's name).
 
 use std::{
     process::{Child, Command, Output, Stdio},
@@ -30,6 +32,7 @@ fn up_through_pgbouncer(db: &TestDb, extra: &[(&str, &str)]) -> Command {
     cmd.env("DATABASE_URL", url.expose().expose_secret());
     for var in [
         "DB_POOLER",
+        "DB_POOLER_PREPARED_STATEMENTS",
         "DATABASE_DIRECT_URL",
         "MIGRATION_DATABASE_URL",
         "DATABASE_REPLICA_URL",
@@ -99,9 +102,14 @@ async fn tables(db: &TestDb) -> i64 {
 #[tokio::test]
 async fn told_it_is_behind_a_transaction_pooler_without_a_direct_url_up_refuses_at_once() {
     let db = TestDb::empty().await;
+    // With the pooler's prepared statements kept or not: sessions stay the pooler's either way.
+    let told = [
+        ("DB_POOLER", "transaction"),
+        ("DB_POOLER_PREPARED_STATEMENTS", "true"),
+    ];
     let children = (0..PROCESSES)
-        .map(|_| {
-            up_through_pgbouncer(&db, &[("DB_POOLER", "transaction")])
+        .map(|n| {
+            up_through_pgbouncer(&db, &told[..1 + n % 2])
                 .spawn()
                 .unwrap()
         })

@@ -3,7 +3,10 @@
 
 use std::{io::IsTerminal, sync::Mutex, time::Duration};
 
-use db_connect::DatabaseUrl;
+use db_connect::{
+    DatabaseUrl,
+    connect::{driver_connect_options, open_connection},
+};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::{DEMO_EMAIL, Progress, Scale, SeedError, SeedOptions, Seeded};
@@ -22,8 +25,15 @@ pub struct SeedArgs {
     pub reset: bool,
 }
 
-/// Seeds the database at `url` as the arguments say and prints what it wrote.
-pub async fn run(url: &DatabaseUrl, args: &SeedArgs) -> Result<Seeded, SeedError> {
+/// Seeds the database at `url` as the arguments say and prints what it wrote. The connection
+/// opens first, given `connect_timeout` to answer, so a wrong URL fails before anything is
+/// printed but its cause.
+pub async fn run(
+    url: &DatabaseUrl,
+    args: &SeedArgs,
+    connect_timeout: Duration,
+) -> Result<Seeded, SeedError> {
+    let mut conn = open_connection(url, &driver_connect_options(url)?, connect_timeout).await?;
     let sizes = args.scale.sizes();
     println!(
         "Seeding seed {}, scale {}: {} users, {} organizations, {} Slack + {} Linear events, {} agent runs, {} tool calls",
@@ -42,7 +52,9 @@ pub async fn run(url: &DatabaseUrl, args: &SeedArgs) -> Result<Seeded, SeedError
         Box::new(Lines)
     };
     let options = SeedOptions::new(args.seed, sizes).with_reset(args.reset);
-    let seeded = crate::seed_database(url, &options, progress.as_ref()).await?;
+    let seeded = crate::seed(&mut conn, &options, progress.as_ref()).await;
+    close(conn).await;
+    let seeded = seeded?;
     println!(
         "Seeded {} rows into {} tables in {:.1} s (seed {}, scale {})",
         seeded.total_rows(),
@@ -56,6 +68,11 @@ pub async fn run(url: &DatabaseUrl, args: &SeedArgs) -> Result<Seeded, SeedError
          `cargo run -p studio` shows the rows"
     );
     Ok(seeded)
+}
+
+async fn close(conn: sqlx::PgConnection) {
+    use sqlx::Connection;
+    conn.close().await.ok();
 }
 
 fn seconds(took: Duration) -> String {

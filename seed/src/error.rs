@@ -25,6 +25,10 @@ pub enum SeedError {
     #[error("the generator stopped unexpectedly: {0}")]
     Generator(String),
 
+    /// The connection to seed through did not open: its cause and the URL, password masked.
+    #[error(transparent)]
+    Connect(#[from] db_connect::ConnectError),
+
     #[error("database error while seeding: {0}")]
     Database(#[from] sqlx::Error),
 }

@@ -7,24 +7,38 @@
 //! cargo run -p service --example main_flow
 //! ```
 
-use std::path::Path;
+use std::{path::Path, process::ExitCode};
 
 use entity::enums::TriggerSource;
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use serde_json::json;
 use service::{
-    EncryptedToken, PoolSettings, agents,
+    EncryptedToken, Settings, agents,
     agents::{NewRunInput, NewToolCallInput, TokenCounts, ToolCallOutcome},
     events::{self, Ingested, SlackDelivery, SlackEvents},
     integrations::{self, SlackConnectionInput},
     organizations::{self, NewOrganizationInput},
 };
 
+/// A wrong URL or a server that is down is one line naming it, whatever `RUST_BACKTRACE` says.
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("Error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    // The environment as every service reads it (DB_POOLER, DATABASE_REPLICA_URL, DB_*), else
+    // the local cluster.
+    let settings = Settings::from_env()?;
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let url = dev_servers::database_url_or_local(&workspace)?;
-    let db = service::connect_to(&url, &PoolSettings::default()).await?;
+    let topology = dev_servers::topology_or_local(&workspace, &settings)?;
+    let db = service::connect_with(&topology, &settings.pool).await?;
     let run_id = uuid::Uuid::new_v4().simple().to_string();
 
     // Everything below happens in one transaction, rolled back at the end, so the example

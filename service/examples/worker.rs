@@ -15,6 +15,7 @@
 
 use std::{
     path::Path,
+    process::ExitCode,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -25,11 +26,11 @@ use std::{
 use entity::SlackEvent;
 use serde_json::json;
 use service::{
-    EncryptedToken, PoolSettings,
+    EncryptedToken, Settings,
     events::{self, SlackDelivery, SlackEvents},
     integrations::{self, SlackConnectionInput},
     organizations::{self, NewOrganizationInput},
-    worker::{Backoff, CancellationToken, Outcome, Wakeup, Worker, WorkerConfig},
+    worker::{Backoff, CancellationToken, Outcome, Worker, WorkerConfig},
 };
 
 const EVENTS: usize = 20;
@@ -38,24 +39,32 @@ const EVENTS: usize = 20;
 #[error("the agent backend timed out")]
 struct Timeout;
 
+/// A wrong URL or a server that is down is one line naming it, whatever `RUST_BACKTRACE` says.
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("Error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "service=info".into()),
         )
         .init();
+    // The environment as every service reads it (DB_POOLER, DATABASE_DIRECT_URL for the
+    // listener, DB_*), else the local cluster.
+    let settings = Settings::from_env()?;
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let (url, mut config) = match WorkerConfig::from_env() {
-        Ok(config) => (service::DatabaseUrl::require_env()?, config),
-        Err(service::worker::WorkerError::MissingDatabaseUrl) => {
-            let url = dev_servers::database_url_or_local(&workspace)?;
-            (url.clone(), WorkerConfig::new(Wakeup::Listen(url)))
-        }
-        Err(other) => return Err(other.into()),
-    };
-    let db = service::connect_to(&url, &PoolSettings::default()).await?;
+    let topology = dev_servers::topology_or_local(&workspace, &settings)?;
+    let db = service::connect_with(&topology, &settings.pool).await?;
+    let mut config = WorkerConfig::for_topology(&topology, &settings.pool)?;
     config.concurrency = 4;
     config.retry = Backoff {
         base: Duration::from_millis(200),
@@ -133,7 +142,8 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     };
-    let worker = Worker::<SlackEvents, _>::new(db.clone(), handler, config)?;
+    // Listening before anything is ingested: a wrong listener URL fails here.
+    let worker = Worker::<SlackEvents, _>::connect(db.clone(), handler, config).await?;
     let running = tokio::spawn(worker.run(stop.clone()));
 
     // The webhook side: one batch, one statement, one notification.

@@ -9,20 +9,16 @@
 
 use std::ops::Deref;
 
-use db_connect::ConfigError;
+use db_connect::{ConfigError, ConnectError};
 use sea_orm::{DbErr, RuntimeErr, sqlx};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("database configuration: {0}")]
     Config(#[from] ConfigError),
-    #[error("could not connect to {url}: {source}")]
-    Connect {
-        /// The URL with its password masked.
-        url: String,
-        #[source]
-        source: DbErr,
-    },
+    /// A first connection failed: its cause and the URL, password masked.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     #[error("{entity} `{key}` was not found")]
     NotFound { entity: &'static str, key: String },
     #[error("{table}: a row with the same key already exists ({constraint})")]
@@ -120,6 +116,7 @@ impl From<DbErr> for Error {
             .constraint()
             .map(str::to_owned)
             .unwrap_or_else(|| named_in(message, &["constraint "]));
+        let (table, constraint) = without_common_shard_suffix(table, constraint);
         match code.as_str() {
             "23505" => Self::Conflict { table, constraint },
             "23503" => Self::MissingReference { table, constraint },
@@ -172,6 +169,22 @@ fn named_in(message: &str, markers: &[&str]) -> String {
         .unwrap_or_default()
 }
 
+/// A table and constraint that both end in the same `_<shard id>` (a Citus local table's shard,
+/// whose error the coordinator raises itself with its fields set) without it.
+fn without_common_shard_suffix(table: String, constraint: String) -> (String, String) {
+    let shard = |name: &str| {
+        let base = without_shard_suffix(name);
+        (base.len() < name.len()).then(|| name[base.len()..].to_owned())
+    };
+    match (shard(&table), shard(&constraint)) {
+        (Some(a), Some(b)) if a == b => (
+            without_shard_suffix(&table).to_owned(),
+            without_shard_suffix(&constraint).to_owned(),
+        ),
+        _ => (table, constraint),
+    }
+}
+
 /// `members_102221` -> `members`: a shard is its table's name, `_`, and the shard id.
 fn without_shard_suffix(name: &str) -> &str {
     match name.rsplit_once('_') {
@@ -205,6 +218,25 @@ mod tests {
         let null = "null value in column \"model\" of relation \"agent_runs_102290\" violates not-null constraint";
         assert_eq!(quoted_after(null, "column ").as_deref(), Some("model"));
         assert_eq!(named_in(null, &["on table ", "relation "]), "agent_runs");
+    }
+
+    #[test]
+    fn a_local_shards_table_and_constraint_lose_their_common_suffix_only() {
+        let named = |t: &str, c: &str| without_common_shard_suffix(t.to_owned(), c.to_owned());
+        assert_eq!(
+            named("sessions_102009", "uq_sessions_token_102009"),
+            ("sessions".to_owned(), "uq_sessions_token".to_owned())
+        );
+        // Different numbers, or only one of them numbered: names of the schema, kept.
+        assert_eq!(
+            named("runs_2", "uq_runs_3"),
+            ("runs_2".to_owned(), "uq_runs_3".to_owned())
+        );
+        assert_eq!(
+            named("events_2026", "uq_events"),
+            ("events_2026".to_owned(), "uq_events".to_owned())
+        );
+        assert_eq!(named("t", "c_1"), ("t".to_owned(), "c_1".to_owned()));
     }
 
     #[test]

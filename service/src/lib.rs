@@ -12,7 +12,10 @@
 //! # Ok(()) }
 //! ```
 
-pub use db_connect::{ConfigError, DatabaseUrl, Pool, PoolSettings, PoolTransaction, Topology};
+pub use db_connect::{
+    Cause, ConfigError, ConnectError, DatabaseUrl, Pool, PoolSettings, PoolTransaction, Settings,
+    Topology,
+};
 pub use sea_orm::{DatabaseConnection, DbErr};
 
 pub mod agents;
@@ -35,25 +38,28 @@ pub use page::{Cursor, HasCursor, Page};
 pub use routing::{Db, Reads, ReplicaState};
 pub use secret::EncryptedToken;
 
-/// The database of the environment (or `.env`): `DATABASE_URL`, through a transaction-mode
-/// pooler when `DB_POOLER=transaction` (or `pgbouncer=true`), with the streaming replica of
-/// `DATABASE_REPLICA_URL` for [`Db::reads`]; pools sized and timed by the `DB_*` variables of
-/// [`PoolSettings`].
+/// The database of the environment (or `.env`, read by [`Settings::from_env`]): `DATABASE_URL`,
+/// through a transaction-mode pooler when `DB_POOLER=transaction` (or `pgbouncer=true`), with the
+/// streaming replica of `DATABASE_REPLICA_URL` for [`Db::reads`]; pools sized and timed by the
+/// `DB_*` variables of [`PoolSettings`]. The primary's first connection opens now: a wrong URL
+/// or a server that is down is an [`Error::Connect`] naming the cause, within the connect
+/// timeout, not a hang at the first request.
 pub async fn connect() -> Result<Db, Error> {
-    let topology = Topology::from_env()?.ok_or_else(|| ConfigError::NotSet {
-        var: db_connect::config::DATABASE_URL_VAR.to_owned(),
-    })?;
-    connect_with(&topology, &PoolSettings::from_env()?).await
+    let settings = Settings::from_env()?;
+    connect_with(settings.topology()?, &settings.pool).await
 }
 
-/// The database of `topology` with `settings`.
+/// Like [`connect`], but no connection opens until the first statement: for a service that
+/// must start while the database is down, and accepts that a wrong URL then shows only as the
+/// first statement's acquire timeout.
+pub async fn connect_lazy() -> Result<Db, Error> {
+    let settings = Settings::from_env()?;
+    Ok(Db::connect_lazy(settings.topology()?, &settings.pool).await?)
+}
+
+/// The database of `topology` with `settings`; the primary's first connection opens now.
 pub async fn connect_with(topology: &Topology, settings: &PoolSettings) -> Result<Db, Error> {
-    Db::connect(topology, settings)
-        .await
-        .map_err(|source| Error::Connect {
-            url: topology.application.to_string(),
-            source,
-        })
+    Ok(Db::connect(topology, settings).await?)
 }
 
 /// The database of `url` alone (through a transaction-mode pooler when it says

@@ -20,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use db_connect::{Pool, PoolSettings, PoolTransaction, Pooler, Topology};
+use db_connect::{ConnectError, Pool, PoolSettings, PoolTransaction, Pooler, Topology};
 use sea_orm::{
     AccessMode, ConnectionTrait, DbBackend, DbErr, ExecResult, IsolationLevel, QueryResult,
     RuntimeErr, Statement, TransactionError, TransactionOptions, TransactionTrait, sqlx,
@@ -71,26 +71,50 @@ const FRESHNESS: &str = "SELECT pg_is_in_recovery() AS in_recovery,
         (EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) * 1000)::float8 AS lag_ms";
 
 impl Db {
-    /// The pools of `topology`: the application's URL, and the replica's when set (opened
-    /// lazily: a replica that is down now is no error).
-    pub async fn connect(topology: &Topology, settings: &PoolSettings) -> Result<Self, DbErr> {
-        let primary = Pool::connect(&topology.application, topology.pooler, settings).await?;
+    /// The pools of `topology`: the application's URL, whose first connection opens now (a
+    /// wrong URL or a down server fails here, naming the cause, and a pooler said to keep
+    /// prepared statements is checked), and the replica's when set, opened lazily: a replica
+    /// that is down now is no error, reads go to the primary until it answers (behind a pooler
+    /// its statements are inlined, as no check of its pooler runs before its first read).
+    pub async fn connect(
+        topology: &Topology,
+        settings: &PoolSettings,
+    ) -> Result<Self, ConnectError> {
+        let primary = Pool::connect_through(
+            &topology.application,
+            topology.pooler,
+            topology.pooled_statements,
+            settings,
+        )
+        .await?;
+        Self::with_replica(primary, topology, settings).await
+    }
+
+    /// Like [`Db::connect`], but the primary's pool too opens nothing until its first statement;
+    /// behind a pooler its statements are then inlined, since checking that the pooler keeps
+    /// prepared statements takes a connection.
+    pub async fn connect_lazy(
+        topology: &Topology,
+        settings: &PoolSettings,
+    ) -> Result<Self, ConnectError> {
+        let primary = Pool::connect_lazy(&topology.application, topology.pooler, settings).await?;
+        Self::with_replica(primary, topology, settings).await
+    }
+
+    async fn with_replica(
+        primary: Pool,
+        topology: &Topology,
+        settings: &PoolSettings,
+    ) -> Result<Self, ConnectError> {
         let replica = match &topology.replica {
             None => None,
-            Some(url) => {
-                let settings = PoolSettings {
-                    connect_timeout: settings.connect_timeout.min(REPLICA_TIMEOUT),
-                    acquire_timeout: settings.acquire_timeout.min(REPLICA_TIMEOUT),
-                    ..settings.clone()
-                };
-                let pool = Pool::connect_lazy(url, topology.replica_pooler(), &settings).await?;
-                Some(Arc::new(Replica {
-                    pool,
-                    max_lag: topology.replica_max_lag,
-                    verdict: Mutex::new(None),
-                    checking: AtomicBool::new(false),
-                }))
-            }
+            // Every use of it is bounded by REPLICA_TIMEOUT, however long its pool would wait.
+            Some(url) => Some(Arc::new(Replica {
+                pool: Pool::connect_lazy(url, topology.replica_pooler(), settings).await?,
+                max_lag: topology.replica_max_lag,
+                verdict: Mutex::new(None),
+                checking: AtomicBool::new(false),
+            })),
         };
         Ok(Self { primary, replica })
     }
@@ -369,6 +393,102 @@ impl From<Pool> for Db {
         Self {
             primary,
             replica: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use sea_orm::{ConnAcquireErr, sqlx::error::DatabaseError};
+
+    use super::*;
+
+    /// A server's error with `code`, as the driver reports one.
+    #[derive(Debug, thiserror::Error)]
+    #[error("SQLSTATE {0}")]
+    struct Server(&'static str);
+
+    impl DatabaseError for Server {
+        fn message(&self) -> &str {
+            self.0
+        }
+
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn query(err: sqlx::Error) -> DbErr {
+        DbErr::Query(RuntimeErr::SqlxError(Arc::new(err)))
+    }
+
+    fn exec(err: sqlx::Error) -> DbErr {
+        DbErr::Exec(RuntimeErr::SqlxError(Arc::new(err)))
+    }
+
+    fn server(code: &'static str) -> sqlx::Error {
+        sqlx::Error::Database(Box::new(Server(code)))
+    }
+
+    #[test]
+    fn failures_of_the_replica_itself_send_the_read_to_the_primary() {
+        let io = || sqlx::Error::Io(std::io::Error::other("connection reset"));
+        for err in [
+            DbErr::Conn(RuntimeErr::Internal("gone".into())),
+            DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
+            query(io()),
+            exec(io()),
+            query(sqlx::Error::Tls("handshake".into())),
+            query(sqlx::Error::Protocol("unexpected message".into())),
+            query(sqlx::Error::PoolTimedOut),
+            query(sqlx::Error::PoolClosed),
+            query(sqlx::Error::WorkerCrashed),
+            // Connection exceptions, shutdown, a conflict with replay.
+            query(server("08006")),
+            query(server("57P01")),
+            exec(server("57P03")),
+            query(server("40001")),
+        ] {
+            assert!(
+                replica_unavailable(&err),
+                "{err:?} is the replica's failure"
+            );
+        }
+    }
+
+    #[test]
+    fn a_statements_own_error_is_the_callers() {
+        for err in [
+            query(server("22012")),
+            exec(server("23505")),
+            query(server("42P01")),
+            query(server("40P01")),
+            query(sqlx::Error::RowNotFound),
+            DbErr::Custom("no row".into()),
+            DbErr::RecordNotFound("x".into()),
+        ] {
+            assert!(
+                !replica_unavailable(&err),
+                "{err:?} is the statement's error"
+            );
         }
     }
 }

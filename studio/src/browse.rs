@@ -5,7 +5,7 @@
 //! cut long values in SQL, so a page of webhook payloads never fetches megabytes; JSON is
 //! redacted by [`db_connect::secrets::redact_json`] before anything renders it.
 
-use catalog::{Column, Table};
+use catalog::{Column, ForeignKey, Table};
 use db_connect::secrets::{SecretColumn, holds_secret, redact_json, secret_column};
 use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement, Value};
 use serde_json::Value as Json;
@@ -114,8 +114,8 @@ fn display_expr(table: &Table, column: &Column, fit: Fit) -> String {
              WHEN octet_length({c}::text) <= {LIST_JSON_BYTES} THEN json_build_object('v', {c}) \
              ELSE json_build_object('bytes', octet_length({c}::text)) END"
         ),
-        // A foreign key's value is a link to its row, so it is never cut.
-        _ if list && is_text(column) && table.foreign_key_of(&column.name).is_none() => {
+        // A foreign key's value is (part of) a link to its row, so it is never cut.
+        _ if list && is_text(column) && !in_foreign_key(table, &column.name) => {
             format!("to_json(left({c}, {}))", LIST_TEXT_CHARS + 1)
         }
         _ => format!("to_json({c})"),
@@ -326,16 +326,71 @@ fn decode_row(
 
 /// Refuses a `key` that is not a primary or unique key of `table`, so it names one row at most.
 pub fn check_row_key(table: &Table, key: &[(String, String)]) -> Result<(), StudioError> {
-    let names: Vec<String> = key.iter().map(|(c, _)| c.clone()).collect();
+    let names = key_names(table, key)?;
     if key.is_empty() || !table.is_unique(&names) {
-        return Err(StudioError::BadRequest(format!(
-            "a row of {} is named by its primary key ({}) or another unique key; got ({})",
-            table.name,
-            table.primary_key.join(", "),
-            names.join(", ")
-        )));
+        return Err(not_a_key(table, &names, " or another unique key"));
     }
     Ok(())
+}
+
+/// Refuses a `key` that is not exactly `table`'s primary key: a write addresses its row by the
+/// whole key, so on Citus it is routed to the one shard holding the row.
+pub fn check_primary_key(table: &Table, key: &[(String, String)]) -> Result<(), StudioError> {
+    if table.primary_key.is_empty() {
+        return Err(StudioError::BadRequest(format!(
+            "{} has no primary key, so its rows cannot be edited or deleted here",
+            table.name
+        )));
+    }
+    let names = key_names(table, key)?;
+    let whole = names.len() == table.primary_key.len()
+        && table.primary_key.iter().all(|k| names.contains(k));
+    if !whole {
+        return Err(not_a_key(table, &names, ""));
+    }
+    Ok(())
+}
+
+/// The columns of `key`, refused when one is given twice (which value would name the row?).
+fn key_names(table: &Table, key: &[(String, String)]) -> Result<Vec<String>, StudioError> {
+    let mut names: Vec<String> = Vec::with_capacity(key.len());
+    for (column, _) in key {
+        if names.contains(column) {
+            return Err(StudioError::BadRequest(format!(
+                "{}.{column} is given twice in the row's key",
+                table.name
+            )));
+        }
+        names.push(column.clone());
+    }
+    Ok(names)
+}
+
+/// "a row of t is named by its whole primary key (a, b); the request has (b): missing a", or,
+/// when no key column is missing, which of the request's columns are not part of the key.
+fn not_a_key(table: &Table, names: &[String], or_else: &str) -> StudioError {
+    let missing: Vec<&str> = table
+        .primary_key
+        .iter()
+        .filter(|k| !names.contains(k))
+        .map(String::as_str)
+        .collect();
+    let problem = if missing.is_empty() {
+        let extra: Vec<&str> = names
+            .iter()
+            .filter(|n| !table.primary_key.contains(n))
+            .map(String::as_str)
+            .collect();
+        format!("{} not part of it", extra.join(", "))
+    } else {
+        format!("missing {}", missing.join(", "))
+    };
+    StudioError::BadRequest(format!(
+        "a row of {} is named by its whole primary key ({}){or_else}; the request has ({}): {problem}",
+        table.name,
+        table.primary_key.join(", "),
+        names.join(", ")
+    ))
 }
 
 /// The row whose columns `key` (a primary or unique key, as `(column, text)`) name, if any.
@@ -348,6 +403,24 @@ pub async fn find_row(
     let mut sql = select_rows(table, None, Fit::Whole);
     push_filters(&mut sql, table, key)?;
     Ok(fetch_rows(db, table, &sql, false).await?.into_iter().next())
+}
+
+fn in_foreign_key(table: &Table, column: &str) -> bool {
+    table
+        .foreign_keys
+        .iter()
+        .any(|fk| fk.columns.iter().any(|c| c == column))
+}
+
+/// The foreign key a column's value links through: the narrowest one holding the column, so
+/// `organization_id` links to its organization and `agent_run_id` (in `(organization_id,
+/// agent_run_id)`) to its run.
+pub fn linking_foreign_key<'a>(table: &'a Table, column: &str) -> Option<&'a ForeignKey> {
+    table
+        .foreign_keys
+        .iter()
+        .filter(|fk| fk.columns.iter().any(|c| c == column))
+        .min_by_key(|fk| fk.columns.len())
 }
 
 /// The primary key of `row` as `(column, text)` pairs.
@@ -430,11 +503,11 @@ pub async fn row_counts(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use catalog::Table;
     use serde_json::json;
 
-    use super::{Fit, select_rows};
+    use super::{Fit, check_primary_key, check_row_key, linking_foreign_key, select_rows};
 
     fn events_table() -> Table {
         let column = |name: &str, type_name: &str| {
@@ -484,5 +557,106 @@ mod tests {
                 "{sql}"
             );
         }
+    }
+
+    /// A tenant table: keyed `(organization_id, id)`, its run a parent through a composite key.
+    pub(crate) fn calls_table() -> Table {
+        let column = |name: &str| {
+            json!({ "name": name, "sql_type": "text", "type_name": "text", "is_array": false,
+                    "nullable": true, "has_default": false, "generated": false })
+        };
+        let fk = |name: &str, columns: &[&str], references: &str, referenced: &[&str]| {
+            json!({ "name": name, "columns": columns, "references": references,
+                    "referenced_columns": referenced, "on_delete": "c" })
+        };
+        serde_json::from_value(json!({
+            "name": "calls",
+            "columns": [column("id"), column("organization_id"), column("run_id"),
+                        column("note")],
+            "primary_key": ["organization_id", "id"],
+            "foreign_keys": [
+                fk("fk_calls_run_id", &["organization_id", "run_id"], "runs",
+                   &["organization_id", "id"]),
+                fk("fk_calls_organization_id", &["organization_id"], "organizations", &["id"]),
+            ],
+            "unique_keys": [["organization_id", "id"], ["organization_id", "note"]],
+            "index_leading_columns": ["organization_id"],
+            "row_estimate": 0.0,
+        }))
+        .unwrap()
+    }
+
+    fn key(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(c, v)| (c.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn refusal(result: Result<(), crate::StudioError>) -> String {
+        match result {
+            Err(crate::StudioError::BadRequest(message)) => message,
+            other => panic!("not a bad request: {other:?}"),
+        }
+    }
+
+    /// A column links through the narrowest foreign key holding it: the organization through
+    /// its own key, the run through the composite one.
+    #[test]
+    fn a_column_links_through_the_narrowest_foreign_key_holding_it() {
+        let table = calls_table();
+        let name = |column: &str| linking_foreign_key(&table, column).map(|fk| fk.name.as_str());
+        assert_eq!(name("organization_id"), Some("fk_calls_organization_id"));
+        assert_eq!(name("run_id"), Some("fk_calls_run_id"));
+        assert_eq!(name("note"), None);
+        // A text column in a composite foreign key is a link too, so a list never cuts it.
+        let list = select_rows(&table, None, Fit::List).text;
+        assert!(list.contains(r#"to_json("run_id")"#), "{list}");
+        assert!(list.contains(r#"to_json(left("note", 81))"#), "{list}");
+    }
+
+    /// A row is named by its whole primary key or another unique key; a write only by the
+    /// primary key. A refusal names the missing key columns, or the extra ones.
+    #[test]
+    fn a_key_missing_a_column_is_refused_naming_it() {
+        let table = calls_table();
+        let whole = key(&[("organization_id", "o"), ("id", "1")]);
+        check_row_key(&table, &whole).unwrap();
+        check_primary_key(&table, &whole).unwrap();
+        let reversed = key(&[("id", "1"), ("organization_id", "o")]);
+        check_primary_key(&table, &reversed).unwrap();
+        let unique = key(&[("organization_id", "o"), ("note", "n")]);
+        check_row_key(&table, &unique).unwrap();
+        assert_eq!(
+            refusal(check_primary_key(&table, &unique)),
+            "a row of calls is named by its whole primary key (organization_id, id); the \
+             request has (organization_id, note): missing id"
+        );
+        assert_eq!(
+            refusal(check_row_key(&table, &key(&[("id", "1")]))),
+            "a row of calls is named by its whole primary key (organization_id, id) or another \
+             unique key; the request has (id): missing organization_id"
+        );
+        let extra = key(&[("organization_id", "o"), ("id", "1"), ("note", "n")]);
+        for result in [
+            check_row_key(&table, &extra),
+            check_primary_key(&table, &extra),
+        ] {
+            assert!(refusal(result).ends_with(": note not part of it"));
+        }
+        let twice = key(&[("organization_id", "o"), ("id", "1"), ("id", "2")]);
+        for result in [
+            check_row_key(&table, &twice),
+            check_primary_key(&table, &twice),
+        ] {
+            assert_eq!(refusal(result), "calls.id is given twice in the row's key");
+        }
+        assert!(refusal(check_row_key(&table, &[])).ends_with("missing organization_id, id"));
+        let mut keyless = calls_table();
+        keyless.primary_key.clear();
+        assert_eq!(
+            refusal(check_primary_key(&keyless, &[])),
+            "calls has no primary key, so its rows cannot be edited or deleted here"
+        );
     }
 }

@@ -2,12 +2,12 @@
 //! collapsible pretty JSON, arrays as chips. maud escapes every interpolated string.
 
 use axum::http::StatusCode;
-use catalog::{Column, Table};
+use catalog::{Column, ForeignKey, Table};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use serde_json::Value as Json;
 
-use crate::browse::{Fit, LIST_TEXT_CHARS, Row, Shown, key_of};
+use crate::browse::{Fit, LIST_TEXT_CHARS, Row, Shown, key_of, linking_foreign_key};
 
 const CSS: &str = r#"
 :root { --fg:#1d2230; --muted:#6b7285; --line:#e3e6ee; --bg:#f7f8fb; --accent:#3451b2; --warn:#b4231f; }
@@ -157,8 +157,30 @@ fn shorten(text: &str, limit: usize) -> String {
     }
 }
 
-/// One value. `fit` says whether it was cut for a list (in SQL) or is whole (a row's page).
-pub fn cell(table: &Table, column: &Column, value: &Shown, fit: Fit) -> Markup {
+/// The foreign key `column` links through and the whole key of the row it references, from
+/// every column of the constraint; `None` when one of them is NULL (then nothing is referenced).
+fn parent_key<'a>(
+    table: &'a Table,
+    column: &str,
+    row: &[Shown],
+) -> Option<(&'a ForeignKey, Vec<(String, String)>)> {
+    let fk = linking_foreign_key(table, column)?;
+    let key = fk
+        .columns
+        .iter()
+        .zip(&fk.referenced_columns)
+        .map(|(own, referenced)| {
+            let at = table.columns.iter().position(|c| &c.name == own)?;
+            let value = row.get(at)?.value()?;
+            Some((referenced.clone(), value_text(value)))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some((fk, key))
+}
+
+/// One value of a row whose values (in column order) are `row`. `fit` says whether it was cut
+/// for a list (in SQL) or is whole (a row's page).
+pub fn cell(table: &Table, column: &Column, value: &Shown, row: &[Shown], fit: Fit) -> Markup {
     let value = match value {
         Shown::Null => return html! { span.null { "NULL" } },
         Shown::Secret { prefix } => {
@@ -174,14 +196,9 @@ pub fn cell(table: &Table, column: &Column, value: &Shown, fit: Fit) -> Markup {
         Shown::Value(value) => value,
     };
     let compact = fit == Fit::List;
-    if let Some(fk) = table.foreign_key_of(&column.name) {
-        let text = value_text(value);
-        let href = row_url(
-            &fk.references,
-            "",
-            &[(fk.referenced_columns[0].clone(), text.clone())],
-        );
-        return html! { a.fk href=(href) title={ "open " (fk.references) } { (text) } };
+    if let Some((fk, key)) = parent_key(table, &column.name, row) {
+        let href = row_url(&fk.references, "", &key);
+        return html! { a.fk href=(href) title={ "open " (fk.references) } { (value_text(value)) } };
     }
     match value {
         Json::Array(items) if column.is_array => html! {
@@ -231,12 +248,44 @@ pub fn rows_grid(table: &Table, rows: &[Row], header: impl Fn(&Column) -> Markup
                         tr {
                             td { (open_link(table, row)) }
                             @for (column, value) in table.columns.iter().zip(&row.values) {
-                                td { (cell(table, column, value, Fit::List)) }
+                                td { (cell(table, column, value, &row.values, Fit::List)) }
                             }
                         }
                     }
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::parent_key;
+    use crate::browse::{Shown, tests::calls_table};
+
+    fn text(value: &str) -> Shown {
+        Shown::Value(json!(value))
+    }
+
+    /// A parent link carries every column of its foreign key, and there is none when one of
+    /// them is NULL (then the row references nothing).
+    #[test]
+    fn a_parent_link_carries_the_whole_foreign_key() {
+        let table = calls_table();
+        let row = [text("1"), text("org_a"), text("run_9"), text("n")];
+        let (fk, key) = parent_key(&table, "run_id", &row).unwrap();
+        assert_eq!(fk.references, "runs");
+        let pair = |c: &str, v: &str| (c.to_owned(), v.to_owned());
+        assert_eq!(key, [pair("organization_id", "org_a"), pair("id", "run_9")]);
+        let (fk, key) = parent_key(&table, "organization_id", &row).unwrap();
+        assert_eq!(
+            (fk.references.as_str(), key),
+            ("organizations", vec![pair("id", "org_a")])
+        );
+        let unlinked = [text("1"), text("org_a"), Shown::Null, text("n")];
+        assert!(parent_key(&table, "run_id", &unlinked).is_none());
+        assert!(parent_key(&table, "note", &row).is_none());
     }
 }

@@ -27,7 +27,7 @@ use axum::{
 };
 use catalog::{Catalog, CatalogError};
 use db_connect::{DatabaseUrl, PoolSettings};
-use sea_orm::{DatabaseConnection, DbErr};
+use sea_orm::DatabaseConnection;
 use subtle::ConstantTimeEq;
 
 pub use error::StudioError;
@@ -56,15 +56,17 @@ pub struct Studio {
 }
 
 /// The studio's pool: `settings`, and every statement cancelled by PostgreSQL after
-/// `statement_timeout`, so a slow query ends as a page that says so instead of a hang.
+/// `statement_timeout`, so a slow query ends as a page that says so instead of a hang. Its
+/// first connection opens now: a wrong URL fails here, naming the cause.
 pub async fn connect(
     url: &DatabaseUrl,
     settings: &PoolSettings,
     statement_timeout: Duration,
-) -> Result<DatabaseConnection, DbErr> {
+) -> Result<DatabaseConnection, db_connect::ConnectError> {
     let timeout_ms = statement_timeout.as_millis().to_string();
     let pool = db_connect::connect::pool_options(settings);
-    db_connect::connect::open_pool(url, pool, false, |options| {
+    let opening = db_connect::Opening::Now(settings.connect_timeout);
+    db_connect::connect::open_pool(url, pool, opening, |options| {
         options.options([("statement_timeout", timeout_ms)])
     })
     .await

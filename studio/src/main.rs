@@ -4,13 +4,14 @@
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
     path::Path,
+    process::ExitCode,
     time::Duration,
 };
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use db_connect::{DatabaseUrl, PoolSettings, config::load_dotenv};
-use dev_servers::database_url_or_local;
+use db_connect::{DatabaseUrl, Settings};
+use dev_servers::topology_or_local;
 use studio::{DEFAULT_STATEMENT_TIMEOUT, Options, Studio, allowed_hosts};
 use tracing_subscriber::EnvFilter;
 
@@ -49,33 +50,48 @@ fn seconds(raw: &str) -> Result<f64, String> {
     }
 }
 
-fn resolve_url(flag: Option<&str>) -> Result<DatabaseUrl> {
+/// `--database-url`, else where the environment's topology sends sessions (the statement
+/// timeout is a connection option, which a transaction-mode pooler refuses), else the local
+/// cluster.
+fn resolve_url(flag: Option<&str>, settings: &Settings) -> Result<DatabaseUrl> {
     if let Some(raw) = flag {
         return DatabaseUrl::parse(raw).context("--database-url is invalid");
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("studio lives in the workspace");
-    database_url_or_local(root)
-        .context("DATABASE_URL is unset or invalid and the local cluster could not start")
+    let topology = topology_or_local(root, settings)
+        .context("DATABASE_URL is unset and the local cluster could not start")?;
+    Ok(topology
+        .session_url("the studio (its statement timeout is a connection option)")?
+        .clone())
 }
 
+/// A user's mistake (a wrong URL, a server that is down) is one line naming it, whatever
+/// `RUST_BACKTRACE` says: anyhow would print a backtrace with it. Panics keep theirs.
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("Error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
-    load_dotenv()?;
+    let settings = Settings::from_env()?;
     let cli = Cli::parse();
-    let url = resolve_url(cli.database_url.as_deref())?;
-    let settings = PoolSettings::from_env()?;
+    let url = resolve_url(cli.database_url.as_deref(), &settings)?;
     let timeout = Duration::from_secs_f64(cli.statement_timeout);
-    let db = studio::connect(&url, &settings, timeout)
-        .await
-        .with_context(|| format!("connecting to {url}"))?;
+    let db = studio::connect(&url, &settings.pool, timeout).await?;
     let host = cli.host.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(host, cli.port))
         .await

@@ -39,9 +39,9 @@ fn program(env: &str, names: &[&str]) -> PathBuf {
         .find(|candidate| candidate.is_file())
         .unwrap_or_else(|| {
             panic!(
-                "{} not found (set {env}); install Debian's `chromium` and `chromium-driver` \
-                 (`apt-get install chromium chromium-driver`), as .ci/run does",
-                names.join(" or ")
+                "{} not found (set {env}); install the prerequisites: `{}`",
+                names.join(" or "),
+                dev_servers::INSTALL_PREREQUISITES
             )
         })
 }
@@ -196,16 +196,20 @@ async fn a_person_clicks_from_an_organization_to_its_members_and_from_a_run_to_i
     member_ids.truncate(REFERENCING_SHOWN);
     member_ids.sort();
     // The newest run with tool calls: on the first page of runs, newest first.
-    let run = column(
-        &db,
-        "SELECT id::text FROM agent_runs WHERE next_tool_call_sequence > 0
-         ORDER BY created_at DESC, id DESC LIMIT 1",
+    let newest = text_rows(
+        db.conn(),
+        "SELECT organization_id, id::text FROM agent_runs WHERE next_tool_call_sequence > 0
+         ORDER BY created_at DESC, organization_id DESC, id DESC LIMIT 1",
     )
     .await
     .remove(0);
+    let [run_org, run] = [0, 1].map(|i| newest[i].clone().unwrap());
     let mut call_ids = column(
         &db,
-        &format!("SELECT id::text FROM tool_calls WHERE agent_run_id = '{run}' ORDER BY id"),
+        &format!(
+            "SELECT id::text FROM tool_calls WHERE organization_id = '{run_org}'
+             AND agent_run_id = '{run}' ORDER BY id"
+        ),
     )
     .await;
     call_ids.truncate(REFERENCING_SHOWN);
@@ -242,7 +246,7 @@ async fn a_person_clicks_from_an_organization_to_its_members_and_from_a_run_to_i
     let [role, user, email] = [0, 1, 2].map(|i| expected[i].clone().unwrap());
     click(
         &client,
-        &format!("{members} a.open[href='/tables/members/row?id={member}']"),
+        &format!("{members} a.open[href='/tables/members/row?organization_id={org}&id={member}']"),
         "tr[data-column='role']",
     )
     .await;
@@ -260,7 +264,7 @@ async fn a_person_clicks_from_an_organization_to_its_members_and_from_a_run_to_i
     click(&client, "a[href='/tables/agent_runs']", "table.grid").await;
     click(
         &client,
-        &format!("a.open[href='/tables/agent_runs/row?id={run}']"),
+        &format!("a.open[href='/tables/agent_runs/row?organization_id={run_org}&id={run}']"),
         "section[data-fk='fk_tool_calls_agent_run_id']",
     )
     .await;
@@ -281,7 +285,9 @@ async fn a_person_clicks_from_an_organization_to_its_members_and_from_a_run_to_i
     .await;
     click(
         &client,
-        &format!("{calls} a.open[href='/tables/tool_calls/row?id={call}']"),
+        &format!(
+            "{calls} a.open[href='/tables/tool_calls/row?organization_id={run_org}&id={call}']"
+        ),
         "tr[data-column='tool_name']",
     )
     .await;

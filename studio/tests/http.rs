@@ -5,7 +5,7 @@ mod common;
 
 use axum::http::StatusCode;
 use catalog::Catalog;
-use common::{App, Reply, attr, between, listed_ids, unescape};
+use common::{App, Reply, attr, between, listed_ids, listed_keys, query, unescape};
 use db_connect::secrets::is_secret_column as is_secret;
 use harness::{fixtures::*, scalar, text_rows};
 use sea_orm::{ConnectionTrait, TransactionTrait};
@@ -123,8 +123,14 @@ async fn no_page_shows_a_secret() {
     let mut pages = vec![app.page("/").await, app.page("/erd").await];
     for table in &catalog.tables {
         let list = app.page(&format!("/tables/{}", table.name)).await;
-        for id in listed_ids(&list) {
-            let key = format!("{}={id}", table.primary_key[0]);
+        for key in listed_keys(&list) {
+            assert_eq!(
+                key.iter().map(|(c, _)| c).collect::<Vec<_>>(),
+                table.primary_key.iter().collect::<Vec<_>>(),
+                "{}: a row link carries the whole primary key",
+                table.name
+            );
+            let key = query(&key);
             let row = app.page(&format!("/tables/{}/row?{key}", table.name)).await;
             for column in table
                 .columns
@@ -173,8 +179,9 @@ async fn no_page_shows_a_secret() {
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
 }
 
-/// 57 events, a third without a connection and several sharing one `created_at`: walking the
-/// next links visits each exactly once in the order SQL gives, and walking back the previous
+/// 57 events of two organizations, a third without a connection and several sharing one
+/// `created_at`: walking the next links visits each exactly once in the order SQL gives (ties
+/// broken by the whole primary key, `(organization_id, id)`), and walking back the previous
 /// links returns the same pages in reverse.
 #[tokio::test]
 async fn keyset_pages_walk_every_row_once_both_ways() {
@@ -182,27 +189,39 @@ async fn keyset_pages_walk_every_row_once_both_ways() {
     app.db
         .conn()
         .execute_unprepared(&format!(
-            "INSERT INTO slack_events (slack_connection_id, event_id, event_type, team_id, payload, created_at)
-             SELECT CASE WHEN i % 3 = 0 THEN NULL ELSE '{SLACK_CONNECTION_ID}'::uuid END,
+            "INSERT INTO slack_events (organization_id, slack_connection_id, event_id, event_type, team_id, payload, created_at)
+             SELECT CASE WHEN i % 6 = 0 THEN '{OTHER_ORG_ID}' ELSE '{ORG_ID}' END,
+                    CASE WHEN i % 3 = 0 THEN NULL ELSE '{SLACK_CONNECTION_ID}'::uuid END,
                     'Ev-' || i, 'message', 'T1', '{{}}', timestamptz '2026-11-01' + (i / 4) * interval '1 minute'
-             FROM generate_series(1, 57) AS i"
+             FROM generate_series(1, 57) AS i;
+             -- A nullable sort column: the schema's own index on it leads with organization_id.
+             CREATE INDEX ON slack_events (slack_connection_id)"
         ))
         .await
         .unwrap();
+    app.page("/").await; // reloads the catalog, with the new index
     let cases = [
-        ("created_at", "desc", "created_at DESC, id DESC"),
-        ("created_at", "asc", "created_at ASC, id ASC"),
+        (
+            "created_at",
+            "desc",
+            "created_at DESC, organization_id DESC, id DESC",
+        ),
+        (
+            "created_at",
+            "asc",
+            "created_at ASC, organization_id ASC, id ASC",
+        ),
         (
             "slack_connection_id",
             "asc",
-            "slack_connection_id ASC NULLS LAST, id ASC",
+            "slack_connection_id ASC NULLS LAST, organization_id ASC, id ASC",
         ),
         (
             "slack_connection_id",
             "desc",
-            "slack_connection_id DESC NULLS FIRST, id DESC",
+            "slack_connection_id DESC NULLS FIRST, organization_id DESC, id DESC",
         ),
-        ("id", "desc", "id DESC"),
+        ("organization_id", "desc", "organization_id DESC, id DESC"),
     ];
     for (sort, dir, order) in cases {
         let expected: Vec<String> = text_rows(
@@ -249,7 +268,7 @@ async fn sorting_needs_an_index_and_the_refusal_names_the_sortable_columns() {
         "{body}"
     );
     assert!(
-        body.contains("created_at") && body.contains("slack_connection_id"),
+        body.contains("created_at") && body.contains("organization_id"),
         "{body}"
     );
     let reply = app.get("/tables/slack_events?dir=sideways").await;
@@ -317,7 +336,9 @@ async fn values_are_shown_by_type() {
         .await
         .unwrap();
     let run = app
-        .page(&format!("/tables/agent_runs/row?id={AGENT_RUN_ID}"))
+        .page(&format!(
+            "/tables/agent_runs/row?organization_id={ORG_ID}&id={AGENT_RUN_ID}"
+        ))
         .await;
     let input = between(&run, "data-column=\"input\"", "</tr>");
     assert!(input.contains("<details class=\"json\" open>"), "{input}");
@@ -352,7 +373,7 @@ async fn values_are_shown_by_type() {
 
     let connection = app
         .page(&format!(
-            "/tables/slack_connections/row?id={SLACK_CONNECTION_ID}"
+            "/tables/slack_connections/row?organization_id={ORG_ID}&id={SLACK_CONNECTION_ID}"
         ))
         .await;
     let scopes = between(&connection, "data-column=\"scopes\"", "</tr>");
@@ -371,10 +392,17 @@ async fn values_are_shown_by_type() {
     );
 }
 
+/// Parent links and "what references this row" follow every column of a foreign key: under
+/// the tenant keys a run's id is unique only within its organization, so another
+/// organization's run with the same id and its tool calls never show on this run's page.
 #[tokio::test]
 async fn foreign_keys_link_to_the_parent_and_rows_list_what_references_them() {
     let app = App::start(false).await;
-    let member = app.page("/tables/members/row?id=mem_other").await;
+    let member = app
+        .page(&format!(
+            "/tables/members/row?organization_id={ORG_ID}&id=mem_other"
+        ))
+        .await;
     assert!(member.contains(&format!("href=\"/tables/users/row?id={OTHER_USER_ID}\"")));
     assert!(member.contains(&format!("href=\"/tables/organizations/row?id={ORG_ID}\"")));
 
@@ -383,7 +411,13 @@ async fn foreign_keys_link_to_the_parent_and_rows_list_what_references_them() {
         .await;
     let members = between(&org, "data-fk=\"fk_members_organization_id\"", "</section>");
     assert!(members.contains("(2 rows, on delete CASCADE)"), "{members}");
-    assert_eq!(listed_ids(members), ["mem_other", "mem_owner"]);
+    let key = |id: &str| {
+        vec![
+            ("organization_id".to_owned(), ORG_ID.to_owned()),
+            ("id".to_owned(), id.to_owned()),
+        ]
+    };
+    assert_eq!(listed_keys(members), [key("mem_other"), key("mem_owner")]);
     let sessions = between(
         &org,
         "data-fk=\"fk_sessions_active_organization_id\"",
@@ -391,32 +425,186 @@ async fn foreign_keys_link_to_the_parent_and_rows_list_what_references_them() {
     );
     assert!(sessions.contains("on delete SET NULL"));
 
-    let run = app
-        .page(&format!("/tables/agent_runs/row?id={AGENT_RUN_ID}"))
-        .await;
+    // Another organization's run with the same id, and a tool call of it.
+    let other_call = "00000000-0000-4000-8000-0000000000ff";
+    app.db
+        .conn()
+        .execute_unprepared(&format!(
+            "INSERT INTO agent_runs (id, organization_id, trigger_source, model)
+             VALUES ('{AGENT_RUN_ID}', '{OTHER_ORG_ID}', 'api', 'claude-sonnet');
+             INSERT INTO tool_calls (id, organization_id, agent_run_id, tool_name, sequence)
+             VALUES ('{other_call}', '{OTHER_ORG_ID}', '{AGENT_RUN_ID}', 'elsewhere', 0)"
+        ))
+        .await
+        .unwrap();
+    let run_url = format!("/tables/agent_runs/row?organization_id={ORG_ID}&id={AGENT_RUN_ID}");
+    let run = app.page(&run_url).await;
     let calls = between(&run, "data-fk=\"fk_tool_calls_agent_run_id\"", "</section>");
-    assert_eq!(listed_ids(calls), [TOOL_CALL_ID]);
+    assert!(calls.contains("(1 row, on delete CASCADE)"), "{calls}");
+    assert_eq!(listed_keys(calls), [key(TOOL_CALL_ID)]);
+    // The run's event is a parent through a composite key: the link carries all of it.
+    let event = between(&run, "data-column=\"slack_event_id\"", "</tr>");
+    assert!(
+        event.contains(&format!(
+            "href=\"/tables/slack_events/row?organization_id={ORG_ID}&amp;id={SLACK_EVENT_ID}\""
+        )),
+        "{event}"
+    );
+    let other_run = app
+        .page(&format!(
+            "/tables/agent_runs/row?organization_id={OTHER_ORG_ID}&id={AGENT_RUN_ID}"
+        ))
+        .await;
+    let calls = between(
+        &other_run,
+        "data-fk=\"fk_tool_calls_agent_run_id\"",
+        "</section>",
+    );
+    assert_eq!(listed_ids(calls), [other_call]);
+    // A tool call's run link leads to the run of its own organization.
+    let call = app
+        .page(&format!(
+            "/tables/tool_calls/row?organization_id={OTHER_ORG_ID}&id={other_call}"
+        ))
+        .await;
+    let parent = between(&call, "data-column=\"agent_run_id\"", "</tr>");
+    assert!(
+        parent.contains(&format!(
+            "href=\"/tables/agent_runs/row?organization_id={OTHER_ORG_ID}&amp;id={AGENT_RUN_ID}\""
+        )),
+        "{parent}"
+    );
 
     // More referencing rows than a row page shows: a link to all of them, filtered.
     app.db
         .conn()
         .execute_unprepared(&format!(
-            "INSERT INTO tool_calls (agent_run_id, tool_name, sequence)
-             SELECT '{AGENT_RUN_ID}', 'step', i FROM generate_series(1, 14) AS i"
+            "INSERT INTO tool_calls (organization_id, agent_run_id, tool_name, sequence)
+             SELECT '{ORG_ID}', '{AGENT_RUN_ID}', 'step', i FROM generate_series(1, 14) AS i"
         ))
         .await
         .unwrap();
-    let run = app
-        .page(&format!("/tables/agent_runs/row?id={AGENT_RUN_ID}"))
-        .await;
+    let run = app.page(&run_url).await;
     let calls = between(&run, "data-fk=\"fk_tool_calls_agent_run_id\"", "</section>");
     assert_eq!(listed_ids(calls).len(), 10);
     let all = attr(calls, "All 15 rows", "href").expect("a link to all rows");
     assert_eq!(
         all,
-        format!("/tables/tool_calls?eq.agent_run_id={AGENT_RUN_ID}")
+        format!("/tables/tool_calls?eq.organization_id={ORG_ID}&eq.agent_run_id={AGENT_RUN_ID}")
     );
     assert_eq!(listed_ids(&app.page(&all).await).len(), 15);
+}
+
+/// A row is named by its whole primary key (or another unique key); a request that leaves out
+/// part of it is refused, naming what is missing, on every page that names a row.
+#[tokio::test]
+async fn a_request_missing_part_of_the_key_is_refused_naming_the_missing_columns() {
+    let app = App::start(true).await;
+    for uri in [
+        format!("/tables/agent_runs/row?id={AGENT_RUN_ID}"),
+        format!("/tables/agent_runs/row/edit?id={AGENT_RUN_ID}"),
+        format!("/tables/agent_runs/row/delete?id={AGENT_RUN_ID}"),
+    ] {
+        let reply = app.get(&uri).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{uri}: {}",
+            reply.body
+        );
+        assert!(
+            reply.body.contains(
+                "a row of agent_runs is named by its whole primary key (organization_id, id)"
+            ) && reply.body.contains("missing organization_id"),
+            "{uri}: {}",
+            reply.body
+        );
+    }
+    let reply = app
+        .get(&format!("/tables/tool_calls/row?organization_id={ORG_ID}"))
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.body.contains("missing id"), "{}", reply.body);
+    let reply = app
+        .get(&format!(
+            "/tables/agent_runs/row?organization_id={ORG_ID}&id={AGENT_RUN_ID}&id={OTHER_ORG_RUN_ID}"
+        ))
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(
+        reply.body.contains("agent_runs.id is given twice"),
+        "{}",
+        reply.body
+    );
+    // A write names its row by the primary key only, even where another unique key would do.
+    for uri in [
+        "/tables/organizations/row/edit?slug=acme",
+        "/tables/organizations/row/delete?slug=acme",
+    ] {
+        let reply = app.get(uri).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{uri}");
+        assert!(reply.body.contains("missing id"), "{uri}: {}", reply.body);
+    }
+    let org_form = OpenForm::open(&app, "organizations", "edit", &[("id", ORG_ID)]).await;
+    for action in ["edit", "delete"] {
+        let by_slug = OpenForm {
+            key: vec![("slug".into(), "acme".into())],
+            ..org_form.clone()
+        };
+        let fields = [("set.name", "Renamed"), ("confirm", "yes")];
+        let reply = by_slug.submit(&app, "organizations", action, &fields).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{action}: {}",
+            reply.body
+        );
+        assert!(
+            reply.body.contains("missing id"),
+            "{action}: {}",
+            reply.body
+        );
+    }
+    assert_eq!(organization_name(&app).await, "Acme");
+
+    let open = OpenForm::open(
+        &app,
+        "agent_runs",
+        "edit",
+        &[("organization_id", ORG_ID), ("id", AGENT_RUN_ID)],
+    )
+    .await;
+    for action in ["edit", "delete"] {
+        let partial = OpenForm {
+            key: vec![("id".into(), AGENT_RUN_ID.into())],
+            ..open.clone()
+        };
+        let reply = partial
+            .submit(
+                &app,
+                "agent_runs",
+                action,
+                &[("set.model", "other"), ("confirm", "yes")],
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{action}: {}",
+            reply.body
+        );
+        assert!(
+            reply.body.contains("missing organization_id"),
+            "{action}: {}",
+            reply.body
+        );
+    }
+    let model = text_rows(
+        app.db.conn(),
+        &format!("SELECT model FROM agent_runs WHERE id = '{AGENT_RUN_ID}'"),
+    )
+    .await;
+    assert_eq!(model, [[Some("claude-sonnet".to_owned())]]);
 }
 
 #[tokio::test]
@@ -513,38 +701,52 @@ async fn organization_name(app: &App) -> String {
         .unwrap()
 }
 
-/// A write form as the browser got it: its token and the row version it was opened on.
+/// A write form as the browser got it: the row's key, its token and the row version it was
+/// opened on.
+#[derive(Clone)]
 struct OpenForm {
+    key: Vec<(String, String)>,
     token: String,
     version: String,
 }
 
 impl OpenForm {
-    /// Opens the edit form (`/edit`) or delete confirmation (`/delete`) of `table`'s row `id`.
-    async fn open(app: &App, table: &str, action: &str, id: &str) -> Self {
+    /// Opens the edit form (`/edit`) or delete confirmation (`/delete`) of `table`'s row `key`.
+    async fn open(app: &App, table: &str, action: &str, key: &[(&str, &str)]) -> Self {
+        let key: Vec<(String, String)> = key
+            .iter()
+            .map(|(c, v)| (c.to_string(), v.to_string()))
+            .collect();
         let page = app
-            .page(&format!("/tables/{table}/row/{action}?id={id}"))
+            .page(&format!("/tables/{table}/row/{action}?{}", query(&key)))
             .await;
+        for (column, value) in &key {
+            let field = format!("name=\"key.{column}\"");
+            assert_eq!(
+                attr(&page, &field, "value").as_ref(),
+                Some(value),
+                "{field}"
+            );
+        }
         Self {
+            key,
             token: attr(&page, "name=\"token\"", "value").unwrap(),
             version: attr(&page, "name=\"version\"", "value").unwrap(),
         }
     }
 
-    /// Submits it for row `id` with `fields` added.
-    async fn submit(
-        &self,
-        app: &App,
-        table: &str,
-        action: &str,
-        id: &str,
-        fields: &[(&str, &str)],
-    ) -> Reply {
+    /// Submits it with `fields` added.
+    async fn submit(&self, app: &App, table: &str, action: &str, fields: &[(&str, &str)]) -> Reply {
+        let key: Vec<(String, &str)> = self
+            .key
+            .iter()
+            .map(|(c, v)| (format!("key.{c}"), v.as_str()))
+            .collect();
         let mut form = vec![
             ("token", self.token.as_str()),
             ("version", self.version.as_str()),
-            ("key.id", id),
         ];
+        form.extend(key.iter().map(|(c, v)| (c.as_str(), *v)));
         form.extend_from_slice(fields);
         app.post(&format!("/tables/{table}/row/{action}"), &form)
             .await
@@ -562,16 +764,14 @@ async fn an_edit_is_confirmed_first_then_committed() {
         !form.contains("name=\"set.id\""),
         "the primary key is not editable"
     );
-    let open = OpenForm::open(&app, "organizations", "edit", ORG_ID).await;
+    let open = OpenForm::open(&app, "organizations", "edit", &[("id", ORG_ID)]).await;
     let fields = [
         ("set.name", "Acme Inc"),
         ("set.slug", "acme"),
         ("set.logo", ""),
         ("null.logo", "1"),
     ];
-    let review = open
-        .submit(&app, "organizations", "edit", ORG_ID, &fields)
-        .await;
+    let review = open.submit(&app, "organizations", "edit", &fields).await;
     assert_eq!(review.status, StatusCode::OK, "{}", review.body);
     let changes = between(&review.body, "<table class=\"grid changes\">", "</table>");
     assert!(changes.contains("data-column=\"name\""), "{changes}");
@@ -588,9 +788,7 @@ async fn an_edit_is_confirmed_first_then_committed() {
 
     let mut confirmed = fields.to_vec();
     confirmed.push(("confirm", "yes"));
-    let saved = open
-        .submit(&app, "organizations", "edit", ORG_ID, &confirmed)
-        .await;
+    let saved = open.submit(&app, "organizations", "edit", &confirmed).await;
     assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
     assert_eq!(organization_name(&app).await, "Acme Inc");
     let location = saved.location.unwrap();
@@ -601,14 +799,14 @@ async fn an_edit_is_confirmed_first_then_committed() {
     assert!(app.page(&location).await.contains("Saved."));
 
     // jsonb, arrays and booleans through the same form.
-    let open = OpenForm::open(&app, "tools", "edit", TOOL_ID).await;
+    let open = OpenForm::open(&app, "tools", "edit", &[("id", TOOL_ID)]).await;
     let fields = [
         ("set.input_schema", "{\"type\": \"object\"}"),
         ("set.tags", "{search,code}"),
         ("set.is_enabled", "false"),
         ("confirm", "yes"),
     ];
-    let reply = open.submit(&app, "tools", "edit", TOOL_ID, &fields).await;
+    let reply = open.submit(&app, "tools", "edit", &fields).await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
     let row = text_rows(
         app.db.conn(),
@@ -628,13 +826,12 @@ async fn an_edit_is_confirmed_first_then_committed() {
 #[tokio::test]
 async fn an_edit_a_constraint_rejects_names_the_constraint_and_changes_nothing() {
     let app = App::start(true).await;
-    let open = OpenForm::open(&app, "organizations", "edit", ORG_ID).await;
+    let open = OpenForm::open(&app, "organizations", "edit", &[("id", ORG_ID)]).await;
     let reply = open
         .submit(
             &app,
             "organizations",
             "edit",
-            ORG_ID,
             &[("set.slug", "other"), ("confirm", "yes")],
         )
         .await;
@@ -647,7 +844,13 @@ async fn an_edit_a_constraint_rejects_names_the_constraint_and_changes_nothing()
         reply.body
     );
 
-    let open = OpenForm::open(&app, "agent_runs", "edit", AGENT_RUN_ID).await;
+    let open = OpenForm::open(
+        &app,
+        "agent_runs",
+        "edit",
+        &[("organization_id", ORG_ID), ("id", AGENT_RUN_ID)],
+    )
+    .await;
     for (column, value, status, message) in [
         (
             "set.status",
@@ -662,10 +865,16 @@ async fn an_edit_a_constraint_rejects_names_the_constraint_and_changes_nothing()
             "Invalid value: invalid input syntax for type integer: \"many\".",
         ),
         (
+            "set.slack_event_id",
+            "00000000-0000-4000-8000-0000000000ee",
+            StatusCode::CONFLICT,
+            "Rejected by foreign key fk_agent_runs_slack_event_id: the referenced row does not exist.",
+        ),
+        (
             "set.organization_id",
             "org_nowhere",
-            StatusCode::CONFLICT,
-            "Rejected by foreign key fk_agent_runs_organization_id: the referenced row does not exist.",
+            StatusCode::BAD_REQUEST,
+            "agent_runs.organization_id cannot be edited here",
         ),
     ] {
         let reply = open
@@ -673,7 +882,6 @@ async fn an_edit_a_constraint_rejects_names_the_constraint_and_changes_nothing()
                 &app,
                 "agent_runs",
                 "edit",
-                AGENT_RUN_ID,
                 &[(column, value), ("confirm", "yes")],
             )
             .await;
@@ -686,12 +894,17 @@ async fn an_edit_a_constraint_rejects_names_the_constraint_and_changes_nothing()
     }
     let run = text_rows(
         app.db.conn(),
-        &format!("SELECT status, prompt_tokens::text, organization_id FROM agent_runs WHERE id = '{AGENT_RUN_ID}'"),
+        &format!("SELECT status, prompt_tokens::text, organization_id, slack_event_id::text FROM agent_runs WHERE id = '{AGENT_RUN_ID}'"),
     )
     .await;
     assert_eq!(
         run[0],
-        [Some("queued".into()), Some("0".into()), Some(ORG_ID.into())]
+        [
+            Some("queued".into()),
+            Some("0".into()),
+            Some(ORG_ID.into()),
+            Some(SLACK_EVENT_ID.into())
+        ]
     );
     assert_eq!(organization_name(&app).await, "Acme");
 }
@@ -699,7 +912,7 @@ async fn an_edit_a_constraint_rejects_names_the_constraint_and_changes_nothing()
 #[tokio::test]
 async fn an_edit_of_a_row_changed_meanwhile_is_refused() {
     let app = App::start(true).await;
-    let open = OpenForm::open(&app, "organizations", "edit", ORG_ID).await;
+    let open = OpenForm::open(&app, "organizations", "edit", &[("id", ORG_ID)]).await;
     app.db
         .conn()
         .execute_unprepared(&format!(
@@ -711,9 +924,7 @@ async fn an_edit_of_a_row_changed_meanwhile_is_refused() {
         &[("set.name", "Mine")][..],
         &[("set.name", "Mine"), ("confirm", "yes")],
     ] {
-        let reply = open
-            .submit(&app, "organizations", "edit", ORG_ID, fields)
-            .await;
+        let reply = open.submit(&app, "organizations", "edit", fields).await;
         assert_eq!(reply.status, StatusCode::CONFLICT);
         assert!(
             reply.body.contains("changed since you opened it"),
@@ -727,20 +938,16 @@ async fn an_edit_of_a_row_changed_meanwhile_is_refused() {
 #[tokio::test]
 async fn write_forms_need_the_token_and_cannot_touch_secrets_or_keys() {
     let app = App::start(true).await;
-    let open = OpenForm::open(&app, "accounts", "edit", "acct_owner").await;
+    let open = OpenForm::open(&app, "accounts", "edit", &[("id", "acct_owner")]).await;
     let change = [("set.scope", "x"), ("confirm", "yes")];
     for token in ["", "0000"] {
         let forged = OpenForm {
             token: token.to_owned(),
-            version: open.version.clone(),
+            ..open.clone()
         };
-        let reply = forged
-            .submit(&app, "accounts", "edit", "acct_owner", &change)
-            .await;
+        let reply = forged.submit(&app, "accounts", "edit", &change).await;
         assert_eq!(reply.status, StatusCode::FORBIDDEN, "token `{token}`");
-        let reply = forged
-            .submit(&app, "accounts", "delete", "acct_owner", &[])
-            .await;
+        let reply = forged.submit(&app, "accounts", "delete", &[]).await;
         assert_eq!(reply.status, StatusCode::FORBIDDEN, "token `{token}`");
     }
     for field in ["set.password", "set.id", "set.nope"] {
@@ -749,7 +956,6 @@ async fn write_forms_need_the_token_and_cannot_touch_secrets_or_keys() {
                 &app,
                 "accounts",
                 "edit",
-                "acct_owner",
                 &[(field, "x"), ("confirm", "yes")],
             )
             .await;
@@ -789,10 +995,8 @@ async fn a_delete_shows_what_cascades_then_deletes_in_one_transaction() {
         2
     );
 
-    let open = OpenForm::open(&app, "organizations", "delete", ORG_ID).await;
-    let reply = open
-        .submit(&app, "organizations", "delete", ORG_ID, &[])
-        .await;
+    let open = OpenForm::open(&app, "organizations", "delete", &[("id", ORG_ID)]).await;
+    let reply = open.submit(&app, "organizations", "delete", &[]).await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
     assert_eq!(
         reply.location.as_deref(),
@@ -819,9 +1023,7 @@ async fn a_delete_shows_what_cascades_then_deletes_in_one_transaction() {
         2
     );
     // Again: the row is gone.
-    let reply = open
-        .submit(&app, "organizations", "delete", ORG_ID, &[])
-        .await;
+    let reply = open.submit(&app, "organizations", "delete", &[]).await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
 }
 
@@ -837,8 +1039,8 @@ async fn a_delete_a_foreign_key_refuses_names_it_and_keeps_the_row() {
         .await
         .unwrap();
     // The studio read its catalog before the ALTER; the confirmation still opens.
-    let open = OpenForm::open(&app, "users", "delete", OWNER_ID).await;
-    let reply = open.submit(&app, "users", "delete", OWNER_ID, &[]).await;
+    let open = OpenForm::open(&app, "users", "delete", &[("id", OWNER_ID)]).await;
+    let reply = open.submit(&app, "users", "delete", &[]).await;
     assert_eq!(reply.status, StatusCode::CONFLICT);
     assert!(
         reply.body.contains(
@@ -898,7 +1100,9 @@ async fn lists_cut_large_json_and_the_row_page_shows_all_of_it() {
     assert!(!list.contains("END-OF-PAYLOAD"));
     assert!(list.contains("KiB: the row's page shows all of it"));
     let row = app
-        .page(&format!("/tables/slack_events/row?id={SLACK_EVENT_ID}"))
+        .page(&format!(
+            "/tables/slack_events/row?organization_id={ORG_ID}&id={SLACK_EVENT_ID}"
+        ))
         .await;
     assert!(row.contains("END-OF-PAYLOAD"));
 }
@@ -913,11 +1117,9 @@ async fn an_untouched_multi_line_value_is_not_rewritten_with_the_browsers_line_b
         ))
         .await
         .unwrap();
-    let open = OpenForm::open(&app, "organizations", "edit", ORG_ID).await;
+    let open = OpenForm::open(&app, "organizations", "edit", &[("id", ORG_ID)]).await;
     let fields = [("set.metadata", "line one\r\nline two"), ("confirm", "yes")];
-    let reply = open
-        .submit(&app, "organizations", "edit", ORG_ID, &fields)
-        .await;
+    let reply = open.submit(&app, "organizations", "edit", &fields).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(reply.body.contains("Nothing changed"), "{}", reply.body);
     let stored = scalar(
@@ -996,25 +1198,18 @@ async fn secrets_inside_json_are_redacted_on_every_page() {
         app.db.conn().execute_unprepared(&update).await.unwrap();
     }
     let mut pages = Vec::new();
-    for (table, id) in [
-        ("slack_events", SLACK_EVENT_ID),
-        ("user_tools", USER_TOOL_ID),
-        ("agent_runs", AGENT_RUN_ID),
-        ("tool_calls", TOOL_CALL_ID),
+    let in_org = |id: &str| format!("organization_id={ORG_ID}&id={id}");
+    for (table, key) in [
+        ("slack_events", in_org(SLACK_EVENT_ID)),
+        ("user_tools", format!("id={USER_TOOL_ID}")),
+        ("agent_runs", in_org(AGENT_RUN_ID)),
+        ("tool_calls", in_org(TOOL_CALL_ID)),
     ] {
         pages.push(app.page(&format!("/tables/{table}")).await);
         for page in ["", "/edit", "/delete"] {
-            pages.push(
-                app.page(&format!("/tables/{table}/row{page}?id={id}"))
-                    .await,
-            );
+            pages.push(app.page(&format!("/tables/{table}/row{page}?{key}")).await);
         }
     }
-    // Parents list their children's rows too.
-    pages.push(
-        app.page(&format!("/tables/agent_runs/row?id={AGENT_RUN_ID}"))
-            .await,
-    );
     for page in &pages {
         assert!(
             !page.contains("JSONSECRET"),
@@ -1044,7 +1239,7 @@ async fn secrets_inside_json_are_redacted_on_every_page() {
         .unwrap();
     for uri in [
         "/tables/linear_events".to_owned(),
-        format!("/tables/linear_events/row?id={LINEAR_EVENT_ID}"),
+        format!("/tables/linear_events/row?organization_id={ORG_ID}&id={LINEAR_EVENT_ID}"),
     ] {
         let page = unescape(&app.page(&uri).await);
         assert!(
@@ -1053,7 +1248,9 @@ async fn secrets_inside_json_are_redacted_on_every_page() {
         );
     }
     let row = app
-        .page(&format!("/tables/slack_events/row?id={SLACK_EVENT_ID}"))
+        .page(&format!(
+            "/tables/slack_events/row?organization_id={ORG_ID}&id={SLACK_EVENT_ID}"
+        ))
         .await;
     let payload = unescape(between(&row, "data-column=\"payload\"", "</tr>"));
     assert!(
@@ -1061,13 +1258,18 @@ async fn secrets_inside_json_are_redacted_on_every_page() {
         "{payload}"
     );
 
-    let open = OpenForm::open(&app, "slack_events", "edit", SLACK_EVENT_ID).await;
+    let open = OpenForm::open(
+        &app,
+        "slack_events",
+        "edit",
+        &[("organization_id", ORG_ID), ("id", SLACK_EVENT_ID)],
+    )
+    .await;
     let reply = open
         .submit(
             &app,
             "slack_events",
             "edit",
-            SLACK_EVENT_ID,
             &[
                 ("set.payload", r#"{"token": "[redacted]"}"#),
                 ("confirm", "yes"),
@@ -1143,7 +1345,7 @@ async fn a_studio_beyond_loopback_answers_only_to_its_allowed_hosts() {
 #[tokio::test]
 async fn a_post_from_another_origin_is_refused_even_with_the_token() {
     let app = App::start(true).await;
-    let open = OpenForm::open(&app, "organizations", "edit", ORG_ID).await;
+    let open = OpenForm::open(&app, "organizations", "edit", &[("id", ORG_ID)]).await;
     let form = [
         ("token", open.token.as_str()),
         ("version", open.version.as_str()),

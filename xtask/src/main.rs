@@ -6,6 +6,7 @@ mod sql_mutants;
 
 use std::{
     path::PathBuf,
+    process::ExitCode,
     time::{Duration, Instant},
 };
 
@@ -67,8 +68,20 @@ enum Task {
     },
 }
 
+/// A user's mistake (a wrong URL, a server that is down) is one line naming it, whatever
+/// `RUST_BACKTRACE` says: anyhow would print a backtrace with it. Panics keep theirs.
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("Error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<()> {
     let check = match Cli::parse().task {
         Task::Entities { check } => check,
         Task::Mutants { only, iterate } => {

@@ -1,4 +1,5 @@
-//! `cargo xtask mutants`: cargo-mutants over the service and the migration runner, one source
+//! `cargo xtask mutants`: cargo-mutants over the service, the migration runner and the pooler's
+//! parts (db-connect's topology and pool, the PgBouncer test component), one source
 //! file at a time with the test files that cover it, then a table of caught / missed /
 //! unviable / timeout per file (docs/reliability.md).
 //!
@@ -23,8 +24,30 @@ pub struct Target {
 const IT: &str = "harness";
 /// In [`Target::tests`]: the unit tests of the mutated package (`cargo test --lib`).
 const UNIT_TESTS: &str = "lib";
-/// The runner's own tests, and the workspace's migration tests.
-const RUNNER_TESTS: &[&str] = &["faults", "cli", "lock", "online", "pooler", "migrations"];
+/// The runner's unit tests and its own tests, and the workspace's migration tests.
+/// `connect_failures` is a test of both packages (the CLI's and the library's connections),
+/// `startup` is `apply_pending`'s.
+const RUNNER_TESTS: &[&str] = &[
+    UNIT_TESTS,
+    "faults",
+    "cli",
+    "lock",
+    "online",
+    "pooler",
+    "startup",
+    "connect_failures",
+    "migrations",
+];
+/// Every test file that calls a service helper; `service_schema_changes` calls them all.
+const HELPER_TESTS: &[&str] = &[
+    "service_events",
+    "service_organizations",
+    "service_agents",
+    "service_auth",
+    "service_tools",
+    "service_integrations",
+    "service_schema_changes",
+];
 
 /// A module of the service's worker runtime or routing, with its unit tests too.
 const fn worker(file: &'static str, tests: &'static [&'static str]) -> Target {
@@ -46,8 +69,45 @@ const fn runner(file: &'static str, tests: &'static [&'static str]) -> Target {
     }
 }
 
+/// A module of db-connect's pooler-safe path: its unit tests, and the pooler tests that
+/// `through_pgbouncer` holds (see [`FILTERS`]).
+const fn pooler(file: &'static str) -> Target {
+    Target {
+        package: "db-connect",
+        file,
+        test_packages: "db-connect,harness",
+        tests: &[UNIT_TESTS, "through_pgbouncer"],
+    }
+}
+
+/// Test-name filters of a file whose test files also hold tests that never reach it
+/// (`through_pgbouncer` runs every service test again): only tests whose names hold one run.
+const FILTERS: &[(&str, &[&str])] = &[
+    ("db-connect/src/inline.rs", POOLER_TESTS),
+    ("db-connect/src/pool/session.rs", POOLER_TESTS),
+];
+const POOLER_TESTS: &[&str] = &["inline::", "pool::", "pooler"];
+
 /// Every file measured. A new module gets a row here with the test files that call it.
 pub const TARGETS: &[Target] = &[
+    // The first connection of every entry point, and the one reader of the environment.
+    Target {
+        package: "db-connect",
+        file: "db-connect/src/connect.rs",
+        test_packages: "db-connect,harness",
+        tests: &[
+            UNIT_TESTS,
+            "connect_failures",
+            "service_errors",
+            "reliability_faults",
+        ],
+    },
+    Target {
+        package: "db-connect",
+        file: "db-connect/src/settings.rs",
+        test_packages: "db-connect,harness",
+        tests: &[UNIT_TESTS, "config"],
+    },
     Target {
         package: "service",
         file: "service/src/events.rs",
@@ -93,7 +153,12 @@ pub const TARGETS: &[Target] = &[
         package: "service",
         file: "service/src/secret.rs",
         test_packages: "service,harness",
-        tests: &[UNIT_TESTS, "service_integrations", "reliability_input"],
+        tests: &[
+            UNIT_TESTS,
+            "service_integrations",
+            "reliability_input",
+            "service_schema_changes",
+        ],
     },
     Target {
         package: "service",
@@ -105,14 +170,7 @@ pub const TARGETS: &[Target] = &[
         package: "service",
         file: "service/src/sql.rs",
         test_packages: IT,
-        tests: &[
-            "service_events",
-            "service_organizations",
-            "service_agents",
-            "service_auth",
-            "service_tools",
-            "service_integrations",
-        ],
+        tests: HELPER_TESTS,
     },
     Target {
         package: "service",
@@ -120,18 +178,37 @@ pub const TARGETS: &[Target] = &[
         test_packages: IT,
         tests: &["service_events", "service_agents"],
     },
+    // Not the `examples` test of `service`: it runs the example binaries, which `cargo test
+    // --test` does not rebuild, so every mutant would look caught.
     Target {
         package: "service",
         file: "service/src/lib.rs",
         test_packages: IT,
-        tests: &["service_errors", "reliability_faults"],
+        tests: &[
+            "service_errors",
+            "reliability_faults",
+            "connect_failures",
+            "replica",
+        ],
     },
-    worker("service/src/worker/runtime.rs", &["workers"]),
+    worker(
+        "service/src/worker/runtime.rs",
+        &["workers", "worker_faults", "connect_failures"],
+    ),
     worker("service/src/worker/retry.rs", &[UNIT_TESTS, "workers"]),
-    worker("service/src/worker/listener.rs", &["workers"]),
+    worker(
+        "service/src/worker/listener.rs",
+        &["workers", "connect_failures"],
+    ),
     worker("service/src/worker/prune.rs", &["workers"]),
-    worker("service/src/worker/mod.rs", &["workers"]),
-    worker("service/src/routing.rs", &["replica"]),
+    worker(
+        "service/src/worker/mod.rs",
+        &["workers", "connect_failures"],
+    ),
+    worker(
+        "service/src/routing.rs",
+        &[UNIT_TESTS, "replica", "routing", "connect_failures"],
+    ),
     worker("service/src/tenant.rs", &[UNIT_TESTS, "tenant_isolation"]),
     Target {
         package: "migration",
@@ -143,19 +220,44 @@ pub const TARGETS: &[Target] = &[
     runner("migration/src/runner/apply.rs", RUNNER_TESTS),
     runner("migration/src/runner/blockers.rs", RUNNER_TESTS),
     runner("migration/src/runner/connection.rs", RUNNER_TESTS),
-    runner(
-        "migration/src/runner/options.rs",
-        &[
-            UNIT_TESTS,
-            "faults",
-            "cli",
-            "lock",
-            "online",
-            "pooler",
-            "migrations",
-        ],
-    ),
+    runner("migration/src/runner/options.rs", RUNNER_TESTS),
     runner("migration/src/runner/mod.rs", RUNNER_TESTS),
+    pooler("db-connect/src/inline.rs"),
+    pooler("db-connect/src/pool/session.rs"),
+    Target {
+        package: "db-connect",
+        file: "db-connect/src/topology.rs",
+        test_packages: "db-connect,harness",
+        tests: &[UNIT_TESTS, "config"],
+    },
+    Target {
+        package: "db-connect",
+        file: "db-connect/src/pool/prepared.rs",
+        test_packages: "db-connect,harness",
+        tests: &[UNIT_TESTS, "through_pgbouncer_125_prepared"],
+    },
+    Target {
+        package: "db-connect",
+        file: "db-connect/src/pool.rs",
+        test_packages: IT,
+        tests: &["through_pgbouncer", "through_pgbouncer_125_prepared"],
+    },
+    Target {
+        package: "dev-servers",
+        file: "dev-servers/src/pgbouncer.rs",
+        test_packages: "dev-servers,harness",
+        tests: &[UNIT_TESTS, "through_pgbouncer_125_prepared"],
+    },
+    Target {
+        package: "harness",
+        file: "harness/src/topology.rs",
+        test_packages: IT,
+        tests: &[
+            UNIT_TESTS,
+            "through_pgbouncer_125_prepared",
+            "through_pgbouncer_125_inlined",
+        ],
+    },
 ];
 
 pub struct Options {
@@ -170,14 +272,17 @@ fn workspace() -> &'static Path {
 }
 
 /// `target/mutants/events` for `service/src/events.rs`, `target/mutants/worker-mod` for
-/// `service/src/worker/mod.rs` (two modules may share a file name).
+/// `service/src/worker/mod.rs`, `target/mutants/harness-topology` for `harness/src/topology.rs`
+/// (two modules may share a file name).
 fn output_dir(target: &Target) -> std::path::PathBuf {
     let path = Path::new(target.file);
     let name = |p: Option<&std::ffi::OsStr>| p.expect("a file path").to_string_lossy().into_owned();
     let stem = name(path.file_stem());
     let parent = name(path.parent().and_then(Path::file_name));
     let dir = match parent.as_str() {
-        "src" => stem,
+        "src" if target.package == "service" => stem,
+        // db-connect's and the harness's `topology.rs` apart.
+        "src" => format!("{}-{stem}", target.package),
         _ => format!("{parent}-{stem}"),
     };
     workspace().join("target/mutants").join(dir)
@@ -237,6 +342,9 @@ pub fn run(options: &Options) -> Result<()> {
                 test => cargo.args(["--test", test]),
             };
         }
+        if let Some((_, filters)) = FILTERS.iter().find(|(file, _)| *file == target.file) {
+            cargo.arg("--").args(*filters);
+        }
         // Non-zero when a mutant is missed or timed out: reported in the table, not an error.
         cargo.status().context("running cargo mutants")?;
     }
@@ -257,4 +365,35 @@ pub fn run(options: &Options) -> Result<()> {
     println!("{table}");
     println!("missed mutants: target/mutants/<file>/mutants.out/missed.txt");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A test named in a row that no package of the row has would fail every mutant's run,
+    /// so every mutant would look caught.
+    #[test]
+    fn every_row_names_files_and_tests_that_exist() {
+        for target in TARGETS {
+            assert!(
+                workspace().join(target.file).is_file(),
+                "{} does not exist",
+                target.file
+            );
+            let packages: Vec<&str> = target.test_packages.split(',').collect();
+            for test in target.tests.iter().filter(|t| **t != UNIT_TESTS) {
+                assert!(
+                    packages.iter().any(|package| workspace()
+                        .join(package)
+                        .join("tests")
+                        .join(format!("{test}.rs"))
+                        .is_file()),
+                    "{}: no package of {} has the test {test}",
+                    target.file,
+                    target.test_packages
+                );
+            }
+        }
+    }
 }

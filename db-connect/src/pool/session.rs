@@ -23,8 +23,13 @@
 //!   an end cancelled half-way), the session closes its connection instead of returning it to the
 //!   pool; the server (and PgBouncer, for a client gone in a transaction) rolls back.
 
+use chrono::{NaiveDate, NaiveDateTime, TimeDelta};
 use sea_orm::{AccessMode, ExecResult, IsolationLevel, QueryResult, sqlx};
-use sqlx::{AssertSqlSafe, PgConnection, Postgres, pool::PoolConnection};
+use sqlx::{
+    AssertSqlSafe, Column, PgConnection, Postgres, Row, TypeInfo, ValueRef,
+    pool::PoolConnection,
+    postgres::{PgRow, PgValueFormat},
+};
 
 use super::error::local_error;
 
@@ -116,19 +121,260 @@ impl Fetch {
         sql: String,
     ) -> Result<Answer, sqlx::Error> {
         let query = sqlx::raw_sql(AssertSqlSafe(sql));
+        let read = |row: PgRow| readable(&row).map(|()| QueryResult::from(row));
         Ok(match self {
             Self::Execute => Answer::Executed(query.execute(conn).await?.into()),
-            Self::One => Answer::One(query.fetch_optional(conn).await?.map(QueryResult::from)),
+            Self::One => Answer::One(query.fetch_optional(conn).await?.map(read).transpose()?),
             Self::All => Answer::All(
                 query
                     .fetch_all(conn)
                     .await?
                     .into_iter()
-                    .map(QueryResult::from)
-                    .collect(),
+                    .map(read)
+                    .collect::<Result<_, _>>()?,
             ),
         })
     }
+}
+
+/// Refuses a row sqlx would read otherwise than a bound query reads it, or would panic on:
+/// through a transaction pooler rows come as text (which session settings change, and which
+/// sqlx's text decoders cannot always read), directly in binary (where sqlx's chrono decoders
+/// overflow). The error names the column and why, never the value.
+pub(super) fn readable(row: &PgRow) -> Result<(), sqlx::Error> {
+    for (index, column) in row.columns().iter().enumerate() {
+        let value = row.try_get_raw(index)?;
+        let Some(oid) = column.type_info().oid() else {
+            continue;
+        };
+        let unreadable = match (value.is_null(), value.format()) {
+            (true, _) => None,
+            (false, PgValueFormat::Text) => value.as_str().ok().and_then(|text| {
+                text_unreadable(oid.0, text)
+                    .or_else(|| array_unreadable(column.type_info().name(), oid.0, text))
+            }),
+            (false, PgValueFormat::Binary) => value
+                .as_bytes()
+                .ok()
+                .and_then(|bytes| binary_unreadable(oid.0, bytes)),
+        };
+        if let Some(unreadable) = unreadable {
+            return Err(unreadable.error(column.name(), column.type_info().name()));
+        }
+    }
+    Ok(())
+}
+
+/// Why sqlx cannot read a value as it reads the bound one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unreadable {
+    /// `infinity`, or a date beyond chrono's years: sqlx's binary decoder panics.
+    BeyondChrono,
+    /// A year before 1 or after 9999, which sqlx's text decoders cannot parse.
+    YearInText,
+    /// `24:00:00`, which chrono has no time of day for (sqlx reads it as midnight in binary).
+    EndOfDay,
+    DateStyle,
+    TimeZone,
+    ByteaOutput,
+    /// An element that is the text `NULL`, which sqlx's text decoder reads as a NULL element.
+    NullText,
+    /// More dimensions than one, or bounds other than 1, which sqlx's text decoder splits wrongly.
+    ArrayShape,
+}
+
+impl Unreadable {
+    fn error(self, column: &str, ty: &str) -> sqlx::Error {
+        let (code, why) = match self {
+            Self::BeyondChrono => (
+                "22008",
+                "infinity or a date beyond chrono's range (years -262143 to 262142), which sqlx \
+                 cannot read: compare or convert it in SQL",
+            ),
+            Self::YearInText => (
+                "22008",
+                "a year before 1 or after 9999, which sqlx cannot read from the text a \
+                 transaction pooler returns: convert it in SQL",
+            ),
+            Self::EndOfDay => (
+                "22008",
+                "24:00:00, which chrono has no time of day for: convert it in SQL",
+            ),
+            Self::DateStyle => (
+                "0A000",
+                "a date written in another DateStyle than ISO (the transaction set DateStyle?), \
+                 which sqlx cannot read: keep DateStyle at ISO",
+            ),
+            Self::TimeZone => (
+                "0A000",
+                "a timestamptz written in another time zone than UTC (the transaction set \
+                 TimeZone?), which sqlx reads otherwise than the bound value: keep TimeZone at \
+                 UTC, or convert in SQL with AT TIME ZONE",
+            ),
+            Self::ByteaOutput => (
+                "0A000",
+                "bytes written with bytea_output = escape (the transaction set it?), which sqlx \
+                 cannot read: keep bytea_output at hex",
+            ),
+            Self::NullText => (
+                "0A000",
+                "an element that is the text NULL, which sqlx reads from the text a transaction \
+                 pooler returns as a NULL element: select it as JSON (to_jsonb) instead",
+            ),
+            Self::ArrayShape => (
+                "0A000",
+                "an array of more than one dimension or with bounds other than 1, which sqlx \
+                 splits wrongly from the text a transaction pooler returns",
+            ),
+        };
+        local_error(code, format!("column \"{column}\" ({ty}) holds {why}"))
+    }
+}
+
+const BYTEA: u32 = 17;
+const DATE: u32 = 1082;
+const TIME: u32 = 1083;
+const TIMESTAMP: u32 = 1114;
+const TIMESTAMPTZ: u32 = 1184;
+
+/// The element type of the arrays whose elements are checked one by one.
+fn element_of(array: u32) -> Option<u32> {
+    Some(match array {
+        1001 => BYTEA,
+        1182 => DATE,
+        1183 => TIME,
+        1115 => TIMESTAMP,
+        1185 => TIMESTAMPTZ,
+        _ => return None,
+    })
+}
+
+fn text_unreadable(oid: u32, text: &str) -> Option<Unreadable> {
+    match oid {
+        BYTEA if !text.starts_with("\\x") => Some(Unreadable::ByteaOutput),
+        TIME if text.starts_with("24:") => Some(Unreadable::EndOfDay),
+        DATE | TIMESTAMP | TIMESTAMPTZ => datetime_unreadable(text, oid == TIMESTAMPTZ),
+        _ => None,
+    }
+}
+
+/// An ISO date or timestamp sqlx's text decoders read: four-digit years of our era, and (for a
+/// timestamptz) UTC.
+fn datetime_unreadable(text: &str, zoned: bool) -> Option<Unreadable> {
+    if text == "infinity" || text == "-infinity" {
+        return Some(Unreadable::BeyondChrono);
+    }
+    let (text, bc) = match text.strip_suffix(" BC") {
+        Some(ours) => (ours, true),
+        None => (text, false),
+    };
+    let year = text.bytes().take_while(u8::is_ascii_digit).count();
+    let date = text.as_bytes().get(year..year + 6);
+    let iso = year >= 4
+        && date.is_some_and(|d| {
+            d[0] == b'-' && d[3] == b'-' && [d[1], d[2], d[4], d[5]].iter().all(u8::is_ascii_digit)
+        });
+    if !iso {
+        return Some(Unreadable::DateStyle);
+    }
+    if bc || year > 4 {
+        return Some(Unreadable::YearInText);
+    }
+    let offset = text.rfind(['+', '-']).map(|at| &text[at..]);
+    (zoned && offset != Some("+00")).then_some(Unreadable::TimeZone)
+}
+
+/// What sqlx's text array decoder would misread in an array of type `name` (built-in array
+/// types are named `...[]`): it drops the outer braces, splits at every comma outside quotes,
+/// and reads an element `NULL` as NULL whether it was quoted or not.
+fn array_unreadable(name: &str, oid: u32, text: &str) -> Option<Unreadable> {
+    if !name.ends_with("[]") {
+        return None;
+    }
+    let Some(inner) = text.strip_prefix('{').and_then(|t| t.strip_suffix('}')) else {
+        return Some(Unreadable::ArrayShape);
+    };
+    let element_type = element_of(oid);
+    let mut element = String::new();
+    let (mut quoted, mut in_quotes, mut escaped) = (false, false, false);
+    let mut chars = inner.chars();
+    loop {
+        let next = chars.next();
+        match next {
+            Some(c) if escaped => {
+                element.push(c);
+                escaped = false;
+            }
+            Some('\\') => escaped = true,
+            Some('"') => {
+                in_quotes = !in_quotes;
+                quoted = true;
+            }
+            Some('{') if !in_quotes => return Some(Unreadable::ArrayShape),
+            Some(',') | None if !in_quotes => {
+                if quoted && element == "NULL" {
+                    return Some(Unreadable::NullText);
+                }
+                let checked = element_type.filter(|_| quoted || element != "NULL");
+                if let Some(unreadable) = checked.and_then(|ty| text_unreadable(ty, &element)) {
+                    return Some(unreadable);
+                }
+                next?;
+                element.clear();
+                quoted = false;
+            }
+            Some(c) => element.push(c),
+            None => return None,
+        }
+    }
+}
+
+fn binary_unreadable(oid: u32, bytes: &[u8]) -> Option<Unreadable> {
+    let int = |bytes: &[u8]| -> Option<i64> {
+        Some(match bytes.len() {
+            4 => i32::from_be_bytes(bytes.try_into().ok()?).into(),
+            8 => i64::from_be_bytes(bytes.try_into().ok()?),
+            _ => return None,
+        })
+    };
+    let epoch = NaiveDate::from_ymd_opt(2000, 1, 1)?;
+    let midnight: NaiveDateTime = epoch.and_hms_opt(0, 0, 0)?;
+    match oid {
+        DATE => epoch
+            .checked_add_signed(TimeDelta::try_days(int(bytes)?)?)
+            .is_none()
+            .then_some(Unreadable::BeyondChrono),
+        TIMESTAMP | TIMESTAMPTZ => midnight
+            .checked_add_signed(TimeDelta::microseconds(int(bytes)?))
+            .is_none()
+            .then_some(Unreadable::BeyondChrono),
+        TIME => (int(bytes)? >= 86_400_000_000).then_some(Unreadable::EndOfDay),
+        array => binary_elements_unreadable(element_of(array)?, bytes),
+    }
+}
+
+/// Each element of a one-dimensional array in binary: its dimensions, flags and element type,
+/// a length and lower bound per dimension, then each element's length (-1: NULL) and bytes.
+fn binary_elements_unreadable(element: u32, bytes: &[u8]) -> Option<Unreadable> {
+    let word = |at: usize| -> Option<i32> {
+        Some(i32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+    };
+    if word(0)? != 1 {
+        return None;
+    }
+    let mut at = 20;
+    for _ in 0..word(12)? {
+        let len = word(at)?;
+        at += 4;
+        if len >= 0 {
+            let end = at + len as usize;
+            if let Some(unreadable) = binary_unreadable(element, bytes.get(at..end)?) {
+                return Some(unreadable);
+            }
+            at = end;
+        }
+    }
+    None
 }
 
 impl Session {
@@ -369,4 +615,183 @@ impl Drop for Session {
 
 fn savepoint(command: &str, level: usize) -> String {
     format!("{command} savepoint_{level}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_that_sqlx_reads_as_bound_passes() {
+        for (oid, text) in [
+            (BYTEA, "\\x00ff"),
+            (TIME, "23:59:59.999999"),
+            (DATE, "2026-03-15"),
+            (DATE, "0001-01-01"),
+            (TIMESTAMP, "9999-12-31 23:59:59.999999"),
+            (TIMESTAMPTZ, "2026-03-15 12:00:00.5+00"),
+            (25, "infinity"),
+        ] {
+            assert_eq!(text_unreadable(oid, text), None, "{oid} {text}");
+        }
+    }
+
+    #[test]
+    fn text_that_sqlx_reads_otherwise_or_not_at_all_is_named() {
+        use Unreadable::*;
+        for (oid, text, why) in [
+            (BYTEA, "\\000\\377", ByteaOutput),
+            (TIME, "24:00:00", EndOfDay),
+            (DATE, "infinity", BeyondChrono),
+            (TIMESTAMPTZ, "-infinity", BeyondChrono),
+            (DATE, "0044-03-15 BC", YearInText),
+            (DATE, "12345-01-01", YearInText),
+            (TIMESTAMP, "0044-03-15 12:00:00 BC", YearInText),
+            (TIMESTAMPTZ, "0044-03-15 12:00:00+00 BC", YearInText),
+            (DATE, "03/15/2026", DateStyle),
+            (DATE, "15.03.2026", DateStyle),
+            (DATE, "2026-3-15", DateStyle),
+            (DATE, "2026-03-1", DateStyle),
+            (DATE, "2026/03/15", DateStyle),
+            (DATE, "2026-03/15", DateStyle),
+            (DATE, "026-03-15", DateStyle),
+            (TIMESTAMPTZ, "Sun Mar 15 12:00:00 2026 UTC", DateStyle),
+            (TIMESTAMPTZ, "2026-03-15 17:30:00+05:30", TimeZone),
+            (TIMESTAMPTZ, "2026-03-15 07:00:00-05", TimeZone),
+            (TIMESTAMPTZ, "1800-01-01 05:53:28+05:53:28", TimeZone),
+        ] {
+            assert_eq!(text_unreadable(oid, text), Some(why), "{oid} {text}");
+        }
+    }
+
+    #[test]
+    fn arrays_are_split_as_sqlx_splits_them() {
+        use Unreadable::*;
+        for (name, oid, text, expected) in [
+            ("TEXT", 25, "{\"NULL\"}", None),
+            (
+                "TEXT[]",
+                1009,
+                "{a,b,NULL,\"\",\"a,\\\"NULL\\\"\",\"{\"}",
+                None,
+            ),
+            ("TEXT[]", 1009, "{}", None),
+            ("TEXT[]", 1009, "{\"NULL,x\"}", None),
+            ("TEXT[]", 1009, "{\"NULL\"}", Some(NullText)),
+            ("TEXT[]", 1009, "{a,\"NULL\"}", Some(NullText)),
+            ("TEXT[]", 1009, "{{a,b},{c,d}}", Some(ArrayShape)),
+            ("TEXT[]", 1009, "[0:1]={a,b}", Some(ArrayShape)),
+            ("TEXT[]", 1009, "{a", Some(ArrayShape)),
+            ("DATE[]", 1182, "{2026-01-01,NULL}", None),
+            (
+                "DATE[]",
+                1182,
+                "{2026-01-01,\"0001-01-01 BC\"}",
+                Some(YearInText),
+            ),
+            (
+                "TIMESTAMPTZ[]",
+                1185,
+                "{\"2026-01-01 00:00:00+05\"}",
+                Some(TimeZone),
+            ),
+            ("BYTEA[]", 1001, "{\"\\\\x00\"}", None),
+            ("BYTEA[]", 1001, "{\"\\\\000\"}", Some(ByteaOutput)),
+            ("TIME[]", 1183, "{24:00:00}", Some(EndOfDay)),
+            ("TIMESTAMP[]", 1115, "{infinity}", Some(BeyondChrono)),
+        ] {
+            assert_eq!(array_unreadable(name, oid, text), expected, "{name} {text}");
+        }
+    }
+
+    fn binary_array(element: u32, items: &[Option<Vec<u8>>]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for word in [1, 0, element as i32, items.len() as i32, 1] {
+            bytes.extend(word.to_be_bytes());
+        }
+        for item in items {
+            match item {
+                None => bytes.extend((-1i32).to_be_bytes()),
+                Some(item) => {
+                    bytes.extend((item.len() as i32).to_be_bytes());
+                    bytes.extend(item);
+                }
+            }
+        }
+        bytes
+    }
+
+    #[test]
+    fn binary_values_beyond_chrono_or_midnight_are_named() {
+        use Unreadable::*;
+        let int = |n: i32| n.to_be_bytes().to_vec();
+        let long = |n: i64| n.to_be_bytes().to_vec();
+        let last_day = (NaiveDate::MAX - NaiveDate::from_ymd_opt(2000, 1, 1).unwrap()).num_days();
+        for (oid, bytes, expected) in [
+            (DATE, int(0), None),
+            (DATE, int(last_day as i32), None),
+            (DATE, int(last_day as i32 + 1), Some(BeyondChrono)),
+            (DATE, int(i32::MAX), Some(BeyondChrono)),
+            (DATE, int(i32::MIN), Some(BeyondChrono)),
+            (TIMESTAMP, long(0), None),
+            (TIMESTAMPTZ, long(-1), None),
+            (TIMESTAMPTZ, long(i64::MAX), Some(BeyondChrono)),
+            (TIMESTAMP, long(i64::MIN), Some(BeyondChrono)),
+            (TIME, long(86_399_999_999), None),
+            (TIME, long(86_400_000_000), Some(EndOfDay)),
+            (25, long(i64::MAX), None),
+            (
+                1185,
+                binary_array(TIMESTAMPTZ, &[None, Some(long(0))]),
+                None,
+            ),
+            (
+                1185,
+                binary_array(TIMESTAMPTZ, &[None, Some(long(0)), Some(long(i64::MAX))]),
+                Some(BeyondChrono),
+            ),
+            (
+                1182,
+                binary_array(DATE, &[Some(int(i32::MAX))]),
+                Some(BeyondChrono),
+            ),
+            (
+                1183,
+                binary_array(TIME, &[Some(long(86_400_000_000))]),
+                Some(EndOfDay),
+            ),
+            (1007, binary_array(23, &[Some(int(i32::MAX))]), None),
+        ] {
+            assert_eq!(binary_unreadable(oid, &bytes), expected, "{oid} {bytes:?}");
+        }
+        // Two dimensions are left to sqlx, which refuses them.
+        let mut two = binary_array(TIMESTAMPTZ, &[Some(long(i64::MAX))]);
+        two[3] = 2;
+        assert_eq!(binary_unreadable(1185, &two), None);
+    }
+
+    #[test]
+    fn a_refusal_names_the_column_and_the_cause_with_its_sqlstate() {
+        use Unreadable::*;
+        for (why, code, words) in [
+            (BeyondChrono, "22008", "infinity"),
+            (YearInText, "22008", "year"),
+            (EndOfDay, "22008", "24:00:00"),
+            (DateStyle, "0A000", "DateStyle"),
+            (TimeZone, "0A000", "TimeZone"),
+            (ByteaOutput, "0A000", "bytea_output"),
+            (NullText, "0A000", "NULL"),
+            (ArrayShape, "0A000", "dimension"),
+        ] {
+            let err = why.error("due_at", "TIMESTAMPTZ");
+            let db = err.as_database_error().unwrap();
+            assert_eq!(db.code().as_deref(), Some(code));
+            let shown = db.message();
+            assert!(
+                shown.starts_with("column \"due_at\" (TIMESTAMPTZ) holds"),
+                "{shown}"
+            );
+            assert!(shown.contains(words), "{shown}");
+        }
+    }
 }

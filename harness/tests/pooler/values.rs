@@ -13,7 +13,7 @@ use sea_orm::{
 use crate::pooler::{as_the_server_sees_it, pool_through, warm_pgbouncer};
 
 /// Every column of every row of `sql` with `values`, as text; an error as its SQLSTATE.
-async fn answer(
+pub(crate) async fn answer(
     db: &impl ConnectionTrait,
     sql: &str,
     values: Vec<Value>,
@@ -37,7 +37,7 @@ async fn answer(
 }
 
 /// A direct pool (values bound) and the test's pool through PgBouncer (values inlined).
-async fn both_ways(db: &TestDb) -> (Pool, &Pool) {
+pub(crate) async fn both_ways(db: &TestDb) -> (Pool, &Pool) {
     let direct = harness::connect(db.direct_url(), 1).await;
     assert_eq!(direct.pooler(), Pooler::None);
     assert_eq!(db.conn().pooler(), Pooler::Transaction);
@@ -291,4 +291,71 @@ async fn no_session_encoding_or_escape_setting_lets_a_value_end_its_literal() {
         assert_eq!(rows[0].column_names(), ["v"], "{settings}");
         txn.rollback().await.unwrap();
     }
+}
+
+/// A Slack delivery whose payload is one string of about `bytes` bytes.
+fn delivery_of(event_id: String, text: String) -> service::events::SlackDelivery {
+    service::events::SlackDelivery {
+        event_id,
+        event_type: "message".into(),
+        team_id: "T1".into(),
+        channel_id: None,
+        slack_user_id: None,
+        payload: serde_json::json!({ "text": text }),
+    }
+}
+
+#[tokio::test]
+async fn a_payload_of_dollar_quote_tags_ingests_about_as_fast_as_a_plain_one() {
+    use service::events::{self, SlackEvents};
+    use std::time::{Duration, Instant};
+    const BYTES: usize = 64 * 1024;
+    let db = TestDb::migrated().await;
+    assert_eq!(db.conn().pooler(), Pooler::Transaction);
+    harness::fixtures::organization_with_teams(db.conn(), "org_payloads", "T1")
+        .await
+        .unwrap();
+    // Every tag the inliner might pick, in order: `$v$`, `$v1$`, `$v2$`, ...
+    let mut tags = String::from("$v$");
+    for n in 1.. {
+        if tags.len() >= BYTES {
+            break;
+        }
+        tags.push_str(&format!("$v{n}$"));
+    }
+    let plain = "x".repeat(tags.len());
+    let mut fastest = [Duration::MAX; 2];
+    for round in 0..3 {
+        for (kind, text) in [&plain, &tags].into_iter().enumerate() {
+            let batch = [delivery_of(format!("Ev{round}-{kind}"), text.clone())];
+            let started = Instant::now();
+            let ingested = events::ingest_batch::<SlackEvents>(db.conn(), &batch)
+                .await
+                .unwrap();
+            fastest[kind] = fastest[kind].min(started.elapsed());
+            assert_eq!(ingested.inserted.len(), 1);
+        }
+    }
+    let [plain_time, tags_time] = fastest;
+    println!(
+        "figure: a 64 KiB payload ingests in {plain_time:?} plain, {tags_time:?} of dollar tags"
+    );
+    // Generous for a busy machine; a tag search that rescans the text per candidate tag takes
+    // over a second here.
+    assert!(
+        tags_time <= plain_time * 10 + Duration::from_millis(100),
+        "{tags_time:?} against {plain_time:?}"
+    );
+    let stored: String = db
+        .conn()
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT payload->>'text' FROM slack_events WHERE event_id = 'Ev0-1'",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index(0)
+        .unwrap();
+    assert!(stored == tags, "the payload of tags is stored as sent");
 }

@@ -308,9 +308,14 @@ impl Applier<'_> {
             .iter()
             .map(|(setting, ms)| (*setting, format!("{ms}ms")))
             .collect();
-        let session = connection::single(self.url, Role::Session, &startup)
-            .await
-            .map_err(|e| needs_session(format!("the connection with them was refused: {e}")))?;
+        let session = connection::single(
+            self.url,
+            Role::Session,
+            &startup,
+            self.options.connect_timeout,
+        )
+        .await
+        .map_err(|e| needs_session(format!("the connection with them was refused: {e}")))?;
         let check = timeouts
             .iter()
             .map(|(setting, ms)| {

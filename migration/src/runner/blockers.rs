@@ -6,6 +6,7 @@ use std::{fmt, future::Future, time::Duration};
 use sea_orm::sqlx::{self, AssertSqlSafe, Connection, PgConnection, Row};
 
 use super::{
+    RunOptions,
     connection::{self, Role},
     lock::is_connection_lost,
 };
@@ -60,18 +61,23 @@ pub(crate) struct Watcher {
     conn: PgConnection,
     url: DatabaseUrl,
     interval: Duration,
+    connect_timeout: Duration,
 }
 
 impl Watcher {
     /// `None` when it cannot connect: the blockers then go unnamed, the migration still runs.
-    pub(crate) async fn open(url: &DatabaseUrl, lock_timeout: Duration) -> Option<Self> {
-        let conn = connection::dedicated(url, Role::Watch).await.ok()?;
+    pub(crate) async fn open(url: &DatabaseUrl, options: &RunOptions) -> Option<Self> {
+        let connect_timeout = options.connect_timeout;
+        let conn = connection::dedicated(url, Role::Watch, connect_timeout)
+            .await
+            .ok()?;
         let interval =
-            (lock_timeout / 5).clamp(Duration::from_millis(10), Duration::from_millis(200));
+            (options.lock_timeout / 5).clamp(Duration::from_millis(10), Duration::from_millis(200));
         Some(Self {
             conn,
             url: url.clone(),
             interval,
+            connect_timeout,
         })
     }
 
@@ -131,7 +137,8 @@ pub(crate) async fn watching<F: Future>(
                     Ok(_) => {}
                     // Idle between samples, its session may be ended by an idle timeout.
                     Err(err) if is_connection_lost(&err) => {
-                        if let Ok(conn) = connection::dedicated(&watcher.url, Role::Watch).await {
+                        let (url, within) = (&watcher.url, watcher.connect_timeout);
+                        if let Ok(conn) = connection::dedicated(url, Role::Watch, within).await {
                             watcher.conn = conn;
                         }
                     }

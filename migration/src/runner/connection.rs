@@ -4,17 +4,19 @@
 //! apply connection removes the ones a transaction created before it ends (`DEALLOCATE ALL`),
 //! so no other client of a shared server session ever meets them.
 
-use std::{str::FromStr, time::Duration};
+use std::time::Duration;
 
-use db_connect::DatabaseUrl;
+use db_connect::{
+    ConnectError, DatabaseUrl, Opening,
+    connect::{driver_connect_options, open_connection, open_pool},
+};
 use sea_orm::{
-    DatabaseConnection, DbErr, RuntimeErr, SqlxPostgresConnector,
+    DatabaseConnection, DbErr, RuntimeErr,
     sqlx::{
-        self, ConnectOptions, Connection, PgConnection,
-        postgres::{PgConnectOptions, PgPoolOptions},
+        ConnectOptions,
+        postgres::{PgConnectOptions, PgConnection, PgPoolOptions},
     },
 };
-use secrecy::ExposeSecret;
 
 /// Which connection of a run, shown as `application_name` to anyone reading `pg_stat_activity`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,23 +42,10 @@ impl Role {
     }
 }
 
-pub(crate) fn connect_error(url: &DatabaseUrl, source: DbErr) -> super::RunError {
-    super::RunError::Connect {
-        url: url.to_string(),
-        source,
-    }
-}
-
-fn sqlx_error(err: sqlx::Error) -> DbErr {
-    DbErr::Conn(RuntimeErr::SqlxError(err.into()))
-}
-
 /// Driver options for `url` as `role`: the URL's own `application_name` wins; statement logging
 /// only at TRACE (what `migration lint` listens to), never as a slow-statement warning.
-pub(crate) fn options(url: &DatabaseUrl, role: Role) -> Result<PgConnectOptions, DbErr> {
-    let parsed = PgConnectOptions::from_str(url.expose().expose_secret())
-        .map_err(|_| DbErr::Custom(format!("the driver cannot parse {url}")))?;
-    let mut options = db_connect::connect::driver_options(parsed).statement_cache_capacity(0);
+pub(crate) fn options(url: &DatabaseUrl, role: Role) -> Result<PgConnectOptions, ConnectError> {
+    let mut options = driver_connect_options(url)?.statement_cache_capacity(0);
     if options.get_application_name().is_none() {
         options = options.application_name(role.application_name());
     }
@@ -68,21 +57,26 @@ pub(crate) fn options(url: &DatabaseUrl, role: Role) -> Result<PgConnectOptions,
     })
 }
 
-/// A connection of its own, outside any pool: nothing closes it behind the runner's back.
-pub(crate) async fn dedicated(url: &DatabaseUrl, role: Role) -> Result<PgConnection, DbErr> {
-    PgConnection::connect_with(&options(url, role)?)
-        .await
-        .map_err(sqlx_error)
+/// A connection of its own, outside any pool: nothing closes it behind the runner's back. It is
+/// given `within` to answer; a failure names its cause.
+pub(crate) async fn dedicated(
+    url: &DatabaseUrl,
+    role: Role,
+    within: Duration,
+) -> Result<PgConnection, ConnectError> {
+    open_connection(url, &options(url, role)?, within).await
 }
 
-/// A SeaORM connection over a pool of one, which migrations need (`SchemaManager`). The pool
-/// neither idles nor ages its connection out; should it reconnect, nothing is lost, since every
-/// setting lives in a transaction or in `startup` (given as connection options).
+/// A SeaORM connection over a pool of one, which migrations need (`SchemaManager`), its first
+/// connection open (within `within`). The pool neither idles nor ages its connection out;
+/// should it reconnect, nothing is lost, since every setting lives in a transaction or in
+/// `startup` (given as connection options).
 pub(crate) async fn single(
     url: &DatabaseUrl,
     role: Role,
     startup: &[(&str, String)],
-) -> Result<DatabaseConnection, DbErr> {
+    within: Duration,
+) -> Result<DatabaseConnection, ConnectError> {
     let mut options = options(url, role)?;
     if !startup.is_empty() {
         options = options.options(startup.iter().map(|(k, v)| (*k, v)));
@@ -92,11 +86,8 @@ pub(crate) async fn single(
         .min_connections(0)
         .idle_timeout(None)
         .max_lifetime(None)
-        .acquire_timeout(Duration::from_secs(30))
-        .connect_with(options)
-        .await
-        .map_err(sqlx_error)?;
-    Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
+        .acquire_timeout(Duration::from_secs(30));
+    open_pool(url, pool, Opening::Now(within), |_| options).await
 }
 
 /// The SQLSTATE of a database error, if it came from the server.

@@ -19,7 +19,7 @@ use sea_orm::{
 };
 
 use super::{
-    MIGRATION_LOCK_KEY, Progress, RunError,
+    MIGRATION_LOCK_KEY, Progress, RunError, RunOptions,
     connection::{self, Role},
 };
 use db_connect::DatabaseUrl;
@@ -53,12 +53,11 @@ impl MigrationLock {
     /// Waits until this run holds the lock.
     pub(crate) async fn acquire(
         url: &DatabaseUrl,
-        longest_poll: Duration,
+        options: &RunOptions,
         progress: &mut impl FnMut(Progress),
     ) -> Result<Self, RunError> {
-        let mut conn = connection::dedicated(url, Role::Lock)
-            .await
-            .map_err(|source| connection::connect_error(url, source))?;
+        let (longest_poll, within) = (options.lock_poll, options.connect_timeout);
+        let mut conn = connection::dedicated(url, Role::Lock, within).await?;
         let started = Instant::now();
         let mut pause = FIRST_POLL;
         let mut reported = false;
@@ -76,9 +75,7 @@ impl MigrationLock {
                 // Between tries the connection sits idle, which a server or pooler may end
                 // (`idle_session_timeout`); nothing is held yet, so a new one does.
                 Err(err) if is_connection_lost(&err) => {
-                    conn = connection::dedicated(url, Role::Lock)
-                        .await
-                        .map_err(|source| connection::connect_error(url, source))?;
+                    conn = connection::dedicated(url, Role::Lock, within).await?;
                     continue;
                 }
                 Err(err) => return Err(RunError::Lock(db(err))),
@@ -138,5 +135,72 @@ impl MigrationLock {
     pub(crate) async fn release(mut self) {
         let _ = sqlx::raw_sql("ROLLBACK").execute(&mut self.conn).await;
         let _ = self.conn.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use sea_orm::sqlx::error::{DatabaseError, ErrorKind};
+
+    use super::*;
+
+    /// A server's error with `code`, as the driver reports one.
+    #[derive(Debug, thiserror::Error)]
+    #[error("SQLSTATE {0}")]
+    struct Server(&'static str);
+
+    impl DatabaseError for Server {
+        fn message(&self) -> &str {
+            self.0
+        }
+
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+
+        fn kind(&self) -> ErrorKind {
+            ErrorKind::Other
+        }
+    }
+
+    fn server(code: &'static str) -> sqlx::Error {
+        sqlx::Error::Database(Box::new(Server(code)))
+    }
+
+    #[test]
+    fn a_session_that_is_gone_is_told_from_a_query_that_failed() {
+        for lost in [
+            sqlx::Error::Io(std::io::Error::other("reset")),
+            sqlx::Error::Protocol("unexpected end".into()),
+            sqlx::Error::Tls("closed".into()),
+            server("57P01"),
+            server("57P05"),
+            server("08006"),
+        ] {
+            assert!(is_connection_lost(&lost), "{lost:?} is a lost session");
+        }
+        for failed in [
+            server("55P03"),
+            server("42P01"),
+            server("40P01"),
+            sqlx::Error::RowNotFound,
+            sqlx::Error::PoolTimedOut,
+        ] {
+            assert!(!is_connection_lost(&failed), "{failed:?} is a failed query");
+        }
     }
 }

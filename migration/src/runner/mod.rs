@@ -11,7 +11,7 @@
 
 use std::{collections::HashSet, time::Duration};
 
-use db_connect::DatabaseUrl;
+use db_connect::{ConnectError, DatabaseUrl};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
 use sea_orm_migration::{MigrationStatus, MigrationTrait, MigratorTrait};
 
@@ -77,12 +77,9 @@ pub enum Progress {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("could not connect to {url}: {source}")]
-    Connect {
-        url: String,
-        #[source]
-        source: DbErr,
-    },
+    /// A connection of the run could not open: its cause and the URL, password masked.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     #[error("could not take the migration lock: {0}")]
     Lock(#[source] DbErr),
     #[error(
@@ -147,12 +144,14 @@ pub async fn run_with<M: MigratorTrait>(
     options: &RunOptions,
     mut progress: impl FnMut(Progress),
 ) -> Result<(), RunError> {
-    let lock = lock::MigrationLock::acquire(url, options.lock_poll, &mut progress).await?;
-    let apply = match connection::single(url, connection::Role::Apply, &[]).await {
+    let lock = lock::MigrationLock::acquire(url, options, &mut progress).await?;
+    let apply = match connection::single(url, connection::Role::Apply, &[], options.connect_timeout)
+        .await
+    {
         Ok(apply) => apply,
-        Err(source) => {
+        Err(err) => {
             lock.release().await;
-            return Err(connection::connect_error(url, source));
+            return Err(err.into());
         }
     };
     let mut applier = Applier {
@@ -161,7 +160,7 @@ pub async fn run_with<M: MigratorTrait>(
         table: M::migration_table_name(),
         apply,
         lock,
-        watcher: blockers::Watcher::open(url, options.lock_timeout).await,
+        watcher: blockers::Watcher::open(url, options).await,
     };
     let result = perform::<M>(&mut applier, action, &mut progress).await;
     applier.close().await;
@@ -300,9 +299,15 @@ async fn drop_everything(db: &impl ConnectionTrait) -> Result<usize, DbErr> {
 
 /// Every migration with whether it is applied, without creating or changing anything.
 pub async fn status<M: MigratorTrait>(url: &DatabaseUrl) -> Result<Vec<MigrationState>, RunError> {
-    let db = connection::single(url, connection::Role::Apply, &[])
-        .await
-        .map_err(|source| connection::connect_error(url, source))?;
+    status_with::<M>(url, &RunOptions::default()).await
+}
+
+/// [`status`], connecting within `options`' connect timeout.
+pub async fn status_with<M: MigratorTrait>(
+    url: &DatabaseUrl,
+    options: &RunOptions,
+) -> Result<Vec<MigrationState>, RunError> {
+    let db = connection::single(url, connection::Role::Apply, &[], options.connect_timeout).await?;
     let read = async {
         let txn = sea_orm::TransactionTrait::begin(&db).await?;
         let states = M::get_migration_with_status_read_only(&txn).await;

@@ -23,6 +23,9 @@ pub struct RunOptions {
     pub retry_backoff: Duration,
     /// The longest pause between two tries for the migration lock while another run holds it.
     pub lock_poll: Duration,
+    /// How long each connection of the run is given to answer (default the pools' 10 s; the
+    /// CLI gives it `DB_CONNECT_TIMEOUT_SECS`).
+    pub connect_timeout: Duration,
 }
 
 impl Default for RunOptions {
@@ -33,6 +36,7 @@ impl Default for RunOptions {
             lock_retries: 3,
             retry_backoff: Duration::from_secs(1),
             lock_poll: Duration::from_millis(500),
+            connect_timeout: db_connect::PoolSettings::default().connect_timeout,
         }
     }
 }

@@ -6,16 +6,15 @@
 //! notification longer than the poll interval.
 
 use std::{
-    str::FromStr,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
-use db_connect::DatabaseUrl;
+use db_connect::{ConnectError, DatabaseUrl, Opening, connect::open_sqlx_pool};
 use sea_orm::sqlx::{
     self,
-    postgres::{PgConnectOptions, PgListener, PgPoolOptions},
+    postgres::{PgListener, PgPoolOptions},
 };
-use secrecy::ExposeSecret;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -25,13 +24,28 @@ use super::retry::Backoff;
 /// `pg_stat_activity`.
 pub const APPLICATION_NAME: &str = "event-worker-listener";
 
-async fn connect(url: &DatabaseUrl, channel: &str) -> Result<PgListener, sqlx::Error> {
-    let options = PgConnectOptions::from_str(url.expose().expose_secret())?
-        .application_name(APPLICATION_NAME);
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(options)
-        .await?;
+/// Why the listener is not listening.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ListenError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("LISTEN failed: {0}")]
+    Listen(#[from] sqlx::Error),
+}
+
+/// A session listening on `channel`, its connection given `within` to answer.
+pub(crate) async fn connect(
+    url: &DatabaseUrl,
+    channel: &str,
+    within: Duration,
+) -> Result<PgListener, ListenError> {
+    let pool = open_sqlx_pool(
+        url,
+        PgPoolOptions::new().max_connections(1),
+        Opening::Now(within),
+        |options| options.application_name(APPLICATION_NAME),
+    )
+    .await?;
     let mut listener = PgListener::connect_with(&pool).await?;
     listener.listen(channel).await?;
     Ok(listener)
@@ -82,19 +96,27 @@ impl Wakeups {
     }
 }
 
+/// How the listener reaches its session.
+pub(crate) struct Session {
+    pub(crate) url: DatabaseUrl,
+    pub(crate) channel: &'static str,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) reconnect: Backoff,
+    /// Already listening: the session [`crate::worker::Worker::connect`] opened.
+    pub(crate) first: Option<PgListener>,
+}
+
 /// Listens on `channel` until `stop`: every notification and every (re)connect lands in `wake`.
-pub(crate) async fn run(
-    url: DatabaseUrl,
-    channel: &'static str,
-    wake: Arc<Wakeups>,
-    reconnect: Backoff,
-    stop: CancellationToken,
-) {
+pub(crate) async fn run(mut session: Session, wake: Arc<Wakeups>, stop: CancellationToken) {
+    let (url, channel, reconnect) = (session.url.clone(), session.channel, session.reconnect);
     let mut failures = 0u32;
     loop {
-        let connected = tokio::select! {
-            _ = stop.cancelled() => return,
-            connected = connect(&url, channel) => connected,
+        let connected = match session.first.take() {
+            Some(listener) => Ok(listener),
+            None => tokio::select! {
+                _ = stop.cancelled() => return,
+                connected = connect(&url, channel, session.connect_timeout) => connected,
+            },
         };
         match connected {
             Ok(mut listener) => {

@@ -15,7 +15,8 @@
 //!
 //! let db = service::connect().await?;
 //! let config = WorkerConfig::from_env()?; // LISTEN goes to DATABASE_DIRECT_URL behind a pooler
-//! Worker::<SlackEvents, _>::new(db, handle, config)?.run_until_signal().await;
+//! // Listening before it returns: a wrong URL fails here, naming the cause.
+//! Worker::<SlackEvents, _>::connect(db, handle, config).await?.run_until_signal().await;
 //! # Ok(()) }
 //! ```
 //!
@@ -23,7 +24,9 @@
 
 use std::{fmt, future::Future, time::Duration};
 
-use db_connect::{ConfigError, DatabaseUrl, NeedsDirectUrl, Topology};
+use db_connect::{
+    ConfigError, ConnectError, DatabaseUrl, NeedsDirectUrl, PoolSettings, Settings, Topology,
+};
 
 mod listener;
 mod prune;
@@ -125,6 +128,9 @@ pub struct WorkerConfig {
     pub shutdown_grace: Duration,
     /// Prune finished events now and then. Default none.
     pub retention: Option<Retention>,
+    /// How long the listener's session is given to answer when it (re)connects. Default the
+    /// pools' (`DB_CONNECT_TIMEOUT_SECS`, 10 s).
+    pub connect_timeout: Duration,
 }
 
 /// Why a worker cannot start.
@@ -139,6 +145,14 @@ pub enum WorkerError {
     #[error("invalid worker setting {setting}: {reason}")]
     Invalid {
         setting: &'static str,
+        reason: String,
+    },
+    /// The listener's first connection failed (see [`Worker::connect`](crate::worker::Worker::connect)).
+    #[error("the worker's listener: {0}")]
+    Connect(#[from] ConnectError),
+    #[error("the worker's listener connected but LISTEN {channel} failed: {reason}")]
+    Listen {
+        channel: &'static str,
         reason: String,
     },
 }
@@ -157,6 +171,7 @@ impl WorkerConfig {
             reconnect: Backoff::RECONNECTS,
             shutdown_grace: Duration::from_secs(30),
             retention: None,
+            connect_timeout: PoolSettings::default().connect_timeout,
         }
     }
 
@@ -164,8 +179,21 @@ impl WorkerConfig {
     /// [`Wakeup::from_topology`]). Refuses to start when `DATABASE_URL` is a transaction-mode
     /// pooler and `DATABASE_DIRECT_URL` is unset, rather than silently polling.
     pub fn from_env() -> Result<Self, WorkerError> {
-        let topology = Topology::from_env()?.ok_or(WorkerError::MissingDatabaseUrl)?;
-        Ok(Self::new(Wakeup::from_topology(&topology)?))
+        let settings = Settings::from_env()?;
+        let topology = settings
+            .topology
+            .as_ref()
+            .ok_or(WorkerError::MissingDatabaseUrl)?;
+        Self::for_topology(topology, &settings.pool)
+    }
+
+    /// The defaults, listening where `topology` sends sessions, connecting within `pool`'s
+    /// connect timeout.
+    pub fn for_topology(topology: &Topology, pool: &PoolSettings) -> Result<Self, WorkerError> {
+        Ok(Self {
+            connect_timeout: pool.connect_timeout,
+            ..Self::new(Wakeup::from_topology(topology)?)
+        })
     }
 
     pub(crate) fn validate(&self) -> Result<(), WorkerError> {
@@ -192,6 +220,9 @@ impl WorkerConfig {
         }
         if self.poll_interval.is_zero() {
             return invalid("poll_interval", "above zero");
+        }
+        if self.connect_timeout.is_zero() {
+            return invalid("connect_timeout", "above zero");
         }
         for (setting, backoff) in [("retry", &self.retry), ("reconnect", &self.reconnect)] {
             if let Err(reason) = backoff.validate(setting) {

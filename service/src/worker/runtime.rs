@@ -12,6 +12,7 @@ use std::{
 };
 
 use db_connect::Pool;
+use sea_orm::sqlx::postgres::PgListener;
 use tokio::{
     sync::mpsc,
     task::{self, JoinHandle, JoinSet},
@@ -59,6 +60,8 @@ pub struct Worker<S: EventSource, H> {
     db: Pool,
     handler: Arc<H>,
     config: WorkerConfig,
+    /// The listener's session, when [`Worker::connect`] opened it.
+    listening: Option<PgListener>,
     source: PhantomData<S>,
 }
 
@@ -204,15 +207,42 @@ where
     H: Handler<S::Row>,
 {
     /// A worker over `db` (the application's pool: claims and outcomes are one statement each,
-    /// so a transaction-mode pooler is fine) running `handler`; refuses invalid settings.
+    /// so a transaction-mode pooler is fine) running `handler`; refuses invalid settings. Its
+    /// listener connects once it runs, and a listener that cannot connect only logs and polls
+    /// meanwhile: [`Worker::connect`] is the one that fails at once.
     pub fn new(db: impl Into<Pool>, handler: H, config: WorkerConfig) -> Result<Self, WorkerError> {
         config.validate()?;
         Ok(Self {
             db: db.into(),
             handler: Arc::new(handler),
             config,
+            listening: None,
             source: PhantomData,
         })
+    }
+
+    /// Like [`Worker::new`], and listening before it returns: a listener URL that is wrong, or a
+    /// server that is down, is [`WorkerError::Connect`] naming the cause, within the config's
+    /// connect timeout, instead of a worker that polls with a warning in its log.
+    pub async fn connect(
+        db: impl Into<Pool>,
+        handler: H,
+        config: WorkerConfig,
+    ) -> Result<Self, WorkerError> {
+        let mut worker = Self::new(db, handler, config)?;
+        if let Wakeup::Listen(url) = &worker.config.wakeup {
+            let listening = listener::connect(url, S::TABLE, worker.config.connect_timeout)
+                .await
+                .map_err(|err| match err {
+                    listener::ListenError::Connect(err) => WorkerError::Connect(err),
+                    listener::ListenError::Listen(err) => WorkerError::Listen {
+                        channel: S::TABLE,
+                        reason: err.to_string(),
+                    },
+                })?;
+            worker.listening = Some(listening);
+        }
+        Ok(worker)
     }
 
     /// Runs until Ctrl-C or SIGTERM, then shuts down as [`Worker::run`] does.
@@ -232,16 +262,21 @@ where
     /// Runs until `stop` is cancelled; then stops claiming, gives back what was claimed but not
     /// started, lets running handlers finish within the grace period, interrupts and gives back
     /// the rest, and writes every outcome before returning.
-    pub async fn run(self, stop: super::CancellationToken) -> RunSummary {
+    pub async fn run(mut self, stop: super::CancellationToken) -> RunSummary {
+        let first = self.listening.take();
         let config = &self.config;
         let background = super::CancellationToken::new();
         let wake = Arc::new(Wakeups::default());
         let listener = match &config.wakeup {
             Wakeup::Listen(url) => Some(tokio::spawn(listener::run(
-                url.clone(),
-                S::TABLE,
+                listener::Session {
+                    url: url.clone(),
+                    channel: S::TABLE,
+                    connect_timeout: config.connect_timeout,
+                    reconnect: config.reconnect,
+                    first,
+                },
                 wake.clone(),
-                config.reconnect,
                 background.clone(),
             ))),
             Wakeup::PollOnly => None,

@@ -108,7 +108,7 @@ pub async fn show(
             @for (column, value) in table.columns.iter().zip(&row.values) {
                 tr data-column=(column.name) {
                     th { (column.name) br; span.muted { (column.sql_type) } }
-                    td { (cell(table, column, value, Fit::Whole)) }
+                    td { (cell(table, column, value, &row.values, Fit::Whole)) }
                 }
             }
         }

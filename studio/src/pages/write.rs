@@ -1,6 +1,7 @@
 //! `--write`: edit a row's non-secret columns or delete a row. Each goes through a confirmation
 //! page, runs in one transaction, and applies only if the row is still the version that was
-//! shown (`xmin`), so a change made meanwhile by anyone else is never overwritten blindly.
+//! shown (`xmin`), so a change made meanwhile by anyone else is never overwritten blindly. A
+//! write names its row by the whole primary key (on Citus it leads with `organization_id`).
 
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ use serde_json::Value as Json;
 use super::{describe, no_row, require_row, row::referencing, table};
 use crate::{
     Studio, StudioError,
-    browse::{Sql, check_row_key, edit_text_expr, ident, is_json, push_filters},
+    browse::{Sql, check_primary_key, edit_text_expr, ident, is_json, push_filters},
     html::{filter_params, page, row_url, rows, table_url},
 };
 
@@ -128,7 +129,7 @@ async fn current(
     table: &Table,
     key: &[(String, String)],
 ) -> Result<Option<Current>, StudioError> {
-    check_row_key(table, key)?;
+    check_primary_key(table, key)?;
     let columns: Vec<&Column> = editable(table).collect();
     let mut sql = Sql::default();
     let mut select = vec!["xmin::text".to_owned()];
@@ -357,7 +358,10 @@ fn shown(value: Option<&str>) -> Markup {
 const UPDATED_AT: &str = "updated_at";
 
 /// `, updated_at = now()` when the table has the column and the edit leaves it alone.
-fn touch_updated_at(table: &Table, changes: &[(&Column, Option<&str>, Option<&str>)]) -> &'static str {
+fn touch_updated_at(
+    table: &Table,
+    changes: &[(&Column, Option<&str>, Option<&str>)],
+) -> &'static str {
     let has = table.columns.iter().any(|c| c.name == UPDATED_AT);
     let edited = changes.iter().any(|(c, ..)| c.name == UPDATED_AT);
     match has && !edited {
@@ -406,6 +410,7 @@ pub async fn delete_confirm(
     require_write(&studio)?;
     let catalog = studio.catalog();
     let table = table(&catalog, &name)?;
+    check_primary_key(table, &key)?;
     let row = require_row(&studio.db, table, &key).await?;
     let effects = referencing(&studio.db, &catalog, table, &row).await?;
     let submitted = Submitted {
@@ -460,6 +465,7 @@ pub async fn delete_submit(
     let catalog = studio.catalog();
     let table = table(&catalog, &name)?;
     let submitted = Submitted::parse(&studio, table, &pairs)?;
+    check_primary_key(table, &submitted.key)?;
     let txn = studio.db.begin().await?;
     require_row(&txn, table, &submitted.key).await?;
     let mut sql = Sql::default();

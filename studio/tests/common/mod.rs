@@ -143,20 +143,35 @@ pub fn attr(html: &str, marker: &str, attr: &str) -> Option<String> {
     Some(unescape(&tag[from..to]))
 }
 
-/// The primary keys of the rows a grid lists, in order (from their "open" links).
-pub fn listed_ids(html: &str) -> Vec<String> {
+/// The primary keys of the rows a grid lists, in order (from their "open" links), each as the
+/// `(column, value)` pairs of its link.
+pub fn listed_keys(html: &str) -> Vec<Vec<(String, String)>> {
     html.split("<a class=\"open\" href=\"")
         .skip(1)
         .map(|rest| {
             let href = unescape(&rest[..rest.find('"').unwrap()]);
             let query = href.split_once('?').unwrap().1;
             url::form_urlencoded::parse(query.as_bytes())
-                .next()
-                .unwrap()
-                .1
                 .into_owned()
+                .collect()
         })
         .collect()
+}
+
+/// The last column of each listed row's primary key: its `id` (also for the tenant tables,
+/// keyed `(organization_id, id)`).
+pub fn listed_ids(html: &str) -> Vec<String> {
+    listed_keys(html)
+        .into_iter()
+        .map(|mut key| key.pop().unwrap().1)
+        .collect()
+}
+
+/// `(column, value)` pairs as a URL query.
+pub fn query(pairs: &[(String, String)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
 }
 
 /// The text between `start` and the next `end` after it.
