@@ -521,7 +521,9 @@ fn node_server(bins: &PgBinaries, run_as: &RunAs, dir: &Path) -> Result<Server, 
     })
 }
 
-/// What every node's `local.conf` holds after the port (later lines win).
+/// What every node's `local.conf` holds after the port (later lines win). Set commands are
+/// propagated so that a tenant transaction's `SET LOCAL` of its organization reaches the
+/// workers its statements run on.
 fn node_conf(sockets: &Path, settings: &CitusSettings) -> String {
     let sockets = sockets.display();
     format!(
@@ -532,6 +534,7 @@ fn node_conf(sockets: &Path, settings: &CitusSettings) -> String {
          citus.local_hostname = '{sockets}'\n\
          citus.shard_count = {shards}\n\
          citus.max_adaptive_executor_pool_size = {pool}\n\
+         citus.propagate_set_commands = 'local'\n\
          wal_level = logical\n\
          max_replication_slots = 16\n\
          max_wal_senders = 16\n\

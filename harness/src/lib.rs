@@ -262,6 +262,36 @@ impl TestDb {
         self.on_citus
     }
 
+    /// A login role that is a member of `group` (one of `migration::tenancy::ROLES`), and the
+    /// URL of this database (never through PgBouncer) as it: how a service connects in
+    /// production. Roles belong to the cluster, so each call makes a role of its own.
+    pub async fn login_as(&self, group: &str) -> DatabaseUrl {
+        use std::hash::{BuildHasher, Hasher};
+        static LOGINS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = LOGINS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("login_{}_{n}", std::process::id());
+        let password = format!(
+            "{:016x}",
+            std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish()
+        );
+        self.conn
+            .execute_unprepared(&format!(
+                "CREATE ROLE {name} LOGIN PASSWORD '{password}' IN ROLE {group}"
+            ))
+            .await
+            .unwrap_or_else(|err| panic!("creating a login member of {group} failed: {err}"));
+        DatabaseUrl::new(
+            name,
+            secrecy::SecretString::from(password),
+            self.direct_url.host(),
+            self.direct_url.port(),
+            &self.name,
+        )
+        .expect("a valid URL")
+    }
+
     /// A new pool of its own, for tests that need truly separate sessions.
     pub async fn new_pool(&self, max_connections: u32) -> Pool {
         connect(&self.url, max_connections).await

@@ -16,7 +16,6 @@ use harness::{TestDb, better_auth, connect, fixtures, scalar, text_rows, topolog
 use migration::tenancy::{self, APP_ROLE, Class};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
-use secrecy::SecretString;
 use serde_json::json;
 use service::{
     Error,
@@ -79,28 +78,6 @@ async fn seed_b(db: &impl ConnectionTrait) {
     }
 }
 
-/// A login role that is a member of `group` (one of `migration::tenancy::ROLES`), and the URL
-/// of `db` as it. Roles belong to the cluster, so each test makes its own.
-async fn login_as(db: &TestDb, group: &str) -> DatabaseUrl {
-    let name = format!("login_{}", Uuid::new_v4().simple());
-    let password = Uuid::new_v4().simple().to_string();
-    db.conn()
-        .execute_unprepared(&format!(
-            "CREATE ROLE {name} LOGIN PASSWORD '{password}' IN ROLE {group}"
-        ))
-        .await
-        .unwrap();
-    let direct = db.direct_url();
-    DatabaseUrl::new(
-        name,
-        SecretString::from(password),
-        direct.host(),
-        direct.port(),
-        db.name(),
-    )
-    .unwrap()
-}
-
 struct World {
     db: TestDb,
     app: Pool,
@@ -110,7 +87,7 @@ async fn world() -> World {
     let db = TestDb::migrated().await;
     fixtures::seed_everything(db.conn()).await.unwrap();
     seed_b(db.conn()).await;
-    let app = connect(&login_as(&db, APP_ROLE).await, 2).await;
+    let app = connect(&db.login_as(APP_ROLE).await, 2).await;
     World { db, app }
 }
 
@@ -592,7 +569,7 @@ async fn tenant_begin_refuses_an_id_that_could_leave_its_literal() {
 async fn the_organization_ends_with_its_transaction_on_the_same_session() {
     let World { db, .. } = world().await;
     // One connection, so every transaction below runs on the same server session.
-    let app = connect(&login_as(&db, APP_ROLE).await, 1).await;
+    let app = connect(&db.login_as(APP_ROLE).await, 1).await;
     let txn = tenant::begin(&app, A).await.unwrap();
     assert_eq!(scalar(&txn, "SELECT count(*) FROM agent_runs").await, 1);
     txn.commit().await.unwrap();
@@ -653,7 +630,7 @@ async fn through_pgbouncer_with_one_server_connection_interleaved_transactions_n
         server_pool_size: 1,
         ..PgBouncerSettings::default()
     });
-    let login = login_as(&db, APP_ROLE).await;
+    let login = db.login_as(APP_ROLE).await;
     admit(&pgbouncer, &db, &login).await;
     let through = pgbouncer.url(db.name()).unwrap();
     let through = DatabaseUrl::new(
@@ -764,7 +741,7 @@ async fn through_pgbouncer_with_one_server_connection_interleaved_transactions_n
 /// are exactly what it needs.
 async fn better_auth_as_its_role(package: &str, expect_version: &str) {
     let db = TestDb::migrated().await;
-    let url = login_as(&db, tenancy::AUTH_ROLE).await;
+    let url = db.login_as(tenancy::AUTH_ROLE).await;
     better_auth::run_script("check.mjs", &url, package, expect_version, &[]);
 }
 
@@ -790,7 +767,7 @@ async fn better_auth_1_3_runs_as_the_auth_role() {
 #[tokio::test]
 async fn on_the_replica_a_tenant_transaction_reads_only_its_organization() {
     let World { db, .. } = world().await;
-    let login = login_as(&db, APP_ROLE).await;
+    let login = db.login_as(APP_ROLE).await;
     let replica = topology::start_replica();
     topology::wait_until_replayed(&replica).await;
     let at = replica.url(db.name()).unwrap();

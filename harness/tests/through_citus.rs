@@ -26,6 +26,8 @@ mod service_integrations;
 mod service_organizations;
 #[path = "service_tools.rs"]
 mod service_tools;
+#[path = "tenant_roles.rs"]
+mod tenant_roles;
 #[path = "workers.rs"]
 mod workers;
 
@@ -123,5 +125,44 @@ mod placement {
             spread, expected,
             "nine tenant tables, their shards on both workers"
         );
+    }
+}
+
+mod row_security {
+    use harness::{TestDb, scalar, text_rows};
+    use migration::tenancy;
+
+    /// Citus copies each policy and `ENABLE ROW LEVEL SECURITY` to every shard placement, so
+    /// a statement a worker runs on its shard is confined as it is on the coordinator.
+    #[tokio::test]
+    async fn every_shard_of_a_guarded_table_has_row_level_security_and_every_policy() {
+        let db = TestDb::migrated().await;
+        for table in tenancy::guarded().map(|t| t.table) {
+            let policies = scalar(
+                db.conn(),
+                &format!("SELECT count(*) FROM pg_policy WHERE polrelid = '{table}'::regclass"),
+            )
+            .await;
+            assert!(policies >= 2, "{table} has {policies} policies");
+            let shards = text_rows(
+                db.conn(),
+                &format!(
+                    "SELECT shardid::text, success::text, result FROM run_command_on_shards('{table}',
+                         $$SELECT c.relrowsecurity::text || ' ' || count(p.oid)::text
+                           FROM pg_class c LEFT JOIN pg_policy p ON p.polrelid = c.oid
+                           WHERE c.oid = '%s'::regclass GROUP BY c.relrowsecurity$$)"
+                ),
+            )
+            .await;
+            assert!(!shards.is_empty(), "{table} has no shard");
+            for shard in shards {
+                assert_eq!(
+                    (shard[1].as_deref(), shard[2].clone()),
+                    (Some("true"), Some(format!("true {policies}"))),
+                    "shard {:?} of {table}",
+                    shard[0]
+                );
+            }
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Tenant isolation in the database (issue 22): the roles of the tenant model (`NOLOGIN`,
 //! `NOBYPASSRLS`), the fail-closed `current_organization_id()`, row-level security enabled and
-//! forced on every tenant and routing table with a policy on the transaction's organization,
+//! forced (on a Citus coordinator only enabled: `crate::tenancy::up_statements` says why) on
+//! every tenant and routing table with a policy on the transaction's organization,
 //! and the grants of each role, all as [`crate::tenancy`] classifies the tables. One statement
 //! per `execute`, so it runs the same after the Citus distribution step, which propagates the
 //! function, the policies and the grants to every shard; there the policies call the function

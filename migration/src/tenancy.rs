@@ -18,17 +18,25 @@ pub const FUNCTION: &str = "current_organization_id";
 /// The application: `NOBYPASSRLS`, owns nothing, confined to the transaction's organization on
 /// every tenant table.
 pub const APP_ROLE: &str = "app_service";
-/// The event worker: the application's grants (it is a member of [`APP_ROLE`]) and, on the two
-/// event tables only, reads across organizations for its scan of due organizations.
+/// The event worker: on the event tables, reads and moves events of every organization (its
+/// scan of due organizations, claims, requeue and retention); on `agent_runs`, only the event
+/// links its retention clears. Not a member of [`APP_ROLE`]: handlers work through the
+/// application's own pool, as one organization.
 pub const WORKER_ROLE: &str = "app_worker";
+/// The webhook receiver: reads the routes and inserts deliveries for the organization their
+/// route names (it cannot know the organization before the route is read), and nothing else.
+pub const INGEST_ROLE: &str = "app_ingest";
 /// Better Auth: its eight tables, reading and creating organizations, members and invitations
 /// across organizations (sign-in lists a user's memberships before any organization is chosen).
+/// The service's directory helpers (`find_organization_by_slug`, `organizations_of_user`,
+/// `pending_invitations_for_email`, `expire_overdue_invitations`, `create_organization`) run as
+/// it too.
 pub const AUTH_ROLE: &str = "app_auth";
 /// The studio, read-only: every table of every organization.
 pub const STUDIO_ROLE: &str = "app_studio";
 /// Every role of the tenant model, created `NOLOGIN` by the migration (login roles are granted
 /// membership of one of them).
-pub const ROLES: [&str; 4] = [APP_ROLE, WORKER_ROLE, AUTH_ROLE, STUDIO_ROLE];
+pub const ROLES: [&str; 5] = [APP_ROLE, WORKER_ROLE, INGEST_ROLE, AUTH_ROLE, STUDIO_ROLE];
 
 /// What a table holds, and so what protects its rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,16 +182,90 @@ pub const TABLES: [Classified; 20] = [
     },
 ];
 
-/// The tables Better Auth reads and creates across organizations, with the commands it uses
-/// on each (its policies allow exactly those).
-const AUTH_ACROSS: [(&str, &[&str]); 3] = [
-    ("organizations", &[SELECT, INSERT]),
-    ("members", &[SELECT, INSERT]),
-    ("invitations", &[SELECT, INSERT, UPDATE]),
-];
+/// What a role other than the application may do across organizations on one table: the
+/// privileges granted (as `GRANT` writes them, columns included) and the commands its policies
+/// allow on every organization's rows.
+#[derive(Debug, Clone, Copy)]
+pub struct Across {
+    pub role: &'static str,
+    pub table: &'static str,
+    pub grant: &'static str,
+    pub commands: &'static [&'static str],
+}
 
-/// The tables the worker scans across organizations for due events.
-const WORKER_SCANS: [&str; 2] = ["slack_events", "linear_events"];
+/// Every grant beyond [`Classified::app`] and [`Classified::auth`], with its policies.
+pub const ACROSS: [Across; 11] = [
+    // Better Auth, and the directory helpers (found with the real Better Auth flow).
+    Across {
+        role: AUTH_ROLE,
+        table: "organizations",
+        grant: "",
+        commands: &[SELECT, INSERT],
+    },
+    Across {
+        role: AUTH_ROLE,
+        table: "members",
+        grant: "",
+        commands: &[SELECT, INSERT],
+    },
+    Across {
+        role: AUTH_ROLE,
+        table: "invitations",
+        grant: "",
+        commands: &[SELECT, INSERT, UPDATE],
+    },
+    Across {
+        role: WORKER_ROLE,
+        table: "slack_events",
+        grant: "SELECT, UPDATE, DELETE",
+        commands: &[SELECT, UPDATE, DELETE],
+    },
+    Across {
+        role: WORKER_ROLE,
+        table: "linear_events",
+        grant: "SELECT, UPDATE, DELETE",
+        commands: &[SELECT, UPDATE, DELETE],
+    },
+    // Retention unlinks the runs that named a pruned event: those columns and no others.
+    Across {
+        role: WORKER_ROLE,
+        table: "agent_runs",
+        grant: "SELECT (id, organization_id, slack_event_id, linear_event_id), \
+                UPDATE (slack_event_id, linear_event_id, updated_at)",
+        commands: &[SELECT, UPDATE],
+    },
+    Across {
+        role: WORKER_ROLE,
+        table: "unrouted_events",
+        grant: "SELECT, DELETE",
+        commands: &[],
+    },
+    Across {
+        role: INGEST_ROLE,
+        table: "webhook_routes",
+        grant: "SELECT",
+        commands: &[SELECT],
+    },
+    // SELECT: an INSERT ... RETURNING must be able to read the rows it returns.
+    Across {
+        role: INGEST_ROLE,
+        table: "slack_events",
+        grant: "SELECT, INSERT",
+        commands: &[SELECT, INSERT],
+    },
+    Across {
+        role: INGEST_ROLE,
+        table: "linear_events",
+        grant: "SELECT, INSERT",
+        commands: &[SELECT, INSERT],
+    },
+    Across {
+        role: INGEST_ROLE,
+        table: "unrouted_events",
+        grant: "SELECT, INSERT",
+        commands: &[],
+    },
+];
 
 /// The class of `table`, `None` for a table nobody classified.
 pub fn classify(table: &str) -> Option<&'static Classified> {
@@ -221,8 +303,7 @@ fn function_sql() -> String {
 }
 
 /// Creates each missing role `NOLOGIN`; another database's migration creating it at the same
-/// moment is tolerated (roles are cluster-wide); the worker becomes a member of the
-/// application role. A role of that name that is a superuser or
+/// moment is tolerated (roles are cluster-wide). A role of that name that is a superuser or
 /// bypasses row-level security is refused: it would void the policies.
 fn roles_sql() -> String {
     let names = ROLES
@@ -244,13 +325,6 @@ BEGIN
             END;
         END IF;
     END LOOP;
-    IF NOT pg_has_role('{WORKER_ROLE}', '{APP_ROLE}', 'MEMBER') THEN
-        BEGIN
-            GRANT {APP_ROLE} TO {WORKER_ROLE};
-        EXCEPTION WHEN duplicate_object OR unique_violation THEN
-            NULL;
-        END;
-    END IF;
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = ANY (ARRAY[{names}]) AND (rolsuper OR rolbypassrls)) THEN
         RAISE EXCEPTION 'a role of the tenant model is a superuser or bypasses row-level security: %',
             (SELECT string_agg(rolname, ', ') FROM pg_roles
@@ -271,7 +345,12 @@ pub fn up_statements(on_citus: bool) -> Vec<String> {
         let predicate = isolation_predicate(column, on_citus);
         let table = t.table;
         out.push(format!("ALTER TABLE {table} ENABLE ROW LEVEL SECURITY"));
-        out.push(format!("ALTER TABLE {table} FORCE ROW LEVEL SECURITY"));
+        // Not on Citus: a shard move copies rows through a subscription owned by a member of the
+        // table's owner, and PostgreSQL refuses to replicate into a relation whose policies
+        // apply to its owner, so the rebalancer would stall. The owner is the migrator there.
+        if !on_citus {
+            out.push(format!("ALTER TABLE {table} FORCE ROW LEVEL SECURITY"));
+        }
         // TO PUBLIC: every role that is not a superuser, the owner included (FORCE), is
         // confined unless a policy below widens what it may see.
         out.push(format!(
@@ -287,15 +366,10 @@ pub fn up_statements(on_citus: bool) -> Vec<String> {
             "CREATE POLICY studio_read ON {table} FOR SELECT TO {STUDIO_ROLE} USING (true)"
         ));
     }
-    for (table, commands) in AUTH_ACROSS {
-        for command in commands {
-            out.push(auth_policy(table, command));
+    for across in &ACROSS {
+        for command in across.commands {
+            out.push(across_policy(across.role, across.table, command));
         }
-    }
-    for table in WORKER_SCANS {
-        out.push(format!(
-            "CREATE POLICY worker_scan ON {table} FOR SELECT TO {WORKER_ROLE} USING (true)"
-        ));
     }
     // One table per GRANT: on Citus a GRANT naming a distributed and a reference table at once
     // is refused.
@@ -316,19 +390,29 @@ pub fn up_statements(on_citus: bool) -> Vec<String> {
         }
         out.push(format!("GRANT SELECT ON {} TO {STUDIO_ROLE}", t.table));
     }
+    for across in ACROSS.iter().filter(|a| !a.grant.is_empty()) {
+        out.push(format!(
+            "GRANT {} ON {} TO {}",
+            across.grant, across.table, across.role
+        ));
+    }
     out
 }
 
-fn auth_policy(table: &str, command: &str) -> String {
-    let name = format!("auth_{}", command.to_lowercase());
+/// The policy's name: the role without its `app_` prefix and the command (`worker_update`).
+fn across_policy_name(role: &str, command: &str) -> String {
+    let who = role.strip_prefix("app_").unwrap_or(role);
+    format!("{who}_{}", command.to_lowercase())
+}
+
+/// A policy letting `role` run `command` on every organization's rows of `table`.
+fn across_policy(role: &str, table: &str, command: &str) -> String {
+    let name = across_policy_name(role, command);
+    let on = format!("CREATE POLICY {name} ON {table} FOR {command} TO {role}");
     match command {
-        INSERT => {
-            format!("CREATE POLICY {name} ON {table} FOR INSERT TO {AUTH_ROLE} WITH CHECK (true)")
-        }
-        UPDATE => format!(
-            "CREATE POLICY {name} ON {table} FOR UPDATE TO {AUTH_ROLE} USING (true) WITH CHECK (true)"
-        ),
-        _ => format!("CREATE POLICY {name} ON {table} FOR {command} TO {AUTH_ROLE} USING (true)"),
+        INSERT => format!("{on} WITH CHECK (true)"),
+        UPDATE => format!("{on} USING (true) WITH CHECK (true)"),
+        _ => format!("{on} USING (true)"),
     }
 }
 
@@ -338,18 +422,17 @@ pub fn down_statements() -> Vec<String> {
     let mut out = Vec::new();
     for t in TABLES.iter().rev() {
         out.push(format!(
-            "REVOKE ALL ON {} FROM {APP_ROLE}, {WORKER_ROLE}, {AUTH_ROLE}, {STUDIO_ROLE}",
-            t.table
+            "REVOKE ALL ON {} FROM {}",
+            t.table,
+            ROLES.join(", ")
         ));
     }
-    for table in WORKER_SCANS {
-        out.push(format!("DROP POLICY worker_scan ON {table}"));
-    }
-    for (table, commands) in AUTH_ACROSS {
-        for command in commands {
+    for across in ACROSS.iter().rev() {
+        for command in across.commands {
             out.push(format!(
-                "DROP POLICY auth_{} ON {table}",
-                command.to_lowercase()
+                "DROP POLICY {} ON {}",
+                across_policy_name(across.role, command),
+                across.table
             ));
         }
     }
@@ -420,6 +503,18 @@ mod tests {
     }
 
     #[test]
+    fn the_owner_obeys_the_policies_except_on_citus() {
+        let forced = |on_citus| {
+            up_statements(on_citus)
+                .iter()
+                .filter(|s| s.ends_with("FORCE ROW LEVEL SECURITY"))
+                .count()
+        };
+        assert_eq!(forced(false), guarded().count());
+        assert_eq!(forced(true), 0, "a forced table stalls Citus's shard moves");
+    }
+
+    #[test]
     fn down_undoes_every_policy_up_creates() {
         let created = up_statements(false)
             .iter()
@@ -442,18 +537,41 @@ mod tests {
     }
 
     #[test]
-    fn auth_policies_allow_only_the_commands_better_auth_uses() {
+    fn across_policies_allow_only_the_commands_each_role_uses() {
         assert_eq!(
-            auth_policy("members", INSERT),
+            across_policy(AUTH_ROLE, "members", INSERT),
             "CREATE POLICY auth_insert ON members FOR INSERT TO app_auth WITH CHECK (true)"
         );
         assert_eq!(
-            auth_policy("members", SELECT),
+            across_policy(AUTH_ROLE, "members", SELECT),
             "CREATE POLICY auth_select ON members FOR SELECT TO app_auth USING (true)"
         );
+        assert_eq!(
+            across_policy(WORKER_ROLE, "slack_events", UPDATE),
+            "CREATE POLICY worker_update ON slack_events FOR UPDATE TO app_worker \
+             USING (true) WITH CHECK (true)"
+        );
+        assert_eq!(
+            across_policy(WORKER_ROLE, "linear_events", DELETE),
+            "CREATE POLICY worker_delete ON linear_events FOR DELETE TO app_worker USING (true)"
+        );
+        assert_eq!(across_policy_name("studio", SELECT), "studio_select");
+        let up = up_statements(false);
         assert!(
-            auth_policy("invitations", UPDATE)
-                .contains("FOR UPDATE TO app_auth USING (true) WITH CHECK (true)")
+            up.contains(
+                &"GRANT SELECT (id, organization_id, slack_event_id, linear_event_id), \
+              UPDATE (slack_event_id, linear_event_id, updated_at) ON agent_runs TO app_worker"
+                    .to_owned()
+            )
+        );
+        assert!(
+            !up.iter().any(|s| s.contains("GRANT app_service")),
+            "the worker is no member of the application role"
+        );
+        assert!(up.contains(&"GRANT SELECT, INSERT ON unrouted_events TO app_ingest".to_owned()));
+        assert!(
+            !up.iter().any(|s| s.starts_with("GRANT  ON")),
+            "an across entry without a grant grants nothing"
         );
     }
 }
