@@ -351,7 +351,7 @@ pub fn up_statements(on_citus: bool) -> Vec<String> {
         if !on_citus {
             out.push(format!("ALTER TABLE {table} FORCE ROW LEVEL SECURITY"));
         }
-        // TO PUBLIC: every role that is not a superuser, the owner included (FORCE), is
+        // TO PUBLIC: every role that is not a superuser (and, where forced, the owner) is
         // confined unless a policy below widens what it may see.
         out.push(format!(
             "CREATE POLICY tenant_isolation ON {table} FOR ALL TO PUBLIC \
