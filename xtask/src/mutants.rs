@@ -214,7 +214,12 @@ pub const TARGETS: &[Target] = &[
         package: "migration",
         file: "migration/src/tenancy.rs",
         test_packages: "migration,harness",
-        tests: &[UNIT_TESTS, "tenancy_catalog", "tenant_isolation", "tenant_roles"],
+        tests: &[
+            UNIT_TESTS,
+            "tenancy_catalog",
+            "tenant_isolation",
+            "tenant_roles",
+        ],
     },
     runner("migration/src/runner/lock.rs", RUNNER_TESTS),
     runner("migration/src/runner/apply.rs", RUNNER_TESTS),

@@ -33,8 +33,38 @@ use service::{
 use stats::{Samples, micros};
 use uuid::Uuid;
 
-const ITERATIONS: usize = 300;
-const WARM_UP: usize = 30;
+#[derive(clap::Parser)]
+#[command(about = "Row-level security on the hot helpers, against the same calls without it")]
+struct Args {
+    /// Tiny sizes, for CI: checks the bench runs, proves nothing about speed.
+    #[arg(long)]
+    smoke: bool,
+}
+
+/// Calls per side and warm-up calls, and the seed's size of each table.
+#[derive(Clone, Copy)]
+struct Size {
+    iterations: usize,
+    warm_up: usize,
+    rows: u64,
+}
+
+impl Size {
+    fn of(args: &Args) -> Self {
+        match args.smoke {
+            true => Self {
+                iterations: 10,
+                warm_up: 2,
+                rows: 500,
+            },
+            false => Self {
+                iterations: 300,
+                warm_up: 30,
+                rows: 20_000,
+            },
+        }
+    }
+}
 
 #[derive(Default)]
 struct Case {
@@ -99,11 +129,12 @@ async fn measure(
     owner: &DatabaseConnection,
     helper: Helper,
     org: &str,
+    size: Size,
 ) -> Result<Case> {
     let mut case = Case::default();
     let set = tenant::set_local_statement(org)?;
     let (rls, same, alone) = (&mut case.rls, &mut case.same, &mut case.alone);
-    for i in 0..ITERATIONS + WARM_UP {
+    for i in 0..size.iterations + size.warm_up {
         // Rotate which side goes first, so none always meets the warmest cache.
         for side in 0..3 {
             match (side + i) % 3 {
@@ -129,7 +160,7 @@ async fn measure(
         }
     }
     for side in [&mut case.rls, &mut case.same, &mut case.alone] {
-        side.skip_first(WARM_UP);
+        side.skip_first(size.warm_up);
     }
     Ok(case)
 }
@@ -145,6 +176,7 @@ async fn text(db: &impl ConnectionTrait, sql: &str) -> Result<Vec<String>> {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
+    let size = Size::of(&<Args as clap::Parser>::parse());
     let cluster = dev_servers::ThrowawayCluster::start()?;
     let admin_url = cluster.url("postgres")?;
     let admin = db_connect::connect(&admin_url, &PoolSettings::default()).await?;
@@ -161,9 +193,9 @@ async fn main() -> Result<()> {
     let sizes = Sizes {
         users: 1_000,
         organizations: 50,
-        slack_events: 20_000,
+        slack_events: size.rows,
         linear_events: 0,
-        agent_runs: 20_000,
+        agent_runs: size.rows,
         tool_calls: 0,
         pending_percent: 100,
     };
@@ -221,8 +253,12 @@ async fn main() -> Result<()> {
         ("append_tool_call", Helper::AppendToolCall(run.id)),
     ];
     println!(
-        "Row-level security on the hot helpers: {ITERATIONS} calls per side after {WARM_UP} warm-up, interleaved; \
-         organization {org} of 50 (20 000 runs, 20 000 pending events); {} build\n",
+        "Row-level security on the hot helpers: {} calls per side after {} warm-up, interleaved; \
+         organization {org} of 50 ({} runs, {} pending events); {} build\n",
+        size.iterations,
+        size.warm_up,
+        size.rows,
+        size.rows,
         if cfg!(debug_assertions) {
             "debug"
         } else {
@@ -234,7 +270,7 @@ async fn main() -> Result<()> {
     );
     for (name, helper) in cases {
         eprintln!("{name}...");
-        let case = measure(&app, &owner, helper, &org).await?;
+        let case = measure(&app, &owner, helper, &org, size).await?;
         let ratio = |a: &Samples, b: &Samples| a.p50().as_secs_f64() / b.p50().as_secs_f64();
         println!(
             "| {name} | {} | {} | {} | {:.2} | {:.2} |",
