@@ -1,7 +1,7 @@
 //! The roles that work across organizations (issue 22), each connected as a login member of it
-//! as production connects: the webhook receiver (`app_ingest`) stores deliveries for the
-//! organization their route names and can do nothing else; the event worker (`app_worker`)
-//! scans, claims, requeues and prunes every organization's events and reads nothing else;
+//! as production connects: the webhook receiver (`app_ingest`) stores deliveries and reads back
+//! only their keys; the event worker (`app_worker`) scans, claims, requeues and prunes every
+//! organization's events, and can change nothing but their status, lease and outcome;
 //! the directory helpers run as Better Auth's role (`app_auth`), and find nothing as the
 //! application without an organization.
 
@@ -72,7 +72,7 @@ async fn assert_denied(pool: &Pool, role: &str, statements: &[&str]) {
 }
 
 #[tokio::test]
-async fn the_ingest_role_stores_deliveries_for_the_organization_of_their_route_and_nothing_else() {
+async fn the_ingest_role_stores_deliveries_and_reads_back_only_their_keys() {
     let db = two_organizations().await;
     let ingest = connect(&db.login_as(INGEST_ROLE).await, 1).await;
 
@@ -127,6 +127,11 @@ async fn the_ingest_role_stores_deliveries_for_the_organization_of_their_route_a
             "SELECT * FROM agent_runs",
             "SELECT * FROM organizations",
             "SELECT * FROM slack_connections",
+            "SELECT payload FROM slack_events",
+            "SELECT payload FROM linear_events",
+            // Filed under B without naming one of B's connections.
+            "INSERT INTO slack_events (organization_id, event_id, event_type, team_id, payload)
+             VALUES ('org_roles_b', 'EvForged', 'message', 'TB', '{}')",
             "UPDATE slack_events SET status = 'processed'",
             "DELETE FROM slack_events",
             "DELETE FROM unrouted_events",
@@ -180,7 +185,7 @@ async fn until(db: &TestDb, sql: &str, expected: i64) {
 #[tokio::test]
 async fn the_worker_role_moves_every_organizations_events_and_reads_nothing_else() {
     let db = two_organizations().await;
-    let batch: Vec<_> = (0..3)
+    let mut batch: Vec<_> = (0..3)
         .flat_map(|n| {
             [
                 slack(&format!("EvA{n}"), "TA"),
@@ -188,6 +193,7 @@ async fn the_worker_role_moves_every_organizations_events_and_reads_nothing_else
             ]
         })
         .collect();
+    batch.push(slack("EvNobody", "T_NOBODY"));
     events::ingest_batch::<SlackEvents>(db.conn(), &batch)
         .await
         .unwrap();
@@ -235,15 +241,36 @@ async fn the_worker_role_moves_every_organizations_events_and_reads_nothing_else
         .unwrap();
     assert_eq!(requeued, 1);
 
-    // Retention deletes A's finished events and unlinks the run that named one.
-    let pruned = worker::prune::<SlackEvents>(&worker_pool, A, Duration::ZERO, 100)
-        .await
-        .unwrap();
-    assert_eq!(pruned, 3);
+    // The worker's own retention, keeping next to nothing: every organization's finished events and
+    // the unrouted delivery go, and the run that named one of A's events is unlinked.
+    let config = WorkerConfig {
+        poll_interval: Duration::from_millis(50),
+        retention: Some(worker::Retention {
+            keep_for: Duration::from_millis(1),
+            every: Duration::from_millis(100),
+        }),
+        ..WorkerConfig::new(Wakeup::PollOnly)
+    };
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(
+        Worker::<SlackEvents, _>::new(worker_pool.clone(), handler, config)
+            .unwrap()
+            .run(stop.clone()),
+    );
+    until(
+        &db,
+        "SELECT (SELECT count(*) FROM slack_events) + (SELECT count(*) FROM unrouted_events)",
+        0,
+    )
+    .await;
+    stop.cancel();
+    assert_eq!(run.await.unwrap().processed, 1, "the requeued event");
     assert_eq!(
         scalar(
             db.conn(),
-            &format!("SELECT count(*) FROM agent_runs WHERE organization_id = '{A}' AND slack_event_id IS NULL")
+            &format!(
+                "SELECT count(*) FROM agent_runs WHERE organization_id = '{A}' AND slack_event_id IS NULL"
+            )
         )
         .await,
         1
@@ -263,6 +290,10 @@ async fn the_worker_role_moves_every_organizations_events_and_reads_nothing_else
         &[
             "SELECT * FROM agent_runs",
             "UPDATE agent_runs SET model = 'other'",
+            "SELECT name FROM organizations",
+            "UPDATE slack_events SET payload = '{}'",
+            "UPDATE slack_events SET organization_id = organization_id",
+            "UPDATE linear_events SET linear_connection_id = NULL",
             "DELETE FROM agent_runs",
             "SELECT * FROM tool_calls",
             "SELECT * FROM members",

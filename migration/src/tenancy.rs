@@ -81,7 +81,7 @@ const DML: &[&str] = &[SELECT, INSERT, UPDATE, DELETE];
 pub struct Classified {
     pub table: &'static str,
     pub class: Class,
-    /// Granted to [`APP_ROLE`] (and so to [`WORKER_ROLE`]).
+    /// Granted to [`APP_ROLE`].
     pub app: &'static [&'static str],
     /// Granted to [`AUTH_ROLE`]: exactly what Better Auth 1.3 to 1.7 use (found by taking each
     /// privilege away in turn and running the real Better Auth flow).
@@ -183,88 +183,98 @@ pub const TABLES: [Classified; 20] = [
 ];
 
 /// What a role other than the application may do across organizations on one table: the
-/// privileges granted (as `GRANT` writes them, columns included) and the commands its policies
-/// allow on every organization's rows.
+/// privileges granted (as `GRANT` writes them, columns included), the commands its policies
+/// allow on every organization's rows, and what a row it writes must satisfy.
 #[derive(Debug, Clone, Copy)]
 pub struct Across {
     pub role: &'static str,
     pub table: &'static str,
     pub grant: &'static str,
     pub commands: &'static [&'static str],
+    /// The `WITH CHECK` of its `INSERT` and `UPDATE` policies.
+    pub check: &'static str,
 }
 
+const fn across(
+    role: &'static str,
+    table: &'static str,
+    grant: &'static str,
+    commands: &'static [&'static str],
+) -> Across {
+    Across {
+        role,
+        table,
+        grant,
+        commands,
+        check: "true",
+    }
+}
+
+/// The event worker's moves: status, attempts, lease and outcome, never the payload, the
+/// organization or the connection.
+const WORKER_EVENTS: &str = "SELECT, DELETE, \
+    UPDATE (status, attempts, due_at, last_error, processed_at, updated_at)";
+/// What ingest's `INSERT .. RETURNING` returns, and all it may read.
+const INGEST_EVENTS: &str = "SELECT (id, organization_id, event_id), INSERT";
+
 /// Every grant beyond [`Classified::app`] and [`Classified::auth`], with its policies.
-pub const ACROSS: [Across; 11] = [
+pub const ACROSS: [Across; 12] = [
     // Better Auth, and the directory helpers (found with the real Better Auth flow).
-    Across {
-        role: AUTH_ROLE,
-        table: "organizations",
-        grant: "",
-        commands: &[SELECT, INSERT],
-    },
-    Across {
-        role: AUTH_ROLE,
-        table: "members",
-        grant: "",
-        commands: &[SELECT, INSERT],
-    },
-    Across {
-        role: AUTH_ROLE,
-        table: "invitations",
-        grant: "",
-        commands: &[SELECT, INSERT, UPDATE],
-    },
-    Across {
-        role: WORKER_ROLE,
-        table: "slack_events",
-        grant: "SELECT, UPDATE, DELETE",
-        commands: &[SELECT, UPDATE, DELETE],
-    },
-    Across {
-        role: WORKER_ROLE,
-        table: "linear_events",
-        grant: "SELECT, UPDATE, DELETE",
-        commands: &[SELECT, UPDATE, DELETE],
-    },
+    across(AUTH_ROLE, "organizations", "", &[SELECT, INSERT]),
+    across(AUTH_ROLE, "members", "", &[SELECT, INSERT]),
+    across(AUTH_ROLE, "invitations", "", &[SELECT, INSERT, UPDATE]),
+    // Retention walks the organizations by id.
+    across(WORKER_ROLE, "organizations", "SELECT (id)", &[SELECT]),
+    across(
+        WORKER_ROLE,
+        "slack_events",
+        WORKER_EVENTS,
+        &[SELECT, UPDATE, DELETE],
+    ),
+    across(
+        WORKER_ROLE,
+        "linear_events",
+        WORKER_EVENTS,
+        &[SELECT, UPDATE, DELETE],
+    ),
     // Retention unlinks the runs that named a pruned event: those columns and no others.
+    across(
+        WORKER_ROLE,
+        "agent_runs",
+        "SELECT (id, organization_id, slack_event_id, linear_event_id), \
+         UPDATE (slack_event_id, linear_event_id, updated_at)",
+        &[SELECT, UPDATE],
+    ),
+    // UPDATE: retention takes its rows `FOR UPDATE SKIP LOCKED`.
+    across(
+        WORKER_ROLE,
+        "unrouted_events",
+        "SELECT, UPDATE, DELETE",
+        &[],
+    ),
+    across(INGEST_ROLE, "webhook_routes", "SELECT", &[SELECT]),
+    // A stored event names its connection, which the composite foreign key ties to the
+    // event's organization: an event cannot be filed under an organization none of whose
+    // connections it names.
     Across {
-        role: WORKER_ROLE,
-        table: "agent_runs",
-        grant: "SELECT (id, organization_id, slack_event_id, linear_event_id), \
-                UPDATE (slack_event_id, linear_event_id, updated_at)",
-        commands: &[SELECT, UPDATE],
+        check: "slack_connection_id IS NOT NULL",
+        ..across(
+            INGEST_ROLE,
+            "slack_events",
+            INGEST_EVENTS,
+            &[SELECT, INSERT],
+        )
     },
     Across {
-        role: WORKER_ROLE,
-        table: "unrouted_events",
-        grant: "SELECT, DELETE",
-        commands: &[],
+        check: "linear_connection_id IS NOT NULL",
+        ..across(
+            INGEST_ROLE,
+            "linear_events",
+            INGEST_EVENTS,
+            &[SELECT, INSERT],
+        )
     },
-    Across {
-        role: INGEST_ROLE,
-        table: "webhook_routes",
-        grant: "SELECT",
-        commands: &[SELECT],
-    },
-    // SELECT: an INSERT ... RETURNING must be able to read the rows it returns.
-    Across {
-        role: INGEST_ROLE,
-        table: "slack_events",
-        grant: "SELECT, INSERT",
-        commands: &[SELECT, INSERT],
-    },
-    Across {
-        role: INGEST_ROLE,
-        table: "linear_events",
-        grant: "SELECT, INSERT",
-        commands: &[SELECT, INSERT],
-    },
-    Across {
-        role: INGEST_ROLE,
-        table: "unrouted_events",
-        grant: "SELECT, INSERT",
-        commands: &[],
-    },
+    across(INGEST_ROLE, "unrouted_events", "SELECT, INSERT", &[]),
 ];
 
 /// The class of `table`, `None` for a table nobody classified.
@@ -368,7 +378,7 @@ pub fn up_statements(on_citus: bool) -> Vec<String> {
     }
     for across in &ACROSS {
         for command in across.commands {
-            out.push(across_policy(across.role, across.table, command));
+            out.push(across_policy(across, command));
         }
     }
     // One table per GRANT: on Citus a GRANT naming a distributed and a reference table at once
@@ -405,13 +415,14 @@ fn across_policy_name(role: &str, command: &str) -> String {
     format!("{who}_{}", command.to_lowercase())
 }
 
-/// A policy letting `role` run `command` on every organization's rows of `table`.
-fn across_policy(role: &str, table: &str, command: &str) -> String {
+/// A policy letting the role run `command` on every organization's rows of the table.
+fn across_policy(across: &Across, command: &str) -> String {
+    let (role, table, check) = (across.role, across.table, across.check);
     let name = across_policy_name(role, command);
     let on = format!("CREATE POLICY {name} ON {table} FOR {command} TO {role}");
     match command {
-        INSERT => format!("{on} WITH CHECK (true)"),
-        UPDATE => format!("{on} USING (true) WITH CHECK (true)"),
+        INSERT => format!("{on} WITH CHECK ({check})"),
+        UPDATE => format!("{on} USING (true) WITH CHECK ({check})"),
         _ => format!("{on} USING (true)"),
     }
 }
@@ -538,37 +549,50 @@ mod tests {
 
     #[test]
     fn across_policies_allow_only_the_commands_each_role_uses() {
+        let policy = |role, table, command| {
+            let across = ACROSS
+                .iter()
+                .find(|a| a.role == role && a.table == table)
+                .expect("listed");
+            across_policy(across, command)
+        };
         assert_eq!(
-            across_policy(AUTH_ROLE, "members", INSERT),
+            policy(AUTH_ROLE, "members", INSERT),
             "CREATE POLICY auth_insert ON members FOR INSERT TO app_auth WITH CHECK (true)"
         );
         assert_eq!(
-            across_policy(AUTH_ROLE, "members", SELECT),
+            policy(AUTH_ROLE, "members", SELECT),
             "CREATE POLICY auth_select ON members FOR SELECT TO app_auth USING (true)"
         );
         assert_eq!(
-            across_policy(WORKER_ROLE, "slack_events", UPDATE),
+            policy(WORKER_ROLE, "slack_events", UPDATE),
             "CREATE POLICY worker_update ON slack_events FOR UPDATE TO app_worker \
              USING (true) WITH CHECK (true)"
         );
         assert_eq!(
-            across_policy(WORKER_ROLE, "linear_events", DELETE),
+            policy(WORKER_ROLE, "linear_events", DELETE),
             "CREATE POLICY worker_delete ON linear_events FOR DELETE TO app_worker USING (true)"
+        );
+        assert_eq!(
+            policy(INGEST_ROLE, "linear_events", INSERT),
+            "CREATE POLICY ingest_insert ON linear_events FOR INSERT TO app_ingest \
+             WITH CHECK (linear_connection_id IS NOT NULL)"
         );
         assert_eq!(across_policy_name("studio", SELECT), "studio_select");
         let up = up_statements(false);
-        assert!(
-            up.contains(
-                &"GRANT SELECT (id, organization_id, slack_event_id, linear_event_id), \
-              UPDATE (slack_event_id, linear_event_id, updated_at) ON agent_runs TO app_worker"
-                    .to_owned()
-            )
-        );
+        for grant in [
+            "GRANT SELECT (id, organization_id, slack_event_id, linear_event_id), \
+             UPDATE (slack_event_id, linear_event_id, updated_at) ON agent_runs TO app_worker",
+            "GRANT SELECT (id) ON organizations TO app_worker",
+            "GRANT SELECT (id, organization_id, event_id), INSERT ON slack_events TO app_ingest",
+            "GRANT SELECT, INSERT ON unrouted_events TO app_ingest",
+        ] {
+            assert!(up.contains(&grant.to_owned()), "{grant}");
+        }
         assert!(
             !up.iter().any(|s| s.contains("GRANT app_service")),
             "the worker is no member of the application role"
         );
-        assert!(up.contains(&"GRANT SELECT, INSERT ON unrouted_events TO app_ingest".to_owned()));
         assert!(
             !up.iter().any(|s| s.starts_with("GRANT  ON")),
             "an across entry without a grant grants nothing"
