@@ -355,7 +355,7 @@ async fn a_read_the_replica_ends_or_holds_goes_to_the_primary_and_marks_it_down(
 }
 
 #[tokio::test]
-async fn a_db_says_its_pooler_and_closing_it_closes_the_replicas_connections_too() {
+async fn a_db_says_its_pooler_and_closing_it_closes_both_pools_for_every_clone() {
     let _serial = one_at_a_time().await;
     let (_replica, test_db, db, standby) = setup(Duration::from_secs(3600)).await;
     assert_eq!(db.pooler(), Pooler::None);
@@ -366,8 +366,12 @@ async fn a_db_says_its_pooler_and_closing_it_closes_the_replicas_connections_too
         test_db.name()
     );
     assert!(scalar(&standby, &sessions).await >= 1);
+    // A clone keeps both pools alive, so only `close` itself can end their sessions.
+    let kept = db.clone();
     db.close().await.unwrap();
     until(&standby, &format!("({sessions}) = 0")).await;
+    let after = kept.primary().execute_unprepared("SELECT 1").await;
+    assert!(after.is_err(), "the primary's pool still answers: {after:?}");
 
     let through = service::connect_to(
         &pgbouncer().url(test_db.name()).unwrap(),
