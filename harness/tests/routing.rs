@@ -371,7 +371,10 @@ async fn a_db_says_its_pooler_and_closing_it_closes_both_pools_for_every_clone()
     db.close().await.unwrap();
     until(&standby, &format!("({sessions}) = 0")).await;
     let after = kept.primary().execute_unprepared("SELECT 1").await;
-    assert!(after.is_err(), "the primary's pool still answers: {after:?}");
+    assert!(
+        after.is_err(),
+        "the primary's pool still answers: {after:?}"
+    );
 
     let through = service::connect_to(
         &pgbouncer().url(test_db.name()).unwrap(),
