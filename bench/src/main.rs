@@ -44,6 +44,13 @@ struct Args {
     /// Run only section 9, Citus against one node (at the size --smoke/--quick choose).
     #[arg(long)]
     citus: bool,
+    /// Run only section 8, the event workers (at the size --smoke/--quick choose).
+    #[arg(long)]
+    workers: bool,
+    /// Run only section 1, the helpers against hand-written sqlx (at the size --smoke/--quick
+    /// choose).
+    #[arg(long)]
+    overhead: bool,
     /// Skip the graphile-worker and pg-boss comparison of the event workers (needs Node.js and npm).
     #[arg(long)]
     no_node_workers: bool,
@@ -218,6 +225,38 @@ async fn run() -> Result<()> {
     result
 }
 
+/// Section 1: each hot helper against the same statement sent with sqlx.
+async fn overhead_section(
+    report: &mut String,
+    db: &sea_orm::DatabaseConnection,
+    pool: &sqlx::PgPool,
+    data: &seed::BenchData,
+    iterations: usize,
+) -> Result<()> {
+    let comparisons = overhead::run(db, pool, data, iterations).await?;
+    writeln!(
+        report,
+        "## 1. Helper overhead against hand-written sqlx (goal: ratio <= 1.10)\n"
+    )?;
+    writeln!(
+        report,
+        "| case | helper p50 | helper p99 | sqlx p50 | sqlx p99 | ratio p50 |\n| --- | --- | --- | --- | --- | --- |"
+    )?;
+    for c in &comparisons {
+        writeln!(
+            report,
+            "| {} | {} | {} | {} | {} | {:.2} |",
+            c.case,
+            micros(c.helper.p50()),
+            micros(c.helper.p99()),
+            micros(c.raw.p50()),
+            micros(c.raw.p99()),
+            ratio(c.helper.p50(), c.raw.p50())
+        )?;
+    }
+    Ok(())
+}
+
 async fn bench(args: &Args, plan: &Plan, url: &DatabaseUrl) -> Result<()> {
     let settings = PoolSettings {
         max_connections: 4,
@@ -230,6 +269,19 @@ async fn bench(args: &Args, plan: &Plan, url: &DatabaseUrl) -> Result<()> {
     let mut report = String::new();
     if args.topology {
         topology::run(&plan.topology, url, &data, &mut report).await?;
+        println!("{report}");
+        return Ok(());
+    }
+    if args.workers {
+        workers::section(
+            &mut report,
+            &db,
+            url,
+            &data.organization_id,
+            &workers::Plan::new(args.smoke, args.quick),
+            !args.no_node_workers,
+        )
+        .await?;
         println!("{report}");
         return Ok(());
     }
@@ -257,26 +309,10 @@ async fn bench(args: &Args, plan: &Plan, url: &DatabaseUrl) -> Result<()> {
         "1/8 helpers against hand-written sqlx ({} calls each)...",
         plan.iterations
     );
-    let comparisons = overhead::run(&db, &pool, &data, plan.iterations).await?;
-    writeln!(
-        report,
-        "## 1. Helper overhead against hand-written sqlx (goal: ratio <= 1.10)\n"
-    )?;
-    writeln!(
-        report,
-        "| case | helper p50 | helper p99 | sqlx p50 | sqlx p99 | ratio p50 |\n| --- | --- | --- | --- | --- | --- |"
-    )?;
-    for c in &comparisons {
-        writeln!(
-            report,
-            "| {} | {} | {} | {} | {} | {:.2} |",
-            c.case,
-            micros(c.helper.p50()),
-            micros(c.helper.p99()),
-            micros(c.raw.p50()),
-            micros(c.raw.p99()),
-            ratio(c.helper.p50(), c.raw.p50())
-        )?;
+    overhead_section(&mut report, &db, &pool, &data, plan.iterations).await?;
+    if args.overhead {
+        println!("{report}");
+        return Ok(());
     }
 
     let mut drizzle = match args.no_drizzle {

@@ -41,7 +41,8 @@ const PREFETCH: usize = 500;
 pub struct Plan {
     pub rounds: usize,
     pub samples: usize,
-    pub events: usize,
+    /// Throughput is measured over each of these queue sizes, interleaved.
+    pub events: Vec<usize>,
     pub cycles: usize,
     pub cycle_events: usize,
 }
@@ -52,21 +53,21 @@ impl Plan {
             (true, _) => Self {
                 rounds: 1,
                 samples: 20,
-                events: 2_000,
+                events: vec![2_000],
                 cycles: 3,
                 cycle_events: 1_000,
             },
             (false, true) => Self {
                 rounds: 3,
                 samples: 100,
-                events: 20_000,
+                events: vec![5_000, 20_000],
                 cycles: 10,
                 cycle_events: 5_000,
             },
             (false, false) => Self {
                 rounds: 5,
                 samples: 300,
-                events: 100_000,
+                events: vec![20_000, 100_000],
                 cycles: 20,
                 cycle_events: 10_000,
             },
@@ -261,13 +262,19 @@ pub fn prepare_node() -> Result<()> {
     Ok(())
 }
 
-fn node(url: &DatabaseUrl, system: &str, mode: &str, plan: &Plan) -> Result<Figures> {
+fn node(
+    url: &DatabaseUrl,
+    system: &str,
+    mode: &str,
+    plan: &Plan,
+    events: usize,
+) -> Result<Figures> {
     let output = Command::new("node")
         .args(["bench.mjs", system, mode])
         .current_dir(node_dir())
         .env("DATABASE_URL", url.expose().expose_secret())
         .env("SAMPLES", plan.samples.to_string())
-        .env("EVENTS", plan.events.to_string())
+        .env("EVENTS", events.to_string())
         .env("CONCURRENCY", CONCURRENCY.to_string())
         .output()
         .with_context(|| format!("running node bench.mjs {system} {mode}"))?;
@@ -355,19 +362,23 @@ pub async fn section(
         None => vec!["this workspace"],
     };
     let mut latency: Vec<Vec<Figures>> = vec![Vec::new(); systems.len()];
-    let mut throughput: Vec<Vec<Figures>> = vec![Vec::new(); systems.len()];
+    // By system, then by queue size: the rounds' figures.
+    let mut throughput: Vec<Vec<Vec<Figures>>> =
+        vec![vec![Vec::new(); plan.events.len()]; systems.len()];
     for _ in 0..plan.rounds {
         latency[0].push(ours_latency(db, url, plan.samples).await?);
         if node.is_some() {
-            latency[1].push(self::node(url, "graphile", "latency", plan)?);
-            latency[2].push(self::node(url, "pgboss", "latency", plan)?);
+            latency[1].push(self::node(url, "graphile", "latency", plan, 0)?);
+            latency[2].push(self::node(url, "pgboss", "latency", plan, 0)?);
         }
     }
     for _ in 0..plan.rounds {
-        throughput[0].push(ours_throughput(db, url, plan.events).await?);
-        if node.is_some() {
-            throughput[1].push(self::node(url, "graphile", "throughput", plan)?);
-            throughput[2].push(self::node(url, "pgboss", "throughput", plan)?);
+        for (size, &events) in plan.events.iter().enumerate() {
+            throughput[0][size].push(ours_throughput(db, url, events).await?);
+            if node.is_some() {
+                throughput[1][size].push(self::node(url, "graphile", "throughput", plan, events)?);
+                throughput[2][size].push(self::node(url, "pgboss", "throughput", plan, events)?);
+            }
         }
     }
     let sizes = cycles(db, url, organization_id, plan).await?;
@@ -377,31 +388,51 @@ pub async fn section(
         "\n## 8. Event workers against graphile-worker and pg-boss ({CONCURRENCY} concurrent no-op handlers; median of {} interleaved rounds; goals: p50 <= 5 ms, lower latency and higher throughput than both)\n",
         plan.rounds
     )?;
+    let sizes_header: String = plan
+        .events
+        .iter()
+        .map(|events| format!(" throughput over {events} events (events/s) |"))
+        .collect();
+    let rule = " --- |".repeat(plan.events.len());
     writeln!(
         report,
-        "| system | ingest -> handler start p50 | p99 | throughput over {} events (events/s) |\n| --- | --- | --- | --- |",
-        plan.events
+        "| system | ingest -> handler start p50 | p99 |{sizes_header}\n| --- | --- | --- |{rule}"
     )?;
+    let rate = |system: usize, size: usize| {
+        median(
+            throughput[system][size]
+                .iter()
+                .map(|f| f.events_per_s)
+                .collect(),
+        )
+    };
+    let p50 = |system: usize| median(latency[system].iter().map(|f| f.p50_ms).collect());
     for (i, system) in systems.iter().enumerate() {
-        let p50 = median(latency[i].iter().map(|f| f.p50_ms).collect());
         let p99 = median(latency[i].iter().map(|f| f.p99_ms).collect());
-        let rate = median(throughput[i].iter().map(|f| f.events_per_s).collect());
+        let rates: String = (0..plan.events.len())
+            .map(|size| format!(" {:.0} |", rate(i, size)))
+            .collect();
         writeln!(
             report,
-            "| {system} | {p50:.2} ms | {p99:.2} ms | {rate:.0} |"
+            "| {system} | {:.2} ms | {p99:.2} ms |{rates}",
+            p50(i)
         )?;
     }
-    if node.is_some() {
-        let ours = median(throughput[0].iter().map(|f| f.events_per_s).collect());
-        let ours_p50 = median(latency[0].iter().map(|f| f.p50_ms).collect());
-        for (i, system) in systems.iter().enumerate().skip(1) {
-            writeln!(
-                report,
-                "\nagainst {system}: latency p50 theirs / ours {:.2} (above 1: ours is lower), throughput ours / theirs {:.2} (above 1: ours is higher)",
-                median(latency[i].iter().map(|f| f.p50_ms).collect()) / ours_p50,
-                ours / median(throughput[i].iter().map(|f| f.events_per_s).collect()),
-            )?;
-        }
+    for (i, system) in systems.iter().enumerate().skip(1) {
+        let leads: Vec<String> = plan
+            .events
+            .iter()
+            .enumerate()
+            .map(|(size, events)| {
+                format!("{:.2} at {events} events", rate(0, size) / rate(i, size))
+            })
+            .collect();
+        writeln!(
+            report,
+            "\nagainst {system}: latency p50 theirs / ours {:.2} (above 1: ours is lower), throughput ours / theirs {} (above 1: ours is higher)",
+            p50(i) / p50(0),
+            leads.join(", "),
+        )?;
     }
     writeln!(
         report,
