@@ -1,5 +1,6 @@
 //! The hot helpers against the same statements written by hand with sqlx, interleaved call by
-//! call on the same database so both sides see the same cache and load.
+//! call on the same database so both sides see the same cache and load; which side goes first
+//! alternates from one call to the next.
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
@@ -16,7 +17,7 @@ use uuid::Uuid;
 
 use crate::{
     seed::{BenchData, running_run},
-    stats::{Samples, timed},
+    stats::{Samples, in_turn, timed},
 };
 
 /// One row of the comparison table.
@@ -275,12 +276,18 @@ pub async fn run(
          FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token = $1 AND s.expires_at > now()";
     for i in 0..iterations + warm {
         let token = &data.session_tokens[i % data.session_tokens.len()];
-        let found = timed(&mut c.helper, auth::valid_session(db, token)).await?;
-        let row: Option<RawSessionWithUser> = timed(
-            &mut c.raw,
-            sqlx::query_as(session_sql).bind(token).fetch_optional(pool),
+        let (found, row) = in_turn(
+            i,
+            timed(&mut c.helper, auth::valid_session(db, token)),
+            timed(
+                &mut c.raw,
+                sqlx::query_as::<_, RawSessionWithUser>(session_sql)
+                    .bind(token)
+                    .fetch_optional(pool),
+            ),
         )
-        .await?;
+        .await;
+        let (found, row) = (found?, row?);
         anyhow::ensure!(
             found.is_some() && row.is_some(),
             "seeded session {} not found",
@@ -302,12 +309,16 @@ pub async fn run(
             delivery(10_000_000 + 2 * i),
             delivery(10_000_000 + 2 * i + 1),
         );
-        let ingested = timed(&mut c.helper, events::ingest::<SlackEvents>(db, a)).await?;
-        let rows = timed(
-            &mut c.raw,
-            raw_batch(std::slice::from_ref(&b)).fetch_all(pool),
+        let (ingested, rows) = in_turn(
+            i,
+            timed(&mut c.helper, events::ingest::<SlackEvents>(db, a)),
+            timed(
+                &mut c.raw,
+                raw_batch(std::slice::from_ref(&b)).fetch_all(pool),
+            ),
         )
-        .await?;
+        .await;
+        let (ingested, rows) = (ingested?, rows?);
         let helper_org = match &ingested {
             Ingested::Inserted {
                 organization_id, ..
@@ -331,8 +342,13 @@ pub async fn run(
         let base = 20_000_000 + i * 200;
         let a: Vec<_> = (base..base + 100).map(delivery).collect();
         let b: Vec<_> = (base + 100..base + 200).map(delivery).collect();
-        let ingested = timed(&mut c.helper, events::ingest_batch::<SlackEvents>(db, &a)).await?;
-        let rows = timed(&mut c.raw, raw_batch(&b).fetch_all(pool)).await?;
+        let (ingested, rows) = in_turn(
+            i,
+            timed(&mut c.helper, events::ingest_batch::<SlackEvents>(db, &a)),
+            timed(&mut c.raw, raw_batch(&b).fetch_all(pool)),
+        )
+        .await;
+        let (ingested, rows) = (ingested?, rows?);
         anyhow::ensure!(
             ingested.unrouted.is_empty(),
             "the helper left deliveries unrouted"
@@ -371,26 +387,34 @@ pub async fn run(
             ),
         "the hand-written claim differs from the one `events::claim` sends"
     );
-    for _ in 0..iterations + warm {
-        let txn = db.begin().await?;
-        let claimed = timed(
-            &mut c.helper,
-            events::claim::<SlackEvents>(&txn, organization, 10),
-        )
-        .await?;
-        txn.rollback().await?;
-        let mut tx = pool.begin().await?;
-        let rows: Vec<RawEvent> = timed(
-            &mut c.raw,
-            sqlx::query_as(CLAIM_SQL)
-                .bind(organization)
-                .bind(10i64)
-                .bind(lease)
-                .bind(i64::MAX)
-                .fetch_all(&mut *tx),
-        )
-        .await?;
-        tx.rollback().await?;
+    for i in 0..iterations + warm {
+        let helper = async {
+            let txn = db.begin().await?;
+            let claimed = timed(
+                &mut c.helper,
+                events::claim::<SlackEvents>(&txn, organization, 10),
+            )
+            .await?;
+            txn.rollback().await?;
+            anyhow::Ok(claimed)
+        };
+        let raw = async {
+            let mut tx = pool.begin().await?;
+            let rows: Vec<RawEvent> = timed(
+                &mut c.raw,
+                sqlx::query_as(CLAIM_SQL)
+                    .bind(organization)
+                    .bind(10i64)
+                    .bind(lease)
+                    .bind(i64::MAX)
+                    .fetch_all(&mut *tx),
+            )
+            .await?;
+            tx.rollback().await?;
+            anyhow::Ok(rows)
+        };
+        let (claimed, rows) = in_turn(i, helper, raw).await;
+        let (claimed, rows) = (claimed?, rows?);
         anyhow::ensure!(
             claimed.len() == 10 && rows.len() == 10,
             "not enough pending events seeded"
@@ -415,20 +439,23 @@ pub async fn run(
          RETURNING id, slack_connection_id, event_id, event_type, team_id, channel_id,
              slack_user_id, payload, status, attempts, last_error, processed_at, created_at,
              updated_at, due_at, organization_id";
-    for pair in claimed.chunks(2) {
-        timed(
-            &mut c.helper,
-            events::mark_processed::<SlackEvents>(db, organization, pair[0].id),
+    for (i, pair) in claimed.chunks(2).enumerate() {
+        let (marked, row) = in_turn(
+            i,
+            timed(
+                &mut c.helper,
+                events::mark_processed::<SlackEvents>(db, organization, pair[0].id),
+            ),
+            timed(
+                &mut c.raw,
+                sqlx::query_as::<_, RawEvent>(mark_sql)
+                    .bind(organization)
+                    .bind(pair[1].id)
+                    .fetch_optional(pool),
+            ),
         )
-        .await?;
-        let row: Option<RawEvent> = timed(
-            &mut c.raw,
-            sqlx::query_as(mark_sql)
-                .bind(organization)
-                .bind(pair[1].id)
-                .fetch_optional(pool),
-        )
-        .await?;
+        .await;
+        let (_, row) = (marked?, row?);
         anyhow::ensure!(row.is_some(), "raw mark found nothing");
     }
     c.skip_warm_up(warm);
@@ -449,28 +476,31 @@ pub async fn run(
          SELECT $1, $2, $3, $4, seq.sequence, $5 FROM seq
          RETURNING id, agent_run_id, tool_id, tool_name, sequence, input, output, status, error,
              duration_ms, started_at, completed_at, created_at, updated_at, organization_id";
-    for _ in 0..iterations + warm {
+    for i in 0..iterations + warm {
         let call = NewToolCallInput {
             tool_name: "web_fetch".into(),
             tool_id: None,
             input: json!({ "url": "https://example.com" }),
         };
-        timed(
-            &mut c.helper,
-            agents::append_tool_call(db, organization, run_a, call),
+        let (appended, row) = in_turn(
+            i,
+            timed(
+                &mut c.helper,
+                agents::append_tool_call(db, organization, run_a, call),
+            ),
+            timed(
+                &mut c.raw,
+                sqlx::query_as::<_, RawToolCall>(append_sql)
+                    .bind(organization)
+                    .bind(run_b)
+                    .bind(None::<Uuid>)
+                    .bind("web_fetch")
+                    .bind(json!({ "url": "https://example.com" }))
+                    .fetch_optional(pool),
+            ),
         )
-        .await?;
-        let row: Option<RawToolCall> = timed(
-            &mut c.raw,
-            sqlx::query_as(append_sql)
-                .bind(organization)
-                .bind(run_b)
-                .bind(None::<Uuid>)
-                .bind("web_fetch")
-                .bind(json!({ "url": "https://example.com" }))
-                .fetch_optional(pool),
-        )
-        .await?;
+        .await;
+        let (_, row) = (appended?, row?);
         anyhow::ensure!(row.is_some(), "raw append found no running run");
     }
     c.skip_warm_up(warm);
@@ -495,22 +525,25 @@ pub async fn run(
              next_tool_call_sequence
          FROM agent_runs WHERE organization_id = $1 AND (created_at, id) < ($2, $3)
          ORDER BY created_at DESC, id DESC LIMIT $4";
-    for _ in 0..iterations + warm {
-        let page = timed(
-            &mut c.helper,
-            agents::list_runs(db, &data.organization_id, Some(cursor), 50),
+    for i in 0..iterations + warm {
+        let (page, rows) = in_turn(
+            i,
+            timed(
+                &mut c.helper,
+                agents::list_runs(db, &data.organization_id, Some(cursor), 50),
+            ),
+            timed(
+                &mut c.raw,
+                sqlx::query_as::<_, RawRun>(page_sql)
+                    .bind(&data.organization_id)
+                    .bind(middle.0)
+                    .bind(middle.1)
+                    .bind(51i64)
+                    .fetch_all(pool),
+            ),
         )
-        .await?;
-        let rows: Vec<RawRun> = timed(
-            &mut c.raw,
-            sqlx::query_as(page_sql)
-                .bind(&data.organization_id)
-                .bind(middle.0)
-                .bind(middle.1)
-                .bind(51i64)
-                .fetch_all(pool),
-        )
-        .await?;
+        .await;
+        let (page, rows) = (page?, rows?);
         anyhow::ensure!(
             page.items.len() == 50 && rows.len() == 51,
             "not enough runs seeded"

@@ -27,6 +27,23 @@ impl Samples {
     }
 }
 
+/// Awaits both calls, one after the other, the helper first on even turns and the hand-written
+/// side first on odd ones: whichever goes second finds the server as the first left it (a page
+/// just split, a row just unlocked), so a fixed order would bias every pair the same way.
+pub async fn in_turn<A, B>(
+    turn: usize,
+    helper: impl std::future::Future<Output = A>,
+    raw: impl std::future::Future<Output = B>,
+) -> (A, B) {
+    if turn.is_multiple_of(2) {
+        let a = helper.await;
+        (a, raw.await)
+    } else {
+        let b = raw.await;
+        (helper.await, b)
+    }
+}
+
 /// Times one awaited call.
 pub async fn timed<T>(samples: &mut Samples, call: impl std::future::Future<Output = T>) -> T {
     let started = Instant::now();
@@ -80,5 +97,48 @@ impl RoundFigures {
     /// The median over rounds of each round's p99.
     pub fn p99(&self) -> Duration {
         median(&self.p99)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::in_turn;
+
+    /// The order both sides ran in, on each of four turns.
+    async fn orders() -> Vec<Vec<&'static str>> {
+        let mut out = Vec::new();
+        for turn in 0..4 {
+            let ran = RefCell::new(Vec::new());
+            let (a, b) = in_turn(
+                turn,
+                async {
+                    ran.borrow_mut().push("helper");
+                    1
+                },
+                async {
+                    ran.borrow_mut().push("raw");
+                    2
+                },
+            )
+            .await;
+            assert_eq!((a, b), (1, 2), "each side's result in its own place");
+            out.push(ran.into_inner());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn which_side_goes_first_alternates_from_turn_to_turn() {
+        assert_eq!(
+            orders().await,
+            [
+                ["helper", "raw"],
+                ["raw", "helper"],
+                ["helper", "raw"],
+                ["raw", "helper"]
+            ]
+        );
     }
 }
